@@ -1,0 +1,169 @@
+"""Run configuration as frozen dataclasses, loadable from flat YAML and `key=value` overrides.
+
+Keys are flat (`embedding_dim: 64`, `epochs: 1`) so that search spaces in `tune_spaces/`, best
+configs and `--set` overrides all speak the same names: the fields of ModelConfig and TrainConfig.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DistnerError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shape. Defaults reproduce the seed: Embedding 520 -> 1-layer LSTM 520 -> Linear."""
+
+    embedding_dim: int = 520
+    hidden_dim: int = 520
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # on embeddings and LSTM outputs (and between LSTM layers)
+
+    def __post_init__(self) -> None:
+        _positive(self, "embedding_dim", "hidden_dim", "num_layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise DistnerError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and data handling. Defaults are the seed's: 10 epochs, batch 35, 25 tokens, Adam."""
+
+    epochs: int = 10
+    batch_size: int = 35
+    seq_len: int = 25  # training truncation; 0 = no truncation. Evaluation never truncates.
+    # The seed names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0  # 0 = off
+    min_freq: int = 1  # words seen fewer times in train map to <unk>
+    seed: int = 42
+    max_train_sentences: int = 0  # 0 = all; a seeded sample otherwise (smoke runs, tests)
+    max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "batch_size", "min_freq")
+        _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
+        _non_negative(self, "max_train_sentences", "max_eval_sentences")
+        if self.lr <= 0:
+            raise DistnerError(f"lr: must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_flat(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self.model), **dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        unknown = sorted(set(values) - set(FIELD_TYPES))
+        if unknown:
+            raise DistnerError(
+                f"{source}: unknown config key {unknown[0]!r} (known: {', '.join(FIELD_TYPES)})"
+            )
+        typed = {k: coerce(k, v, source) for k, v in values.items()}
+        model = ModelConfig(**{k: v for k, v in typed.items() if k in _MODEL_KEYS})
+        train = TrainConfig(**{k: v for k, v in typed.items() if k in _TRAIN_KEYS})
+        return cls(model, train)
+
+    def replace(self, **values: Any) -> RunConfig:
+        return RunConfig.from_flat({**self.to_flat(), **values})
+
+
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+FIELD_TYPES: dict[str, type] = {
+    f.name: type(f.default) for cls in (ModelConfig, TrainConfig) for f in fields(cls)
+}
+
+
+def coerce(key: str, value: Any, source: str = "config") -> Any:
+    """Check/convert one value to its field's type (YAML or `--set` strings)."""
+    want = FIELD_TYPES.get(key)
+    if want is None:
+        raise DistnerError(f"{source}: unknown config key {key!r}")
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+        if want is float and isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-3" as a string
+                value = float(value)
+            except ValueError:
+                pass
+    ok = (
+        (want is bool and isinstance(value, bool))
+        or (want is int and isinstance(value, int) and not isinstance(value, bool))
+        or (want is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (want is str and isinstance(value, str))
+    )
+    if not ok:
+        raise DistnerError(f"{source}: key {key!r} needs a {want.__name__}, got {value!r}")
+    return want(value)
+
+
+def _positive(obj: object, *names: str) -> None:
+    for n in names:
+        if getattr(obj, n) <= 0:
+            raise DistnerError(f"{n}: must be > 0, got {getattr(obj, n)}")
+
+
+def _non_negative(obj: object, *names: str) -> None:
+    for n in names:
+        if getattr(obj, n) < 0:
+            raise DistnerError(f"{n}: must be >= 0, got {getattr(obj, n)}")
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DistnerError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise DistnerError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    except UnicodeDecodeError:
+        raise DistnerError(f"{path}: not valid UTF-8") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DistnerError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DistnerError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = coerce(key.strip(), value.strip(), source=f"--set {item}")
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML file (flat keys) <- `--set` overrides."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        values.update(read_yaml_mapping(path))
+        source = str(path)
+        values.pop("_meta", None)  # provenance written by distner (best configs), not a field
+    cfg = RunConfig.from_flat(values, source=source)
+    over = parse_overrides(overrides)
+    return cfg.replace(**over) if over else cfg

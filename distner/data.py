@@ -1,0 +1,273 @@
+"""MultiCoNER CoNLL reading, vocabularies and tensor encoding.
+
+File format: `# id <uuid>\\tdomain=<lang>` header per sentence, then `TOKEN _ _ TAG` lines,
+sentences separated by any number of blank lines; plain or gzip-compressed UTF-8.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import DistnerError
+from .labels import FINE_TYPES, normalize_lang, to_coarse
+
+PAD, UNK = "<pad>", "<unk>"
+IGNORE_INDEX = -100  # label id for padding: never enters the loss or a metric
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    id: str  # the full header line after "# id ", kept verbatim for round trips
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...] | None  # None when the file carried no labels
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def _check_tag(tag: str, prev: str, where: str, types: Collection[str]) -> None:
+    if tag == "O":
+        return
+    prefix, _, etype = tag.partition("-")
+    if prefix not in ("B", "I") or not etype:
+        raise DistnerError(f"{where}: malformed tag {tag!r} (expected O, B-TYPE or I-TYPE)")
+    if etype not in types:
+        raise DistnerError(f"{where}: unknown entity type {etype!r} in tag {tag!r}")
+    if prefix == "I" and prev[2:] != etype:
+        raise DistnerError(f"{where}: {tag!r} follows {prev!r}; IOB2 needs B-{etype} to start an entity")
+
+
+def read_conll(
+    path: str | os.PathLike, require_tags: bool = True, types: Collection[str] = FINE_TYPES
+) -> list[Sentence]:
+    """Parse a MultiCoNER file, validating every line against the entity `types` (fine by default).
+
+    With `require_tags=False` (prediction input) lines may be a bare token or `TOKEN _ _ TAG`;
+    tags present are still kept but never required.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DistnerError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    sentences: list[Sentence] = []
+    sid: str | None = None
+    tokens: list[str] = []
+    tags: list[str] = []
+    prev = "O"
+
+    def flush() -> None:
+        if tokens:
+            has_tags = len(tags) == len(tokens)
+            sentences.append(
+                Sentence(sid or str(len(sentences)), tuple(tokens), tuple(tags) if has_tags else None)
+            )
+        tokens.clear()
+        tags.clear()
+
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                where = f"{path}:{lineno}"
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    raise DistnerError(f"{where}: not valid UTF-8") from None
+                if line.startswith("# id"):
+                    flush()
+                    sid, prev = line[len("# id") :].strip(), "O"
+                    continue
+                if not line.strip():
+                    flush()
+                    sid, prev = None, "O"
+                    continue
+                cols = line.split(" ")
+                if len(cols) == 4:
+                    token, tag = cols[0], cols[3]
+                    _check_tag(tag, prev, where, types)
+                    if tags is not None and len(tags) == len(tokens):
+                        tags.append(tag)
+                    prev = tag
+                elif len(cols) == 1 and not require_tags:
+                    token = cols[0]
+                else:
+                    expect = "4 columns `TOKEN _ _ TAG`" + ("" if require_tags else " or 1")
+                    raise DistnerError(f"{where}: expected {expect}, found {len(cols)}")
+                if not token:
+                    raise DistnerError(f"{where}: empty token")
+                tokens.append(token)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DistnerError(f"{path}: cannot read ({e})") from None
+    flush()
+    if not sentences:
+        raise DistnerError(f"{path}:1: no sentences in file")
+    return sentences
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """`--data-dir` if given, else $DISTNER_DATA; always absolute (Ray trials change directory)."""
+    chosen = data_dir or os.environ.get("DISTNER_DATA")
+    if not chosen:
+        raise DistnerError("no data directory: pass --data-dir DIR or set DISTNER_DATA")
+    root = Path(chosen).expanduser().resolve()
+    if not root.is_dir():
+        raise DistnerError(f"{root}: data directory not found")
+    return root
+
+
+def split_path(data_dir: str | os.PathLike | None, lang: str, split: str) -> Path:
+    """`{root}/{lang}/{split}.conll` or `.conll.gz`."""
+    root, code = resolve_data_dir(data_dir), normalize_lang(lang)
+    for name in (f"{split}.conll", f"{split}.conll.gz"):
+        if (root / code / name).is_file():
+            return root / code / name
+    raise DistnerError(f"{root / code / split}.conll[.gz]: split {split!r} not found")
+
+
+def with_granularity(sentences: Iterable[Sentence], granularity: str) -> list[Sentence]:
+    """Fine tags as read, or mapped to the six coarse groups."""
+    if granularity == "fine":
+        return list(sentences)
+    return [
+        Sentence(s.id, s.tokens, None if s.tags is None else tuple(map(to_coarse, s.tags))) for s in sentences
+    ]
+
+
+def load_split(data_dir: str | os.PathLike | None, lang: str, split: str, granularity: str) -> list[Sentence]:
+    return with_granularity(read_conll(split_path(data_dir, lang, split)), granularity)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Index <-> string maps; index 0 is padding, 1 unknown."""
+
+    itos: tuple[str, ...]
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sentence], min_freq: int = 1) -> Vocab:
+        counts = Counter(t for s in sentences for t in s.tokens)
+        words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        return cls((PAD, UNK, *words))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def lookup(self, tokens: Sequence[str]) -> list[int]:
+        stoi = self._stoi
+        return [stoi.get(t, 1) for t in tokens]
+
+    @property
+    def _stoi(self) -> dict[str, int]:
+        cached = self.__dict__.get("_stoi_cache")
+        if cached is None:
+            cached = {w: i for i, w in enumerate(self.itos)}
+            object.__setattr__(self, "_stoi_cache", cached)
+        return cached
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A split as padded tensors: tokens/labels [N, L] (label IGNORE_INDEX on padding), lengths [N]."""
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.lengths.numel())
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def encode(
+    sentences: Sequence[Sentence], vocab: Vocab, tags: Sequence[str], max_len: int | None = None
+) -> Encoded:
+    """Encode sentences, truncating to `max_len` tokens when given (training only)."""
+    tag_index = {t: i for i, t in enumerate(tags)}
+    lens = [min(len(s), max_len) if max_len else len(s) for s in sentences]
+    width = max(lens, default=1)
+    x = torch.zeros((len(sentences), width), dtype=torch.long)
+    y = torch.full((len(sentences), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (s, n) in enumerate(zip(sentences, lens)):
+        x[i, :n] = torch.tensor(vocab.lookup(s.tokens[:n]), dtype=torch.long)
+        if s.tags is not None:
+            try:
+                y[i, :n] = torch.tensor([tag_index[t] for t in s.tags[:n]], dtype=torch.long)
+            except KeyError as e:
+                raise DistnerError(f"sentence {s.id}: tag {e.args[0]} is not in the tag set") from None
+    return Encoded(x, y, torch.tensor(lens, dtype=torch.long))
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Whole batches by index list: one tensor slice per batch instead of per-sample collation,
+    trimmed to the longest sentence in the batch."""
+
+    def __init__(self, data: Encoded):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(idx)
+        lengths = self.data.lengths[index]
+        width = int(lengths.max())
+        return self.data.tokens[index, :width], self.data.labels[index, :width], lengths
+
+
+def make_loader(data: Encoded, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding (tokens, labels, lengths) batches; shuffling is seeded."""
+    ds = BatchDataset(data)
+    gen = torch.Generator().manual_seed(seed)
+    base = (
+        torch.utils.data.RandomSampler(ds, generator=gen)
+        if shuffle
+        else torch.utils.data.SequentialSampler(ds)
+    )
+    sampler = torch.utils.data.BatchSampler(base, batch_size=batch_size, drop_last=False)
+    return torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=None)
+
+
+def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = 25) -> dict:
+    """Counts for `distner data stats`: sizes, entities per type, length percentiles."""
+    from .metrics import get_entities
+
+    lengths = sorted(len(s) for s in sentences)
+    entities: Counter[str] = Counter(span[0] for s in sentences if s.tags for span in get_entities(s.tags))
+
+    def pct(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q / 100 * len(lengths)))]
+
+    return {
+        "sentences": len(sentences),
+        "tokens": sum(lengths),
+        "entities": sum(entities.values()),
+        "length": {
+            "mean": round(sum(lengths) / len(lengths), 2),
+            "p50": pct(50),
+            "p90": pct(90),
+            "p95": pct(95),
+            "p99": pct(99),
+            "max": lengths[-1],
+        },
+        f"truncated_at_{truncate_at}": round(sum(n > truncate_at for n in lengths) / len(lengths), 4),
+        "entities_per_type": dict(entities.most_common()),
+    }
+
+
+def format_conll(sentences: Sequence[Sentence], tags: Sequence[Sequence[str]]) -> str:
+    """MultiCoNER layout: `# id ...`, `TOKEN _ _ TAG` lines, a blank line after each sentence."""
+    parts = []
+    for s, seq in zip(sentences, tags):
+        lines = [f"# id {s.id}"] + [f"{tok} _ _ {tag}" for tok, tag in zip(s.tokens, seq)]
+        parts.append("\n".join(lines) + "\n\n")
+    return "".join(parts)

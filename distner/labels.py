@@ -1,0 +1,80 @@
+"""The fixed MultiCoNER II label inventory, language names and the fine -> coarse table."""
+
+from __future__ import annotations
+
+from .errors import DistnerError
+
+# The six coarse groups and their fine types, as in the data README (order fixes tag indices).
+COARSE_TO_FINE: dict[str, tuple[str, ...]] = {
+    "Location": ("Facility", "OtherLOC", "HumanSettlement", "Station"),
+    "CreativeWork": ("VisualWork", "MusicalWork", "WrittenWork", "ArtWork", "Software"),
+    "Group": (
+        "MusicalGRP",
+        "PublicCorp",
+        "PrivateCorp",
+        "AerospaceManufacturer",
+        "SportsGRP",
+        "CarManufacturer",
+        "ORG",
+    ),
+    "Person": (
+        "Scientist",
+        "Artist",
+        "Athlete",
+        "Politician",
+        "Cleric",
+        "SportsManager",
+        "OtherPER",
+    ),
+    "Product": ("Clothing", "Vehicle", "Food", "Drink", "OtherPROD"),
+    "Medical": (
+        "Medication/Vaccine",
+        "MedicalProcedure",
+        "AnatomicalStructure",
+        "Symptom",
+        "Disease",
+    ),
+}
+FINE_TO_COARSE: dict[str, str] = {f: c for c, fs in COARSE_TO_FINE.items() for f in fs}
+FINE_TYPES: tuple[str, ...] = tuple(FINE_TO_COARSE)
+COARSE_TYPES: tuple[str, ...] = tuple(COARSE_TO_FINE)
+GRANULARITIES = ("fine", "coarse")
+
+LANGUAGES: dict[str, str] = {
+    "en": "en",
+    "english": "en",
+    "hi": "hi",
+    "hindi": "hi",
+    "bn": "bn",
+    "bengali": "bn",
+    "bangla": "bn",
+}
+LANGUAGE_CODES = ("en", "hi", "bn")
+
+
+def normalize_lang(name: str) -> str:
+    """Map `hindi`/`HI`/`hi` to the data folder code `hi`."""
+    code = LANGUAGES.get(name.strip().lower())
+    if code is None:
+        raise DistnerError(f"unknown language {name!r}: use one of en|english, hi|hindi, bn|bengali|bangla")
+    return code
+
+
+def normalize_granularity(name: str) -> str:
+    g = name.strip().lower()
+    if g not in GRANULARITIES:
+        raise DistnerError(f"unknown granularity {name!r}: use fine or coarse")
+    return g
+
+
+def tag_set(granularity: str) -> tuple[str, ...]:
+    """The full fixed IOB2 tag set: `O` first, then B-/I- per type (67 fine, 13 coarse)."""
+    types = FINE_TYPES if normalize_granularity(granularity) == "fine" else COARSE_TYPES
+    return ("O",) + tuple(f"{p}-{t}" for t in types for p in ("B", "I"))
+
+
+def to_coarse(tag: str) -> str:
+    """`B-Artist` -> `B-Person`; `O` stays `O`. Assumes a valid fine tag."""
+    if tag == "O":
+        return tag
+    return f"{tag[:2]}{FINE_TO_COARSE[tag[2:]]}"

@@ -1,0 +1,40 @@
+"""Plain-text tables for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COLUMNS = (
+    ("entity_macro_f1", "entity macro-F1"),
+    ("entity_micro_f1", "entity micro-F1"),
+    ("token_accuracy", "token acc"),
+    ("seed_style_macro_f1", "seed-style macro-F1*"),
+    ("seed_style_accuracy", "seed-style acc*"),
+)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """One row per split present (dev, test, or an evaluated file)."""
+    rows = [["split", *(label for _, label in COLUMNS)]]
+    for split, m in metrics.items():
+        if isinstance(m, dict) and "entity_macro_f1" in m:
+            rows.append([split, *(f"{100 * m[k]:.2f}" for k, _ in COLUMNS)])
+    note = "* inflated: the class report's token-level method, padding counted (see docs/metrics.md)"
+    return table(rows) + "\n" + note
+
+
+def per_type_table(m: dict[str, Any]) -> str:
+    rows = [["type", "precision", "recall", "f1", "support"]]
+    for t, v in m["per_type"].items():
+        rows.append([t, *(f"{100 * v[k]:.1f}" for k in ("precision", "recall", "f1")), str(v["support"])])
+    return table(rows)

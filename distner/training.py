@@ -1,0 +1,374 @@
+"""Training: the LightningModule around the Tagger, and plain `fit` / `evaluate` / `predict`.
+
+Nothing here knows about Ray: tuning passes extra Lightning callbacks (and a checkpoint to resume
+from) into `fit`, exactly as a user's own script could.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import nn
+
+from . import __version__
+from .config import RunConfig
+from .data import IGNORE_INDEX, Encoded, Sentence, Vocab, encode, load_split, make_loader
+from .errors import DistnerError
+from .fileio import write_json, write_yaml
+from .labels import normalize_granularity, normalize_lang, tag_set
+from .metrics import entity_scores, score
+from .model import Tagger
+
+MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Parsed sentences of one language x granularity; parse once, encode per config."""
+
+    lang: str
+    granularity: str
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    data_dir: str
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
+        from .data import resolve_data_dir
+
+        lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
+        root = resolve_data_dir(data_dir)
+        splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
+        return cls(lang, granularity, *splits, data_dir=str(root))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A corpus encoded for one config: vocabulary, tag set and tensors."""
+
+    vocab: Vocab
+    tags: tuple[str, ...]
+    train: Encoded
+    dev: Encoded
+    dev_sentences: list[Sentence]
+
+
+def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
+    t = cfg.train
+    train = corpus.train
+    if t.max_train_sentences and t.max_train_sentences < len(train):
+        train = random.Random(t.seed).sample(train, t.max_train_sentences)
+    dev = corpus.dev[: t.max_eval_sentences] if t.max_eval_sentences else corpus.dev
+    vocab = Vocab.build(train, t.min_freq)
+    tags = tag_set(corpus.granularity)
+    return Prepared(vocab, tags, encode(train, vocab, tags, t.seq_len or None), encode(dev, vocab, tags), dev)
+
+
+def decode(logits: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]) -> list[list[str]]:
+    best = logits.argmax(-1).cpu().tolist()
+    return [[tags[j] for j in row[:n]] for row, n in zip(best, lengths.tolist())]
+
+
+class TaggerModule(pl.LightningModule):
+    """Cross-entropy over real tokens, Adam; validation scores entity macro-F1 on dev."""
+
+    def __init__(self, model: Tagger, cfg: RunConfig, tags: Sequence[str]):
+        super().__init__()
+        self.model, self.cfg, self.tags = model, cfg, tuple(tags)
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        self._gold: list[list[str]] = []
+        self._pred: list[list[str]] = []
+        self._epoch_tokens = 0
+        self._epoch_start = 0.0
+
+    def _loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, labels, lengths = batch
+        logits = self.model(tokens, lengths)
+        return self.loss_fn(logits.flatten(0, 1), labels.flatten()), logits
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} (diverged); try a lower lr")
+        self._epoch_tokens += int(batch[2].sum())
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_tokens, self._epoch_start = 0, time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:
+        # Validation follows the training epoch: time to here is pure training time.
+        if not self.trainer.sanity_checking and self._epoch_tokens:
+            seconds = max(time.perf_counter() - self._epoch_start, 1e-9)
+            self.log("train_tokens_per_s", self._epoch_tokens / seconds)
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        loss, logits = self._loss(batch)
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch[2]))
+        self._pred += decode(logits, batch[2], self.tags)
+        self._gold += [
+            [self.tags[j] for j in row[:n]] for row, n in zip(batch[1].tolist(), batch[2].tolist())
+        ]
+
+    def on_validation_epoch_end(self) -> None:
+        s = entity_scores(self._gold, self._pred)
+        self.log(MONITOR, s["entity_macro_f1"])
+        self.log("val_entity_micro_f1", s["entity_micro_f1"])
+        self._gold, self._pred = [], []
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+class BestWeights(pl.Callback):
+    """Keeps the network's weights from the best validation epoch and writes them as model.pt."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.best = -math.inf
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = float(trainer.callback_metrics.get(MONITOR, -math.inf))
+        if value > self.best:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = copy.deepcopy({k: v.cpu() for k, v in module.model.state_dict().items()})
+            save_weights(self.state, self.path)
+
+    def state_dict(self) -> dict[str, Any]:  # survives a resumed fit
+        return {"best": self.best, "best_epoch": self.best_epoch, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.state = state["best"], state["best_epoch"], state["state"]
+
+
+class EpochLog(pl.Callback):
+    """One progress line per epoch on stderr (readable in logs, unlike a progress bar)."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            f"  train_loss {m.get('train_loss', float('nan')):.4f}"
+            f"  val_loss {m.get('val_loss', float('nan')):.4f}"
+            f"  val entity macro-F1 {100 * m.get(MONITOR, 0.0):.2f}"
+            f"  {m.get('train_tokens_per_s', 0.0):,.0f} tok/s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+    best_epoch: int
+    best_val_f1: float
+    epochs_run: int
+
+
+def _quiet_lightning() -> None:
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def select_accelerator(accelerator: str) -> str:
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise DistnerError("--accelerator gpu: no CUDA device is visible")
+    return accelerator
+
+
+def fit(
+    cfg: RunConfig,
+    corpus: Corpus,
+    out_dir: str | os.PathLike,
+    *,
+    accelerator: str = "auto",
+    callbacks: Sequence[pl.Callback] = (),
+    ckpt_path: str | None = None,
+    progress: bool = True,
+    evaluate_test: bool = True,
+) -> FitResult:
+    """Train one model and write config.yaml, model.pt, tb/ (TensorBoard) and metrics.json."""
+    _quiet_lightning()
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    data = prepare(corpus, cfg)
+    model = Tagger(cfg.model, len(data.vocab), len(data.tags))
+    module = TaggerModule(model, cfg, data.tags)
+    write_run_config(out, cfg, corpus, data)
+
+    accel = select_accelerator(accelerator)
+    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    logger.log_hyperparams(
+        {**cfg.to_flat(), "lang": corpus.lang, "granularity": corpus.granularity},
+        metrics={f"best/{MONITOR}": 0.0},
+    )
+    best = BestWeights(out / "model.pt")
+    progress_cbs = [EpochLog()] if progress else []
+    trainer = pl.Trainer(
+        max_epochs=cfg.train.epochs,
+        accelerator=accel,
+        devices=1,
+        logger=logger,
+        callbacks=[best, *progress_cbs, *callbacks],
+        enable_checkpointing=False,
+        enable_progress_bar=progress and sys.stderr.isatty(),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=cfg.train.grad_clip or None,
+        deterministic=accel == "cpu",
+        log_every_n_steps=10,
+    )
+    started = time.perf_counter()
+    trainer.fit(
+        module,
+        train_dataloaders=make_loader(data.train, cfg.train.batch_size, True, cfg.train.seed),
+        val_dataloaders=make_loader(data.dev, 256, False),
+        ckpt_path=ckpt_path,
+    )
+    seconds = time.perf_counter() - started
+    if best.state is None:
+        raise DistnerError("training produced no validated epoch")
+    model.load_state_dict(best.state)
+    logger.log_metrics({f"best/{MONITOR}": best.best}, step=trainer.global_step)
+    logger.finalize("success")
+
+    device = torch.device("cuda" if accel == "gpu" else "cpu")
+    seq_len = cfg.train.seq_len or 25
+    metrics: dict[str, Any] = {
+        "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device),
+    }
+    if evaluate_test:
+        metrics["test"] = evaluate(model, corpus.test, data.vocab, data.tags, seq_len, device)
+    metrics.update(
+        lang=corpus.lang,
+        granularity=corpus.granularity,
+        seed=cfg.train.seed,
+        best_epoch=best.best_epoch + 1,
+        epochs_run=trainer.current_epoch,
+        train_seconds=round(seconds, 2),
+        config=cfg.to_flat(),
+    )
+    write_json(out / "metrics.json", metrics)
+    return FitResult(out, metrics, best.best_epoch + 1, best.best, trainer.current_epoch)
+
+
+def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) -> None:
+    write_yaml(
+        out / "config.yaml",
+        {
+            "distner_version": __version__,
+            "lang": corpus.lang,
+            "granularity": corpus.granularity,
+            "data_dir": corpus.data_dir,
+            "seed": cfg.train.seed,
+            "config": cfg.to_flat(),
+            "tags": list(data.tags),
+            "vocab": list(data.vocab.itos),
+        },
+        header="# Written by distner: everything needed to rebuild this run's model (model.pt).\n",
+    )
+
+
+@torch.no_grad()
+def predict_tags(
+    model: Tagger,
+    sentences: Sequence[Sentence],
+    vocab: Vocab,
+    tags: Sequence[str],
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+) -> list[list[str]]:
+    """Tags for every token of every sentence (no truncation), in input order."""
+    model.eval().to(device)
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[list[str]] = [[] for _ in sentences]
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        enc = encode([Sentence(sentences[i].id, sentences[i].tokens, None) for i in idx], vocab, tags)
+        logits = model(enc.tokens.to(device), enc.lengths)
+        for i, tag_seq in zip(idx, decode(logits, enc.lengths, tags)):
+            out[i] = tag_seq
+    return out
+
+
+def evaluate(
+    model: Tagger,
+    sentences: Sequence[Sentence],
+    vocab: Vocab,
+    tags: Sequence[str],
+    seq_len: int = 25,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """The one evaluation used for dev, test and any labelled file."""
+    gold = []
+    for s in sentences:
+        if s.tags is None:
+            raise DistnerError(f"sentence {s.id}: evaluation needs gold tags")
+        gold.append(list(s.tags))
+    return score(gold, predict_tags(model, sentences, vocab, tags, device), seq_len)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    run_dir: Path
+    model: Tagger
+    cfg: RunConfig
+    vocab: Vocab
+    tags: tuple[str, ...]
+    lang: str
+    granularity: str
+    data_dir: str
+
+
+def load_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """Rebuild a trained model from its run folder (config.yaml + model.pt)."""
+    from .config import read_yaml_mapping
+
+    run = Path(run_dir).resolve()
+    meta = read_yaml_mapping(run / "config.yaml")
+    weights = run / "model.pt"
+    if not weights.is_file():
+        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
+    try:
+        cfg = RunConfig.from_flat(meta["config"], source=str(run / "config.yaml"))
+        vocab, tags = Vocab(tuple(meta["vocab"])), tuple(meta["tags"])
+        lang, granularity = meta["lang"], meta["granularity"]
+    except KeyError as e:
+        raise DistnerError(f"{run / 'config.yaml'}: missing key {e.args[0]!r}") from None
+    model = Tagger(cfg.model, len(vocab), len(tags))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, meta.get("data_dir", ""))

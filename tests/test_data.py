@@ -1,0 +1,112 @@
+import gzip
+
+import pytest
+
+from distner.data import Vocab, encode, format_conll, read_conll, split_path
+from distner.errors import DistnerError
+from distner.labels import tag_set
+
+from .conftest import write
+
+
+def test_reads_fixture_with_any_number_of_blank_lines(tiny_dir):
+    train = read_conll(tiny_dir / "en" / "train.conll")
+    dev = read_conll(tiny_dir / "en" / "dev.conll")  # one blank line between sentences
+    test = read_conll(tiny_dir / "en" / "test.conll")  # three
+    assert (len(train), len(dev), len(test)) == (12, 3, 3)
+    assert train[0].id == "tiny-train-0\tdomain=en"
+    assert train[0].tokens == ("alice", "smith", "sang", "in", "paris")
+    assert train[0].tags == ("B-Artist", "I-Artist", "O", "O", "B-HumanSettlement")
+
+
+def test_gzip_and_plain_agree(tmp_path, tiny_dir):
+    text = (tiny_dir / "en" / "train.conll").read_text(encoding="utf-8")
+    gz = tmp_path / "train.conll.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as f:
+        f.write(text)
+    assert read_conll(gz) == read_conll(tiny_dir / "en" / "train.conll")
+
+
+def test_keeps_zero_width_characters(tmp_path):
+    word = "क\u200dष\u200c"  # ZWJ and ZWNJ are part of the word form
+    p = write(tmp_path / "zw.conll", f"# id z\tdomain=hi\n{word} _ _ O\nदिल्ली _ _ B-HumanSettlement\n")
+    assert read_conll(p)[0].tokens[0] == word
+
+
+@pytest.mark.parametrize(
+    "body,line,message",
+    [
+        ("a _ _ O\nb _ O\n", 3, "expected 4 columns"),
+        ("a _ _ O\nb _ _ B-Wizard\n", 3, "unknown entity type 'Wizard'"),
+        ("a _ _ O\nb _ _ X-Artist\n", 3, "malformed tag"),
+        ("a _ _ O\nb _ _ I-Artist\n", 3, "IOB2 needs B-Artist"),
+        ("a _ _ B-Artist\nb _ _ I-Athlete\n", 3, "follows 'B-Artist'"),
+        ("a _ _ I-Artist\n", 2, "IOB2 needs B-Artist"),
+    ],
+)
+def test_malformed_lines_name_file_and_line(tmp_path, body, line, message):
+    p = write(tmp_path / "bad.conll", "# id x\tdomain=en\n" + body)
+    with pytest.raises(DistnerError) as e:
+        read_conll(p)
+    assert str(e.value).startswith(f"{p}:{line}: ")
+    assert message in str(e.value)
+
+
+def test_empty_file(tmp_path):
+    p = write(tmp_path / "empty.conll", "\n\n")
+    with pytest.raises(DistnerError, match=r"empty\.conll:1: no sentences"):
+        read_conll(p)
+
+
+def test_not_utf8(tmp_path):
+    p = tmp_path / "latin.conll"
+    p.write_bytes(b"# id x\n\xe9t\xe9 _ _ O\n")
+    with pytest.raises(DistnerError, match=r"latin\.conll:2: not valid UTF-8"):
+        read_conll(p)
+
+
+def test_missing_file_and_split(tmp_path, tiny_dir):
+    with pytest.raises(DistnerError, match="file not found"):
+        read_conll(tmp_path / "nope.conll")
+    with pytest.raises(DistnerError, match="split 'train' not found"):
+        split_path(tmp_path, "hi", "train")
+    assert split_path(tiny_dir, "english", "dev") == tiny_dir / "en" / "dev.conll"
+
+
+def test_data_dir_from_environment(monkeypatch, tiny_dir):
+    monkeypatch.setenv("DISTNER_DATA", str(tiny_dir))
+    assert split_path(None, "en", "test") == tiny_dir / "en" / "test.conll"
+    monkeypatch.delenv("DISTNER_DATA")
+    with pytest.raises(DistnerError, match="DISTNER_DATA"):
+        split_path(None, "en", "test")
+
+
+def test_prediction_input_may_lack_tags(tmp_path):
+    p = write(tmp_path / "raw.conll", "# id a\tdomain=en\nhello\nworld\n\n# id b\tdomain=en\nx _ _ O\n")
+    sents = read_conll(p, require_tags=False)
+    assert sents[0].tags is None and sents[0].tokens == ("hello", "world")
+    with pytest.raises(DistnerError, match="expected 4 columns"):
+        read_conll(p)
+
+
+def test_vocab_min_freq_and_specials(tiny_dir):
+    train = read_conll(tiny_dir / "en" / "train.conll")
+    v1, v2 = Vocab.build(train), Vocab.build(train, min_freq=2)
+    assert v1.itos[:2] == ("<pad>", "<unk>")
+    assert "paris" in v2.itos and "smith" not in v2.itos and len(v2) < len(v1)
+    assert v2.lookup(["paris", "smith"])[1] == 1
+
+
+def test_encode_truncates_only_when_asked(tiny_dir):
+    train = read_conll(tiny_dir / "en" / "train.conll")
+    vocab, tags = Vocab.build(train), tag_set("fine")
+    full, cut = encode(train, vocab, tags), encode(train, vocab, tags, max_len=3)
+    assert full.lengths.tolist() == [len(s) for s in train]
+    assert int(cut.lengths.max()) == 3 and cut.tokens.shape[1] == 3
+    assert (full.labels[full.tokens == 0] == -100).all()  # padding never has a label
+
+
+def test_format_round_trip(tmp_path, tiny_dir):
+    sents = read_conll(tiny_dir / "en" / "train.conll")
+    out = write(tmp_path / "rt.conll", format_conll(sents, [s.tags for s in sents]))
+    assert read_conll(out) == sents
