@@ -78,3 +78,15 @@ def to_coarse(tag: str) -> str:
     if tag == "O":
         return tag
     return f"{tag[:2]}{FINE_TO_COARSE[tag[2:]]}"
+
+
+def repair_iob2(tags: list[str]) -> list[str]:
+    """Make a predicted sequence valid IOB2 by turning a stray `I-X` (after `O` or another type)
+    into `B-X`. This is exactly how conlleval reads such a tag, so entity scores do not change."""
+    out, prev = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and prev[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        out.append(tag)
+        prev = tag
+    return out

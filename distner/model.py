@@ -29,7 +29,8 @@ class Tagger(nn.Module):
             dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.dropout = nn.Dropout(cfg.dropout)
+        # Identity when off: the seed had no dropout, and a p=0 Dropout still costs a pass
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.proj = nn.Linear(cfg.hidden_dim * (2 if cfg.bidirectional else 1), num_tags)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from .config import RunConfig
 from .data import IGNORE_INDEX, Encoded, Sentence, Vocab, encode, load_split, make_loader
 from .errors import DistnerError
 from .fileio import write_json, write_yaml
-from .labels import normalize_granularity, normalize_lang, tag_set
+from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
 from .metrics import entity_scores, score
 from .model import Tagger
 
@@ -80,8 +80,9 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
 
 
 def decode(logits: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]) -> list[list[str]]:
+    """Argmax tags per real token, repaired to valid IOB2 (entity scores are unaffected)."""
     best = logits.argmax(-1).cpu().tolist()
-    return [[tags[j] for j in row[:n]] for row, n in zip(best, lengths.tolist())]
+    return [repair_iob2([tags[j] for j in row[:n]]) for row, n in zip(best, lengths.tolist())]
 
 
 class TaggerModule(pl.LightningModule):
@@ -198,6 +199,7 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 def select_accelerator(accelerator: str) -> str:
@@ -248,7 +250,6 @@ def fit(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         gradient_clip_val=cfg.train.grad_clip or None,
-        deterministic=accel == "cpu",
         log_every_n_steps=10,
     )
     started = time.perf_counter()

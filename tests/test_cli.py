@@ -1,0 +1,92 @@
+"""The CLI as a user runs it: real subprocesses, exit codes, one-line errors."""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import write
+
+
+def run(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "distner", *map(str, args)], capture_output=True, text=True, env=env
+    )
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_help_lists_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    for cmd in ("train", "evaluate", "predict", "data"):
+        assert cmd in proc.stdout
+    assert "--set KEY=VALUE" in run("train", "--help").stdout
+
+
+@pytest.fixture
+def bad_data(tmp_path, tiny_dir):
+    """A data root whose train split has an error on line 4."""
+    for split in ("dev", "test"):
+        write(tmp_path / "en" / f"{split}.conll", (tiny_dir / "en" / f"{split}.conll").read_text())
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "train_text,needle",
+    [
+        ("# id a\tdomain=en\nx _ _ O\ny _ _ O\nz _ O\n", "train.conll:4: expected 4 columns"),
+        ("# id a\tdomain=en\nx _ _ O\ny _ _ O\nz _ _ B-Elf\n", "train.conll:4: unknown entity type 'Elf'"),
+        ("# id a\tdomain=en\nx _ _ O\ny _ _ O\nz _ _ I-Artist\n", "train.conll:4: 'I-Artist' follows 'O'"),
+        ("\n\n", "train.conll:1: no sentences"),
+    ],
+)
+def test_bad_training_file(bad_data, train_text, needle, tmp_path):
+    write(bad_data / "en" / "train.conll", train_text)
+    out = tmp_path / "out"
+    proc = run("train", "--lang", "en", "--data-dir", bad_data, "--out", out)
+    assert_one_line_error(proc, needle)
+    assert not out.exists()  # nothing half-written
+
+
+def test_not_utf8_gz(bad_data):
+    with gzip.open(bad_data / "en" / "train.conll.gz", "wb") as f:
+        f.write(b"# id a\n\xff\xfe _ _ O\n")
+    proc = run("train", "--lang", "en", "--data-dir", bad_data)
+    assert_one_line_error(proc, "train.conll.gz:2: not valid UTF-8")
+
+
+def test_missing_split_unknown_language_bad_config(tmp_path, tiny_dir):
+    assert_one_line_error(run("train", "--lang", "en", "--data-dir", tmp_path), "split 'train' not found")
+    assert_one_line_error(run("train", "--lang", "klingon", "--data-dir", tiny_dir), "unknown language")
+    assert_one_line_error(
+        run("train", "--lang", "en", "--data-dir", tiny_dir, "--set", "hiddn_dim=3"),
+        "unknown config key 'hiddn_dim'",
+    )
+    cfg = write(tmp_path / "c.yaml", "epochs: [1\n")
+    assert_one_line_error(run("train", "--lang", "en", "--data-dir", tiny_dir, "--config", cfg), "c.yaml:")
+    assert_one_line_error(run("evaluate", "--model", tmp_path / "nope"), "config.yaml: file not found")
+
+
+def test_bad_flag_exits_2():
+    proc = run("train", "--lang", "en", "--epochs", "3")
+    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
+
+
+def test_data_stats(tiny_dir):
+    proc = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir, "--json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)["en"]
+    assert stats["train"]["sentences"] == 12 and stats["train"]["entities"] == 19
+    assert stats["train"]["entities_per_type"]["HumanSettlement"] == 4
+    text = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir)
+    assert "train" in text.stdout and text.returncode == 0

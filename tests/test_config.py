@@ -1,0 +1,57 @@
+import pytest
+
+from distner.config import ModelConfig, RunConfig, TrainConfig, load_config, parse_overrides
+from distner.errors import DistnerError
+
+from .conftest import ROOT, write
+
+
+def test_defaults_are_the_seed():
+    cfg = RunConfig()
+    assert cfg.model == ModelConfig(520, 520, 1, False, 0.0)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.seq_len) == (10, 35, 25)
+
+
+def test_baseline_yaml_is_the_seed():
+    cfg = load_config(ROOT / "tune_spaces" / "baseline.yaml")
+    assert cfg.model.embedding_dim == 520 and cfg.model.hidden_dim == 520
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.seq_len) == (10, 35, 25)
+
+
+def test_overrides_are_typed():
+    cfg = load_config(None, ["epochs=1", "lr=3e-4", "bidirectional=true", "dropout=0.5"])
+    assert cfg.train.epochs == 1 and cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.model.bidirectional is True and cfg.model.dropout == 0.5
+    assert RunConfig.from_flat(cfg.to_flat()) == cfg
+
+
+@pytest.mark.parametrize(
+    "items,message",
+    [
+        (["epochz=1"], "unknown config key 'epochz'"),
+        (["epochs=one"], "key 'epochs' needs a int"),
+        (["epochs=1.5"], "key 'epochs' needs a int"),
+        (["epochs"], "expected KEY=VALUE"),
+        (["epochs=0"], "epochs: must be > 0"),
+        (["dropout=1.5"], "dropout: must be in"),
+    ],
+)
+def test_bad_overrides(items, message):
+    with pytest.raises(DistnerError, match=message):
+        load_config(None, items)
+
+
+def test_bad_yaml_files(tmp_path):
+    with pytest.raises(DistnerError, match=r"bad\.yaml:2: invalid YAML"):
+        load_config(write(tmp_path / "bad.yaml", "epochs: 1\n  hidden_dim: [\n"))
+    with pytest.raises(DistnerError, match="unknown config key 'hiden_dim'"):
+        load_config(write(tmp_path / "typo.yaml", "hiden_dim: 5\n"))
+    with pytest.raises(DistnerError, match="expected a mapping"):
+        load_config(write(tmp_path / "list.yaml", "- 1\n"))
+    with pytest.raises(DistnerError, match="file not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_frozen():
+    with pytest.raises(AttributeError):
+        TrainConfig().epochs = 3  # type: ignore[misc]

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from distner.config import load_config
+from distner.data import read_conll
+from distner.evaluation import evaluate_run, predict_file
+from distner.training import Corpus, fit, load_run
+
+TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.05"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    from .conftest import TINY as tiny_dir
+
+    out = tmp_path_factory.mktemp("run")
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    return fit(load_config(None, TINY), corpus, out, progress=False), tiny_dir
+
+
+def test_run_folder_contents(trained):
+    result, _ = trained
+    out = result.out_dir
+    for name in ("config.yaml", "model.pt", "metrics.json"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        for key in ("entity_macro_f1", "entity_micro_f1", "token_accuracy", "seed_style_macro_f1",
+                    "seed_style_accuracy", "per_type"):
+            assert key in metrics[split]
+        assert 0.0 <= metrics[split]["entity_macro_f1"] <= 1.0
+    assert metrics["seed"] == 42 and metrics["config"]["hidden_dim"] == 16
+    assert 1 <= result.best_epoch <= 3 and result.epochs_run == 3
+
+
+def test_tensorboard_events_read_back(trained):
+    result, _ = trained
+    acc = EventAccumulator(str(result.out_dir / "tb"))
+    acc.Reload()
+    scalars = set(acc.Tags()["scalars"])
+    assert {"train_loss", "val_loss", "val_entity_macro_f1", "train_tokens_per_s"} <= scalars
+    assert len(acc.Scalars("val_entity_macro_f1")) == 3  # one per epoch
+    # hparams live in their own event file
+    hp = EventAccumulator(str(result.out_dir / "tb"), size_guidance={"tensors": 0})
+    hp.Reload()
+    assert any("hparams" in t or "_hparams_" in t for t in hp.summary_metadata)
+
+
+def test_reload_from_config_and_weights(trained):
+    result, tiny_dir = trained
+    run = load_run(result.out_dir)
+    assert run.cfg.model.hidden_dim == 16 and run.lang == "en" and len(run.tags) == 67
+    name, metrics, path = evaluate_run(result.out_dir, split="test", data_dir=tiny_dir)
+    saved = json.loads((result.out_dir / "metrics.json").read_text())["test"]
+    assert metrics["entity_macro_f1"] == pytest.approx(saved["entity_macro_f1"])
+    assert metrics["token_accuracy"] == pytest.approx(saved["token_accuracy"])
+    assert path.is_file()
+
+
+def test_predict_round_trip_and_score(trained, tmp_path):
+    result, tiny_dir = trained
+    src = tiny_dir / "en" / "test.conll"
+    out = tmp_path / "pred.conll"
+    assert predict_file(result.out_dir, src, out) == 3
+    gold, pred = read_conll(src), read_conll(out)
+    assert [(s.id, s.tokens) for s in gold] == [(s.id, s.tokens) for s in pred]
+    _, metrics, _ = evaluate_run(result.out_dir, input_file=src, predictions=out)
+    saved = json.loads((result.out_dir / "metrics.json").read_text())["test"]
+    assert metrics["entity_macro_f1"] == pytest.approx(saved["entity_macro_f1"])
+
+
+def test_same_seed_same_result_on_cpu(tmp_path, tiny_dir):
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, "epochs=2"])
+    a = fit(cfg, corpus, tmp_path / "a", progress=False, accelerator="cpu")
+    b = fit(cfg, corpus, tmp_path / "b", progress=False, accelerator="cpu")
+    wa = torch.load(a.out_dir / "model.pt")
+    wb = torch.load(b.out_dir / "model.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.metrics["dev"] == b.metrics["dev"]
+
+
+def test_coarse_granularity(tmp_path, tiny_dir):
+    corpus = Corpus.load(tiny_dir, "en", "coarse")
+    assert corpus.train[0].tags[0] == "B-Person"
+    r = fit(load_config(None, [*TINY, "epochs=1"]), corpus, tmp_path, progress=False)
+    assert set(r.metrics["test"]["per_type"]) <= {"Person", "Location", "Group", "Product",
+                                                  "Medical", "CreativeWork"}
