@@ -106,21 +106,41 @@ def main(argv: list[str] | None = None) -> int:
     ]
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
-        fit(cfg, corpus, out, accelerator="gpu" if args.device == "cuda" else "cpu",
-            callbacks=[timer], progress=False, evaluate_test=False)
+        fit(
+            cfg,
+            corpus,
+            out,
+            accelerator="gpu" if args.device == "cuda" else "cpu",
+            callbacks=[timer],
+            progress=False,
+            evaluate_test=False,
+        )
     bare_tps = tokens / statistics.median(bare)
     distner_tps = tokens / statistics.median(timer.seconds)
-    print(json.dumps({
-        "benchmark": "train_throughput",
-        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "lang": corpus.lang, "granularity": corpus.granularity,
-        "config": {k: v for k, v in cfg.to_flat().items() if k in
-                   ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")},
-        "train_tokens_per_epoch": tokens, "epochs_timed": args.epochs,
-        "bare_tokens_per_s": round(bare_tps), "distner_tokens_per_s": round(distner_tps),
-        "ratio": round(distner_tps / bare_tps, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput",
+                "device": torch.cuda.get_device_name(0)
+                if args.device == "cuda"
+                else platform.processor() or "cpu",
+                "threads": torch.get_num_threads(),
+                "lang": corpus.lang,
+                "granularity": corpus.granularity,
+                "config": {
+                    k: v
+                    for k, v in cfg.to_flat().items()
+                    if k
+                    in ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")
+                },
+                "train_tokens_per_epoch": tokens,
+                "epochs_timed": args.epochs,
+                "bare_tokens_per_s": round(bare_tps),
+                "distner_tokens_per_s": round(distner_tps),
+                "ratio": round(distner_tps / bare_tps, 3),
+            }
+        )
+    )
     return 0
 
 

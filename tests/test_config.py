@@ -1,6 +1,6 @@
 import pytest
 
-from distner.config import ModelConfig, RunConfig, TrainConfig, load_config, parse_overrides
+from distner.config import ModelConfig, RunConfig, TrainConfig, load_config
 from distner.errors import DistnerError
 
 from .conftest import ROOT, write

@@ -12,9 +12,23 @@ from .test_cli import run
 def test_train_predict_evaluate_on_real_hindi(real_data, tmp_path):
     out = tmp_path / "run"
     proc = run(
-        "train", "--lang", "hindi", "--granularity", "fine", "--data-dir", real_data, "--out", out,
-        "--set", "epochs=1", "--set", "embedding_dim=32", "--set", "hidden_dim=32",
-        "--set", "max_train_sentences=2000",
+        "train",
+        "--lang",
+        "hindi",
+        "--granularity",
+        "fine",
+        "--data-dir",
+        real_data,
+        "--out",
+        out,
+        "--set",
+        "epochs=1",
+        "--set",
+        "embedding_dim=32",
+        "--set",
+        "hidden_dim=32",
+        "--set",
+        "max_train_sentences=2000",
     )
     assert proc.returncode == 0, proc.stderr
     assert "epoch 1/1" in proc.stderr and "entity macro-F1" in proc.stdout
@@ -42,8 +56,21 @@ def test_train_predict_evaluate_on_real_hindi(real_data, tmp_path):
 def test_issue_command_learns_entities(real_data, tmp_path):
     """The acceptance command of the foundation issue, on all of Hindi train."""
     proc = run(
-        "train", "--lang", "hindi", "--granularity", "fine", "--data-dir", real_data, "--out", tmp_path,
-        "--set", "epochs=1", "--set", "embedding_dim=64", "--set", "hidden_dim=64",
+        "train",
+        "--lang",
+        "hindi",
+        "--granularity",
+        "fine",
+        "--data-dir",
+        real_data,
+        "--out",
+        tmp_path,
+        "--set",
+        "epochs=1",
+        "--set",
+        "embedding_dim=64",
+        "--set",
+        "hidden_dim=64",
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["test"]["entity_macro_f1"] > 0

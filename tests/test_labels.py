@@ -13,8 +13,15 @@ def test_fixed_tag_sets():
 
 @pytest.mark.parametrize(
     "name,code",
-    [("en", "en"), ("English", "en"), ("hi", "hi"), ("HINDI", "hi"), ("bn", "bn"), ("bengali", "bn"),
-     ("bangla", "bn")],
+    [
+        ("en", "en"),
+        ("English", "en"),
+        ("hi", "hi"),
+        ("HINDI", "hi"),
+        ("bn", "bn"),
+        ("bengali", "bn"),
+        ("bangla", "bn"),
+    ],
 )
 def test_language_aliases(name, code):
     assert normalize_lang(name) == code

@@ -20,7 +20,9 @@ def test_entity_scores_by_hand():
     gold = [["B-A", "I-A", "O", "B-B"], ["B-A", "O"]]
     pred = [["B-A", "I-A", "O", "O"], ["B-A", "B-B"]]
     s = entity_scores(gold, pred)
-    assert s["per_type"]["A"] == pytest.approx({"precision": 1, "recall": 1, "f1": 1, "support": 2, "predicted": 2})
+    assert s["per_type"]["A"] == pytest.approx(
+        {"precision": 1, "recall": 1, "f1": 1, "support": 2, "predicted": 2}
+    )
     assert s["per_type"]["B"]["f1"] == 0 and s["per_type"]["B"]["support"] == 1
     assert s["entity_micro_precision"] == pytest.approx(2 / 3)
     assert s["entity_micro_recall"] == pytest.approx(2 / 3)

@@ -28,8 +28,14 @@ def test_run_folder_contents(trained):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("dev", "test"):
-        for key in ("entity_macro_f1", "entity_micro_f1", "token_accuracy", "seed_style_macro_f1",
-                    "seed_style_accuracy", "per_type"):
+        for key in (
+            "entity_macro_f1",
+            "entity_micro_f1",
+            "token_accuracy",
+            "seed_style_macro_f1",
+            "seed_style_accuracy",
+            "per_type",
+        ):
             assert key in metrics[split]
         assert 0.0 <= metrics[split]["entity_macro_f1"] <= 1.0
     assert metrics["seed"] == 42 and metrics["config"]["hidden_dim"] == 16
@@ -87,5 +93,11 @@ def test_coarse_granularity(tmp_path, tiny_dir):
     corpus = Corpus.load(tiny_dir, "en", "coarse")
     assert corpus.train[0].tags[0] == "B-Person"
     r = fit(load_config(None, [*TINY, "epochs=1"]), corpus, tmp_path, progress=False)
-    assert set(r.metrics["test"]["per_type"]) <= {"Person", "Location", "Group", "Product",
-                                                  "Medical", "CreativeWork"}
+    assert set(r.metrics["test"]["per_type"]) <= {
+        "Person",
+        "Location",
+        "Group",
+        "Product",
+        "Medical",
+        "CreativeWork",
+    }

@@ -1,0 +1,138 @@
+"""Search spaces as data: YAML files in `tune_spaces/` whose keys are config fields.
+
+    embedding_dim: {choice: [128, 256, 520]}   # categorical
+    lr: {loguniform: [1.0e-4, 3.0e-2]}          # also: uniform, quniform [lo, hi, q], qloguniform
+    num_layers: {randint: [1, 2]}               # integers, both ends inclusive; qrandint [lo, hi, q]
+    epochs: 10                                  # a plain value is fixed for every trial
+
+This module only parses and validates; tuning.py turns a Space into Ray Tune distributions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import FIELD_TYPES, RunConfig, coerce, read_yaml_mapping
+from .errors import DistnerError
+
+KINDS = {  # kind -> number of arguments
+    "choice": None,
+    "uniform": 2,
+    "quniform": 3,
+    "loguniform": 2,
+    "qloguniform": 3,
+    "randint": 2,
+    "qrandint": 3,
+}
+SPACES_DIR = Path(__file__).resolve().parent.parent / "tune_spaces"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    args: tuple[Any, ...]
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "choice":
+            return value in self.args
+        lo, hi = self.args[0], self.args[1]
+        return lo <= value <= hi
+
+    @property
+    def upper(self) -> Any:
+        return max(self.args) if self.kind == "choice" else self.args[1]
+
+
+@dataclass(frozen=True)
+class Space:
+    source: str
+    params: tuple[Param, ...]
+    fixed: dict[str, Any]
+
+    def base(self) -> dict[str, Any]:
+        """Defaults (the seed) with this space's fixed values applied."""
+        return RunConfig.from_flat(self.fixed, source=self.source).to_flat()
+
+    def baseline_point(self) -> dict[str, Any]:
+        """The seed's value for every searched key: the study's first trial."""
+        seed = RunConfig().to_flat()
+        point = {p.name: seed[p.name] for p in self.params}
+        for p in self.params:
+            if not p.contains(point[p.name]):
+                raise DistnerError(
+                    f"{self.source}: key {p.name!r}: the seed's value {point[p.name]!r} is outside "
+                    f"{p.kind} {list(p.args)}; widen it so the baseline can run as trial one"
+                )
+        return point
+
+    def max_epochs(self) -> int:
+        for p in self.params:
+            if p.name == "epochs":
+                return int(p.upper)
+        return int(self.base()["epochs"])
+
+
+def resolve_space_path(path: str | os.PathLike) -> Path:
+    """As given, else relative to the distner checkout's tune_spaces/ (so defaults work anywhere)."""
+    p = Path(path)
+    if p.is_file():
+        return p.resolve()
+    fallback = SPACES_DIR / p.name
+    if not p.is_absolute() and fallback.is_file():
+        return fallback
+    raise DistnerError(f"{p}: search space file not found")
+
+
+def _param(name: str, spec: dict, source: str) -> Param:
+    if len(spec) != 1:
+        raise DistnerError(f"{source}: key {name!r}: give one distribution, e.g. {{choice: [1, 2]}}")
+    kind, args = next(iter(spec.items()))
+    where = f"{source}: key {name!r}"
+    if kind not in KINDS:
+        raise DistnerError(f"{where}: unknown distribution {kind!r} (known: {', '.join(KINDS)})")
+    if not isinstance(args, list) or not args:
+        raise DistnerError(f"{where}: {kind} needs a list of arguments")
+    if kind == "choice":
+        return Param(name, kind, tuple(coerce(name, v, where) for v in args))
+    if len(args) != KINDS[kind]:
+        raise DistnerError(f"{where}: {kind} takes {KINDS[kind]} numbers, got {len(args)}")
+    want = FIELD_TYPES[name]
+    if want not in (int, float):
+        raise DistnerError(f"{where}: {kind} needs a numeric key; use choice for {want.__name__}")
+    nums = tuple(float(coerce("lr", a, where)) for a in args)  # any number is fine here
+    if kind in ("randint", "qrandint"):
+        if want is not int or not all(n.is_integer() for n in nums):
+            raise DistnerError(f"{where}: {kind} needs integer bounds and an int key")
+        nums = tuple(int(n) for n in nums)
+    elif want is int:
+        raise DistnerError(f"{where}: {name!r} is an int; use randint, qrandint or choice")
+    lo, hi = nums[0], nums[1]
+    if not lo < hi or (kind.endswith("loguniform") and lo <= 0) or (len(nums) == 3 and nums[2] <= 0):
+        raise DistnerError(f"{where}: bad bounds {list(args)}")
+    if len(nums) == 3 and not math.isclose(((hi - lo) / nums[2]) % 1, 0, abs_tol=1e-9) and kind == "qrandint":
+        raise DistnerError(f"{where}: (high - low) must be a multiple of q")
+    return Param(name, kind, nums)
+
+
+def load_space(path: str | os.PathLike) -> Space:
+    p = resolve_space_path(path)
+    raw = read_yaml_mapping(p)
+    source = str(p)
+    params, fixed = [], {}
+    for name, value in raw.items():
+        if name not in FIELD_TYPES:
+            raise DistnerError(f"{source}: unknown config key {name!r} (known: {', '.join(FIELD_TYPES)})")
+        if isinstance(value, dict):
+            params.append(_param(name, value, source))
+        else:
+            fixed[name] = coerce(name, value, f"{source}: key {name!r}")
+    space = Space(source, tuple(params), fixed)
+    space.base()  # validates fixed values against the config
+    if not params:
+        raise DistnerError(f"{source}: nothing to search (no key has a distribution)")
+    return space
