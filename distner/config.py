@@ -73,12 +73,15 @@ class RunConfig:
                 f"{source}: unknown config key {unknown[0]!r} (known: {', '.join(FIELD_TYPES)})"
             )
         typed = {k: coerce(k, v, source) for k, v in values.items()}
-        model = ModelConfig(**{k: v for k, v in typed.items() if k in _MODEL_KEYS})
-        train = TrainConfig(**{k: v for k, v in typed.items() if k in _TRAIN_KEYS})
+        try:
+            model = ModelConfig(**{k: v for k, v in typed.items() if k in _MODEL_KEYS})
+            train = TrainConfig(**{k: v for k, v in typed.items() if k in _TRAIN_KEYS})
+        except DistnerError as e:
+            raise DistnerError(f"{source}: {e}") from None
         return cls(model, train)
 
-    def replace(self, **values: Any) -> RunConfig:
-        return RunConfig.from_flat({**self.to_flat(), **values})
+    def replace(self, source: str = "config", **values: Any) -> RunConfig:
+        return RunConfig.from_flat({**self.to_flat(), **values}, source=source)
 
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
@@ -166,4 +169,4 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
         values.pop("_meta", None)  # provenance written by distner (best configs), not a field
     cfg = RunConfig.from_flat(values, source=source)
     over = parse_overrides(overrides)
-    return cfg.replace(**over) if over else cfg
+    return cfg.replace(source="--set", **over) if over else cfg

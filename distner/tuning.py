@@ -1,0 +1,497 @@
+"""Ray Tune studies: Optuna (TPE) proposes configs, ASHA stops weak trials early, trials are plain
+`distner.training.fit` runs with a reporting callback. All Ray code of distner lives here.
+
+Reads: the data root, a search space YAML. Writes, per study: Ray's experiment folder under
+`<storage>/<name>/` (per trial: params, per-epoch metrics, last checkpoint, TensorBoard events,
+model.pt of its best epoch), then `trials.csv`, `summary.json` and `optuna.db` beside it (or
+under `runs/<name>/` when storage is remote), and `best/<lang>-<granularity>.yaml`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from .config import RunConfig
+from .errors import DistnerError, StudyInterrupted
+from .fileio import write_json, write_yaml
+from .labels import normalize_granularity, normalize_lang
+from .reporting import table
+from .spaces import Param, Space, load_space
+from .training import MONITOR, Corpus, fit
+
+# Names of the params Ray passes to the trial; everything else in a result is a metric.
+REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    lang: str
+    granularity: str = "fine"
+    space: str = "tune_spaces/default.yaml"
+    num_samples: int = 64
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: 0.25 when the cluster has GPUs, else 0
+    time_budget_s: float | None = None
+    address: str | None = None
+    storage: str = "runs"
+    name: str | None = None
+    resume: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    best_dir: str = "best"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_failures: int = 2
+    verbose: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise DistnerError(f"--num-samples: must be >= 1, got {self.num_samples}")
+        if self.cpus_per_trial <= 0:
+            raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise DistnerError(f"--gpus-per-trial: must be >= 0, got {self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
+
+
+@dataclass
+class StudyResult:
+    name: str
+    study_path: str
+    results_dir: Path
+    best_config_path: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise DistnerError(f"--time-budget {text!r}: use e.g. 2h, 90m, 1h30m or 45s")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def is_remote(storage: str) -> bool:
+    return storage.startswith(REMOTE_PREFIXES)
+
+
+# ---------------------------------------------------------------- inside a trial (a Ray worker)
+
+
+class TuneReport(pl.Callback):
+    """After each epoch (validation included) report metrics and a resumable checkpoint to Tune."""
+
+    def __init__(self, node_id: str):
+        self.node_id = node_id
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        from ray import tune
+
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics.update(epoch=trainer.current_epoch + 1, node_id=self.node_id)
+        with tempfile.TemporaryDirectory() as d:
+            trainer.save_checkpoint(Path(d) / "last.ckpt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def run_trial(
+    params: dict[str, Any], *, corpus: Corpus, base: dict[str, Any], accelerator: str, threads: int
+) -> None:
+    """The trainable: one `fit` on the sampled config, in the trial's own working directory."""
+    import ray
+    from ray import tune
+
+    torch.set_num_threads(max(1, threads))
+    cfg = RunConfig.from_flat({**base, **params})
+    ckpt_path = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # resumed: continue after the last reported epoch
+        with checkpoint.as_directory() as d:
+            ckpt_path = str(Path.cwd() / "resume.ckpt")
+            shutil.copy(Path(d) / "last.ckpt", ckpt_path)
+    node = ray.get_runtime_context().get_node_id()
+    try:
+        fit(
+            cfg,
+            corpus,
+            Path.cwd(),
+            accelerator=accelerator,
+            callbacks=[TuneReport(node)],
+            ckpt_path=ckpt_path,
+            progress=False,
+            evaluate_test=False,
+        )
+    except FloatingPointError:
+        # A diverged trial would diverge again if retried: end it with a score of 0 instead.
+        tune.report({MONITOR: 0.0, "diverged": 1.0, "node_id": node})
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def _ray_domain(p: Param) -> Any:
+    from ray import tune
+
+    a = p.args
+    return {
+        "choice": lambda: tune.choice(list(a)),
+        "uniform": lambda: tune.uniform(a[0], a[1]),
+        "quniform": lambda: tune.quniform(a[0], a[1], a[2]),
+        "loguniform": lambda: tune.loguniform(a[0], a[1]),
+        "qloguniform": lambda: tune.qloguniform(a[0], a[1], a[2]),
+        "randint": lambda: tune.randint(a[0], a[1] + 1),  # ours is inclusive, Ray's is not
+        "qrandint": lambda: tune.qrandint(a[0], a[1], a[2]),
+    }[p.kind]()
+
+
+def _init_ray(opts: TuneOptions) -> bool:
+    """Join a cluster (--address) or start a local instance sized to this machine. Returns
+    whether we started it (and so must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if opts.address:
+        ray.init(address=opts.address, log_to_driver=opts.verbose > 1)
+        return True
+    gib = 1024**3
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    ray.init(
+        num_cpus=os.cpu_count() or 1,
+        num_gpus=torch.cuda.device_count(),
+        include_dashboard=False,
+        object_store_memory=int(min(2 * gib, max(0.1 * mem, 0.25 * gib))),
+        log_to_driver=opts.verbose > 1,
+    )
+    return True
+
+
+def _check_storage_for_cluster(storage: str) -> None:
+    """On several nodes a local path only works if every node sees it (NFS): check for real by
+    writing a marker here and looking for it from a task pinned to each node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2 or is_remote(storage):
+        return
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    marker = Path(storage) / f".distner-visible-{os.getpid()}"
+    marker.write_text("ok")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        seen = ray.get(
+            [
+                sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
+                    str(marker)
+                )
+                for n in nodes
+            ]
+        )
+    finally:
+        marker.unlink(missing_ok=True)
+    if not all(seen):
+        raise DistnerError(
+            f"--storage {storage}: {seen.count(False)} of {len(nodes)} cluster nodes cannot see this "
+            "local path; use s3://..., gs://... or an NFS path mounted on every node"
+        )
+
+
+def run_study(opts: TuneOptions) -> StudyResult:
+    """Run (or resume) one study for one language x granularity and write its outputs."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
+    space: Space = load_space(opts.space)
+    name = opts.name or f"{lang}-{gran}"
+    storage = opts.storage if is_remote(opts.storage) else str(Path(opts.storage).resolve())
+    study_path = f"{storage.rstrip('/')}/{name}"
+    results_dir = Path(study_path) if not is_remote(storage) else Path("runs", name).resolve()
+    exists = tune.Tuner.can_restore(study_path)
+    if exists and not opts.resume:
+        raise DistnerError(f"{study_path}: study exists; add --resume to continue it, or --name NEW")
+    if opts.resume and not exists:
+        raise DistnerError(f"{study_path}: no study to resume (run without --resume to start it)")
+
+    corpus = Corpus.load(opts.data_dir, lang, gran)
+    corpus = replace(corpus, test=[])  # tuning never sees test
+    # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    started_ray = _init_ray(opts)
+    try:
+        _check_storage_for_cluster(storage)
+        gpus = opts.gpus_per_trial
+        if gpus is None:
+            gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                corpus=corpus,
+                base=space.base(),
+                accelerator="gpu" if gpus > 0 else "cpu",
+                threads=max(1, int(opts.cpus_per_trial)),
+            ),
+            {"cpu": opts.cpus_per_trial, "gpu": gpus},
+        )
+        param_space = {p.name: _ray_domain(p) for p in space.params}
+        max_t = space.max_epochs()
+        searcher = OptunaSearch(
+            points_to_evaluate=[space.baseline_point()],
+            sampler=optuna.samplers.TPESampler(seed=opts.seed),
+        )
+        tune_config = tune.TuneConfig(
+            metric=MONITOR,
+            mode="max",
+            search_alg=searcher,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration",
+                max_t=max_t,
+                grace_period=min(opts.grace_period, max_t),
+                reduction_factor=opts.reduction_factor,
+            ),
+            num_samples=opts.num_samples,
+            max_concurrent_trials=opts.max_concurrent,
+            time_budget_s=opts.time_budget_s,
+            reuse_actors=True,
+        )
+        run_config = tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            verbose=opts.verbose,
+        )
+        t0 = time.time()
+        if opts.resume:
+            tuner = tune.Tuner.restore(
+                study_path,
+                trainable=trainable,
+                param_space=param_space,
+                resume_unfinished=True,
+                resume_errored=True,
+            )
+        else:
+            tuner = tune.Tuner(
+                trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+            )
+        grid = tuner.fit()
+        wall = time.time() - t0
+        finished = grid.num_terminated + grid.num_errors
+        if finished < len(grid) or (
+            len(grid) < opts.num_samples
+            and not opts.resume
+            and (opts.time_budget_s is None or wall < opts.time_budget_s)
+        ):
+            raise StudyInterrupted(
+                f"study {name} interrupted with {finished} of {opts.num_samples} trials finished; "
+                f"run the same command with --resume to continue it"
+            )
+        rows = _trial_rows(grid, space, max_t)
+        summary = _summarise(rows, name, lang, gran, opts, space, wall, gpus)
+        results_dir.mkdir(parents=True, exist_ok=True)
+        _write_trials_csv(results_dir / "trials.csv", rows, space)
+        write_json(results_dir / "summary.json", summary)
+        _export_optuna(study_path, results_dir / "optuna.db", name)
+        best_path = _write_best(rows, space, opts, lang, gran, name)
+        return StudyResult(name, study_path, results_dir, best_path, summary, rows)
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
+    baseline = space.baseline_point()
+    rows = []
+    for r in grid:
+        df = r.metrics_dataframe
+        last = r.metrics or {}
+        cfg = {p.name: r.config.get(p.name) for p in space.params}
+        f1s = df[MONITOR].dropna().tolist() if df is not None and MONITOR in df else []
+        epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
+        if r.error is not None:
+            state = "failed"
+        elif last.get("diverged"):
+            state = "diverged"
+        elif epochs < int(r.config.get("epochs", max_t)):
+            state = "stopped_early"
+        else:
+            state = "completed"
+        trial_dir = Path(r.path).name if r.path else ""
+        rows.append(
+            {
+                "trial": last.get("trial_id", trial_dir),
+                "index": _trial_index(trial_dir),
+                **cfg,
+                "best_dev_f1": max(f1s) if f1s else float("nan"),
+                "epochs_run": epochs,
+                "state": state,
+                "seconds": round(float(last.get("time_total_s", 0.0)), 2),
+                "node_id": last.get("node_id", ""),
+                "baseline": cfg == baseline,
+                "error": str(r.error).splitlines()[0][:200] if r.error else "",
+                "trial_dir": trial_dir,
+            }
+        )
+    rows.sort(key=lambda row: row["index"])
+    return rows
+
+
+def _trial_index(trial_dir_name: str) -> int:
+    """Creation order: Ray names trial folders `<trainable>_<id>_<n>_<params>_<date>`, n from 1."""
+    m = re.match(r".*?_[0-9a-f]{8}_(\d+)_", trial_dir_name)
+    return int(m.group(1)) if m else 0
+
+
+def _summarise(
+    rows: list[dict],
+    name: str,
+    lang: str,
+    gran: str,
+    opts: TuneOptions,
+    space: Space,
+    wall: float,
+    gpus: float,
+) -> dict[str, Any]:
+    scored = [r for r in rows if not math.isnan(r["best_dev_f1"])]
+    best = max(scored, key=lambda r: r["best_dev_f1"], default=None)
+    base = next((r for r in rows if r["baseline"]), None)
+    count = {
+        s: sum(r["state"] == s for r in rows) for s in ("completed", "stopped_early", "failed", "diverged")
+    }
+    return {
+        "study": name,
+        "lang": lang,
+        "granularity": gran,
+        "space": space.source,
+        "searcher": f"OptunaSearch(TPESampler(seed={opts.seed}))",
+        "scheduler": f"ASHAScheduler(max_t={space.max_epochs()}, grace_period={opts.grace_period}, "
+        f"reduction_factor={opts.reduction_factor})",
+        "seed": opts.seed,
+        "trials": len(rows),
+        **count,
+        "best_trial": best["trial"] if best else None,
+        "best_dev_f1": best["best_dev_f1"] if best else None,
+        "baseline_dev_f1": base["best_dev_f1"] if base else None,
+        "wall_seconds": round(wall, 1),
+        "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
+        "gpu_hours": round(sum(r["seconds"] for r in rows) * gpus / 3600, 4),
+        "gpus_per_trial": gpus,
+        "cpus_per_trial": opts.cpus_per_trial,
+        "nodes": sorted({r["node_id"] for r in rows if r["node_id"]}),
+    }
+
+
+def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
+    cols = [
+        "index",
+        "trial",
+        *(p.name for p in space.params),
+        "best_dev_f1",
+        "epochs_run",
+        "state",
+        "seconds",
+        "node_id",
+        "baseline",
+        "error",
+        "trial_dir",
+    ]
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    os.chmod(f.name, 0o644)
+    os.replace(f.name, path)
+
+
+def _export_optuna(study_path: str, db: Path, name: str) -> None:
+    """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(study_path)
+    study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+    tmp = db.with_name(f".{db.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
+    out.add_trials([t for t in study.trials if t.state.is_finished()])
+    del out
+    os.replace(tmp, db)
+
+
+def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gran: str, name: str) -> Path:
+    scored = [r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] != "failed"]
+    if not scored:
+        raise DistnerError(f"study {name}: no trial produced a dev score; see {opts.storage}/{name}")
+    best = max(scored, key=lambda r: r["best_dev_f1"])
+    flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
+    cfg = RunConfig.from_flat(flat)  # validates, normalises types
+    path = Path(opts.best_dir).resolve() / f"{lang}-{gran}.yaml"
+    header = (
+        f"# Best config of study {name!r} ({lang}-{gran}): trial {best['trial']},\n"
+        f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
+        f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
+    )
+    write_yaml(path, cfg.to_flat(), header=header)
+    return path
+
+
+def summary_table(result: StudyResult) -> str:
+    s = result.summary
+    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
+    rows = [
+        [
+            "study",
+            "best dev F1",
+            "baseline dev F1",
+            "trials",
+            "completed",
+            "stopped early",
+            "failed",
+            "wall",
+            "GPU-h",
+        ],
+        [
+            s["study"],
+            pct(s["best_dev_f1"]),
+            pct(s["baseline_dev_f1"]),
+            str(s["trials"]),
+            str(s["completed"]),
+            str(s["stopped_early"]),
+            str(s["failed"] + s["diverged"]),
+            f"{s['wall_seconds']:.0f}s",
+            f"{s['gpu_hours']:.3f}",
+        ],
+    ]
+    return table(rows)
+
+
+def options_dict(opts: TuneOptions) -> dict[str, Any]:
+    return asdict(opts)

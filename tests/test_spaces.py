@@ -1,0 +1,56 @@
+import pytest
+
+from distner.config import FIELD_TYPES, RunConfig
+from distner.errors import DistnerError
+from distner.spaces import load_space
+
+from .conftest import ROOT, write
+
+SPACE_FILES = sorted((ROOT / "tune_spaces").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", [p for p in SPACE_FILES if p.name != "baseline.yaml"], ids=lambda p: p.name)
+def test_every_shipped_space_is_valid_and_holds_the_seed(path):
+    space = load_space(path)
+    assert {p.name for p in space.params} | set(space.fixed) <= set(FIELD_TYPES)
+    point = space.baseline_point()
+    seed = RunConfig().to_flat()
+    assert all(point[k] == seed[k] for k in point)
+
+
+def test_default_space_explores_the_seed_knobs_and_more():
+    space = load_space(ROOT / "tune_spaces" / "default.yaml")
+    names = {p.name for p in space.params}
+    assert {
+        "embedding_dim",
+        "hidden_dim",
+        "batch_size",
+        "seq_len",
+        "lr",
+        "dropout",
+        "bidirectional",
+        "num_layers",
+    } <= names
+    seq = next(p for p in space.params if p.name == "seq_len")
+    assert 0 in seq.args  # "no truncation" is a choice
+    assert space.max_epochs() == 10
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("hiden_dim: {choice: [1, 2]}\n", "unknown config key 'hiden_dim'"),
+        ("hidden_dim: {gaussian: [1, 2]}\n", "unknown distribution 'gaussian'"),
+        ("lr: {loguniform: [0, 1]}\n", "bad bounds"),
+        ("lr: {uniform: [1]}\n", "uniform takes 2 numbers"),
+        ("hidden_dim: {uniform: [1, 600]}\n", "is an int"),
+        ("hidden_dim: {choice: [a, b]}\n", "needs a int"),
+        ("hidden_dim: {choice: [16, 32]}\n", "seed's value 520 is outside"),
+        ("epochs: 0\nhidden_dim: {choice: [520]}\n", "epochs: must be > 0"),
+        ("epochs: 3\n", "nothing to search"),
+    ],
+)
+def test_bad_spaces_name_the_key(tmp_path, text, message):
+    with pytest.raises(DistnerError, match=message) as e:
+        load_space(write(tmp_path / "s.yaml", text)).baseline_point()
+    assert str(tmp_path / "s.yaml") in str(e.value)

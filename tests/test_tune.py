@@ -1,0 +1,213 @@
+"""Real Ray Tune studies (local Ray, 2 CPUs), real Optuna, real Lightning fits on a Hindi slice."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from distner.config import load_config
+from distner.errors import DistnerError
+from distner.tuning import TuneOptions, parse_duration, run_study
+
+from .conftest import write
+from .test_cli import run
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+# Tiny networks, plus the seed's 520 so that the baseline can run as trial one.
+SPACE = """
+embedding_dim: {choice: [16, 520]}
+hidden_dim: {choice: [16, 520]}
+epochs: %d
+batch_size: {choice: [35, 64]}
+lr: {loguniform: [3.0e-3, 3.0e-2]}
+max_train_sentences: 300
+max_eval_sentences: 150
+"""
+
+
+def ray_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+@pytest.fixture
+def no_ray_left():
+    before = ray_pids()
+    yield
+    deadline = time.time() + 20
+    while ray_pids() - before and time.time() < deadline:
+        time.sleep(0.5)
+    assert not ray_pids() - before, "a test left Ray processes running"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, request):
+    from .conftest import REAL_DATA
+
+    if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
+        pytest.skip("real data not found")
+    tmp = tmp_path_factory.mktemp("study")
+    space = write(tmp / "space.yaml", SPACE % 2)
+    opts = TuneOptions(
+        lang="hindi",
+        space=str(space),
+        num_samples=4,
+        storage=str(tmp / "runs"),
+        best_dir=str(tmp / "best"),
+        data_dir=str(REAL_DATA),
+        verbose=0,
+        seed=3,
+    )
+    return run_study(opts), tmp
+
+
+def test_study_outputs(study, no_ray_left):
+    result, tmp = study
+    rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
+    assert len(rows) == 4
+    assert rows[0]["baseline"] == "True"  # the seed is trial one
+    assert (rows[0]["embedding_dim"], rows[0]["hidden_dim"], rows[0]["batch_size"]) == ("520", "520", "35")
+    assert all(r["state"] in ("completed", "stopped_early") for r in rows)
+    assert all(0.0 <= float(r["best_dev_f1"]) <= 1.0 for r in rows)
+    s = json.loads((result.results_dir / "summary.json").read_text())
+    assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
+    assert s["best_dev_f1"] >= s["baseline_dev_f1"]
+    assert s["searcher"].startswith("OptunaSearch(TPESampler")
+
+
+def test_optuna_was_the_searcher(study):
+    import optuna
+
+    result, _ = study
+    st = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.results_dir / 'optuna.db'}")
+    assert len(st.trials) == 4
+    assert st.trials[0].params["embedding_dim"] == 520  # enqueued baseline
+    assert isinstance(optuna.distributions.CategoricalDistribution, type)
+    assert "lr" in st.trials[1].distributions
+
+
+def test_every_trial_has_tensorboard_events(study):
+    result, _ = study
+    trial_dirs = [
+        p for p in Path(result.study_path).iterdir() if p.is_dir() and p.name.startswith("run_trial")
+    ]
+    assert len(trial_dirs) == 4
+    for d in trial_dirs:
+        acc = EventAccumulator(str(d / "tb"))
+        acc.Reload()
+        assert len(acc.Scalars("val_entity_macro_f1")) >= 1  # Lightning's curves, synced to storage
+        ray_acc = EventAccumulator(str(d))
+        ray_acc.Reload()
+        assert "ray/tune/val_entity_macro_f1" in ray_acc.Tags()["scalars"]  # Ray's own logger
+
+
+def test_best_config_trains_again(study, tmp_path):
+    result, _ = study
+    assert result.best_config_path.name == "hi-fine.yaml"
+    cfg = load_config(result.best_config_path)
+    assert cfg.train.max_train_sentences == 300
+    from .conftest import REAL_DATA
+
+    proc = run(
+        "train",
+        "--lang",
+        "hi",
+        "--config",
+        result.best_config_path,
+        "--set",
+        "epochs=1",
+        "--data-dir",
+        REAL_DATA,
+        "--out",
+        tmp_path / "again",
+        "--quiet",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "again" / "metrics.json").is_file()
+
+
+def test_existing_study_needs_resume(study):
+    result, tmp = study
+    opts = TuneOptions(lang="hi", space=str(tmp / "space.yaml"), storage=str(tmp / "runs"))
+    with pytest.raises(DistnerError, match="study exists; add --resume"):
+        run_study(opts)
+
+
+def test_durations():
+    assert parse_duration("2h") == 7200 and parse_duration("1h30m") == 5400 and parse_duration("45") == 45
+    with pytest.raises(DistnerError):
+        parse_duration("soon")
+
+
+def _epochs_per_trial(study_dir: Path) -> dict[str, list[int]]:
+    out = {}
+    for d in study_dir.iterdir():
+        if d.is_dir() and (d / "result.json").is_file():
+            lines = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
+            out[d.name] = [r["training_iteration"] for r in lines]
+    return out
+
+
+def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
+    space = write(tmp_path / "space.yaml", SPACE % 3)
+    cmd = [
+        sys.executable,
+        "-m",
+        "distner",
+        "tune",
+        "--lang",
+        "hi",
+        "--space",
+        space,
+        "--num-samples",
+        "4",
+        "--max-concurrent",
+        "1",
+        "--storage",
+        tmp_path / "runs",
+        "--best-dir",
+        tmp_path / "best",
+        "--data-dir",
+        real_data,
+        "--name",
+        "resume",
+        "--verbose",
+        "0",
+    ]
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    study_dir = tmp_path / "runs" / "resume"
+    deadline = time.time() + 240
+    # interrupt (Ctrl-C) while the first trial (the baseline, 3 epochs) is part-way
+    while time.time() < deadline and proc.poll() is None:
+        if study_dir.is_dir() and any(_epochs_per_trial(study_dir).values()):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "study finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    at_interrupt = _epochs_per_trial(study_dir)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in out, out[-2000:]
+    assert not (tmp_path / "best" / "hi-fine.yaml").exists(), out[-2000:]
+
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = list(csv.DictReader(open(study_dir / "trials.csv")))
+    assert len(rows) == 4 and len({r["trial"] for r in rows}) == 4
+    assert all(r["state"] in ("completed", "stopped_early") for r in rows), rows
+    final = _epochs_per_trial(study_dir)
+    for name, iters in final.items():
+        assert iters == list(range(1, len(iters) + 1)), f"{name} repeated or skipped an epoch: {iters}"
+    partial = [n for n, it in at_interrupt.items() if 0 < len(it) < 3]
+    assert partial and all(len(final[n]) == 3 for n in partial)  # continued from its checkpoint
+    assert (tmp_path / "best" / "hi-fine.yaml").is_file()
