@@ -172,6 +172,7 @@ def _init_ray(opts: TuneOptions) -> bool:
     if opts.address:
         ray.init(address=opts.address, log_to_driver=opts.verbose > 1)
         return True
+    _reap_orphaned_ray_agents()
     gib = 1024**3
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     ray.init(
@@ -182,6 +183,26 @@ def _init_ray(opts: TuneOptions) -> bool:
         log_to_driver=opts.verbose > 1,
     )
     return True
+
+
+def _reap_orphaned_ray_agents() -> None:
+    """A SIGKILLed driver leaves its local Ray's DashboardAgent/RuntimeEnvAgent behind, re-parented
+    to init; they serve nothing any more, so end this user's before starting a new instance."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if not cmd.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+                continue
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == 1 and d.stat().st_uid == os.getuid():
+                os.kill(int(d.name), 9)  # they ignore SIGTERM
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 def _check_storage_for_cluster(storage: str) -> None:
@@ -435,6 +456,7 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch()
     searcher.restore_from_dir(study_path)
     study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here

@@ -1,0 +1,31 @@
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def test_board_serves_a_study_folder(tmp_path):
+    (tmp_path / "study").mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distner", "board", str(tmp_path / "study"), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        url = None
+        deadline = time.time() + 60
+        while time.time() < deadline and url is None:
+            line = proc.stdout.readline()
+            if line.startswith("TensorBoard at "):
+                url = line.split()[2]
+        assert url and url.startswith("http://localhost:")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_board_missing_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "distner", "board", str(tmp_path / "nope")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such study or run folder" in proc.stderr
