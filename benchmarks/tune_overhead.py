@@ -55,14 +55,31 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         space = Path(tmp, "space.yaml")
-        space.write_text(SPACE.format(emb=args.dims, hid=args.dims, batch=args.batch_size,
-                                      epochs=args.epochs, sentences=args.sentences))
+        space.write_text(
+            SPACE.format(
+                emb=args.dims,
+                hid=args.dims,
+                batch=args.batch_size,
+                epochs=args.epochs,
+                sentences=args.sentences,
+            )
+        )
 
         def study(name: str, cpus: float, gpus: float, concurrent: int | None) -> tuple[float, list[dict]]:
-            opts = TuneOptions(lang=args.lang, space=str(space), num_samples=args.trials, storage=f"{tmp}/runs",
-                               name=name, best_dir=f"{tmp}/best", data_dir=args.data_dir, verbose=0,
-                               cpus_per_trial=cpus, gpus_per_trial=gpus, max_concurrent=concurrent,
-                               grace_period=args.epochs)
+            opts = TuneOptions(
+                lang=args.lang,
+                space=str(space),
+                num_samples=args.trials,
+                storage=f"{tmp}/runs",
+                name=name,
+                best_dir=f"{tmp}/best",
+                data_dir=args.data_dir,
+                verbose=0,
+                cpus_per_trial=cpus,
+                gpus_per_trial=gpus,
+                max_concurrent=concurrent,
+                grace_period=args.epochs,
+            )
             t0 = time.perf_counter()
             result = run_study(opts)
             wall = time.perf_counter() - t0
@@ -80,29 +97,48 @@ def main(argv: list[str] | None = None) -> int:
 
         # the same trials (same lr values), one after another in this process, without Ray
         corpus = Corpus.load(args.data_dir, args.lang, "fine")
-        base = {"embedding_dim": args.dims, "hidden_dim": args.dims, "batch_size": args.batch_size,
-                "epochs": args.epochs, "max_train_sentences": args.sentences}
+        base = {
+            "embedding_dim": args.dims,
+            "hidden_dim": args.dims,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "max_train_sentences": args.sentences,
+        }
         torch.set_num_threads(cores)
         t0 = time.perf_counter()
         for i, row in enumerate(rows):
             cfg = RunConfig.from_flat({**base, "lr": float(row["lr"])})
-            fit(cfg, corpus, Path(tmp, "seq", str(i)), accelerator="gpu" if gpu else "cpu", progress=False,
-                evaluate_test=False)
+            fit(
+                cfg,
+                corpus,
+                Path(tmp, "seq", str(i)),
+                accelerator="gpu" if gpu else "cpu",
+                progress=False,
+                evaluate_test=False,
+            )
         sequential_s = time.perf_counter() - t0
 
     n = args.trials
-    print(json.dumps({
-        "benchmark": "tune_overhead",
-        "device": torch.cuda.get_device_name(0) if gpu else f"cpu x{cores}",
-        "trials": n, "epochs": args.epochs, "sentences": args.sentences, "dims": args.dims,
-        "ray_start_s": round(ray_start, 2),
-        "sequential_s": round(sequential_s, 2),
-        "study_serial_s": round(serial_s, 2),
-        "study_parallel_s": round(parallel_s, 2),
-        "per_trial_overhead_s": round((serial_s - ray_start - sequential_s) / n, 2),
-        "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial,
-        "speedup": round(sequential_s / parallel_s, 3),
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "tune_overhead",
+                "device": torch.cuda.get_device_name(0) if gpu else f"cpu x{cores}",
+                "trials": n,
+                "epochs": args.epochs,
+                "sentences": args.sentences,
+                "dims": args.dims,
+                "ray_start_s": round(ray_start, 2),
+                "sequential_s": round(sequential_s, 2),
+                "study_serial_s": round(serial_s, 2),
+                "study_parallel_s": round(parallel_s, 2),
+                "per_trial_overhead_s": round((serial_s - ray_start - sequential_s) / n, 2),
+                "cpus_per_trial": args.cpus_per_trial,
+                "gpus_per_trial": args.gpus_per_trial,
+                "speedup": round(sequential_s / parallel_s, 3),
+            }
+        )
+    )
     return 0
 
 
