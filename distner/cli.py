@@ -12,11 +12,119 @@ from pathlib import Path
 from . import __version__
 from .errors import DistnerError, StudyInterrupted
 
+LANG_HELP = "en|english, hi|hindi, bn|bengali|bangla"
 DATA_HELP = "data root laid out as {lang}/{split}.conll[.gz] (default: $DISTNER_DATA)"
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help=DATA_HELP)
+
+
+def _add_tune_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("study")
+    g.add_argument(
+        "--space",
+        default=None,
+        metavar="YAML",
+        help="search space (default: tune_spaces/default.yaml; smoke.yaml with --smoke)",
+    )
+    g.add_argument(
+        "--num-samples", type=int, default=None, metavar="N", help="trials (default 64; 4 with --smoke)"
+    )
+    g.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="cap on trials running at once (default: as many as resources allow)",
+    )
+    g.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, metavar="C", help="CPUs per trial (default 1)"
+    )
+    g.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        metavar="G",
+        help="fraction of a GPU per trial (default: 0.25 when GPUs exist, else 0)",
+    )
+    g.add_argument(
+        "--time-budget",
+        default=None,
+        metavar="DURATION",
+        help="stop starting trials after this long, e.g. 2h, 90m, 1h30m",
+    )
+    g.add_argument(
+        "--address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="join a running Ray cluster (default: start a local instance)",
+    )
+    g.add_argument(
+        "--storage",
+        default="runs",
+        metavar="DIR|s3://...|gs://...",
+        help="where studies live (default: runs/); shared storage on multi-node clusters",
+    )
+    g.add_argument(
+        "--smoke",
+        action="store_true",
+        help="quick end-to-end check: data sample, tiny space, 4 trials x 2 epochs",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler (default 0)")
+    g.add_argument(
+        "--best-dir", default="best", metavar="DIR", help="where <lang>-<gran>.yaml goes (default best/)"
+    )
+    g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray Tune's progress output")
+
+
+def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> None:
+    g = p.add_argument_group("retrain")
+    g.add_argument(
+        "--seeds", type=int, default=None, metavar="N", help="seeds per config (default 3; 2 with --smoke)"
+    )
+    g.add_argument(
+        "--train-on",
+        default="train",
+        choices=["train", "train+dev"],
+        help="train+dev keeps each run's last epoch (dev is no longer unseen)",
+    )
+    g.add_argument("--retrain-dir", default="runs/retrain", metavar="DIR", help="default runs/retrain")
+    g.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key for tuned and baseline runs alike (repeatable)",
+    )
+    if not pipeline:
+        g.add_argument(
+            "--config", metavar="YAML", help="config to retrain (default: best/<lang>-<gran>.yaml)"
+        )
+        g.add_argument("--best-dir", default="best", metavar="DIR")
+        g.add_argument(
+            "--top-k",
+            type=int,
+            default=1,
+            metavar="K",
+            help="retrain the K best trials of the study (read from --storage)",
+        )
+        g.add_argument("--storage", default="runs", metavar="DIR", help="where the study lives (for --top-k)")
+        g.add_argument(
+            "--address", default=None, metavar="auto|HOST:PORT", help="run the seeds on a Ray cluster"
+        )
+    g.add_argument(
+        "--gpus-per-run",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPU share per retraining run when Ray runs them (default 0.25 with GPUs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train one model and report dev/test metrics",
         description="Train one tagger. Writes OUT/{config.yaml, model.pt, metrics.json, tb/}.",
     )
-    p.add_argument("--lang", required=True, help="en|english, hi|hindi, bn|bengali|bangla")
+    p.add_argument("--lang", required=True, help=LANG_HELP)
     p.add_argument("--granularity", default="fine", help="fine (33 types) or coarse (6 groups)")
     p.add_argument(
         "--config", metavar="FILE", help="flat YAML of config keys, e.g. tune_spaces/baseline.yaml"
@@ -48,14 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/<lang>-<granularity>)")
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
     p = sub.add_parser(
         "evaluate",
         help="score a trained model on a split or a labelled file",
         description="Score a run's model. Prints the table and writes RUN_DIR/eval-<name>.json.",
     )
-    p.add_argument("--model", required=True, metavar="RUN_DIR", help="folder written by distner train")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN_DIR",
+        help="a run folder, or a retrain cell folder (its final model)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--split", choices=["train", "dev", "test"], help="a split of the data root (default: test)"
@@ -73,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="tag a CoNLL file with a trained model",
         description="Tag every token of FILE; writes `TOKEN _ _ TAG` lines with the input's # id lines.",
     )
-    p.add_argument("--model", required=True, metavar="RUN_DIR")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="RUN_DIR",
+        help="a run folder, or a retrain cell folder (its final model)",
+    )
     p.add_argument(
         "--input", required=True, metavar="FILE", help="CoNLL file; its labels, if any, are ignored"
     )
@@ -83,65 +201,59 @@ def build_parser() -> argparse.ArgumentParser:
         "tune",
         help="run a Ray Tune + Optuna + ASHA study",
         description=(
-            "Search hyperparameters for one language (and one or both granularities) on dev. Starts a local "
-            "Ray instance sized to this machine, or joins a cluster with --address. Writes the study under "
-            "STORAGE/NAME (trials.csv, summary.json, optuna.db, per-trial runs) and best/<lang>-<gran>.yaml."
+            "Search hyperparameters on dev for one language (one or both granularities). Starts a "
+            "local Ray instance sized to this machine, or joins a cluster with --address. Writes the "
+            "study under STORAGE/NAME (trials.csv, summary.json, optuna.db, per-trial runs) and "
+            "BEST_DIR/<lang>-<gran>.yaml."
         ),
     )
-    p.add_argument("--lang", required=True, help="en|english, hi|hindi, bn|bengali|bangla")
+    p.add_argument("--lang", required=True, help=LANG_HELP)
     p.add_argument("--granularity", default="fine", choices=["fine", "coarse", "both"])
-    p.add_argument(
-        "--space",
-        default=None,
-        metavar="YAML",
-        help="search space (default: tune_spaces/default.yaml; smoke.yaml with --smoke)",
-    )
-    p.add_argument(
-        "--num-samples", type=int, default=None, metavar="N", help="trials (default 64; 4 with --smoke)"
-    )
-    p.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        metavar="N",
-        help="cap on trials running at once (default: as many as resources allow)",
-    )
-    p.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C")
-    p.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=None,
-        metavar="G",
-        help="fraction of a GPU per trial (default: 0.25 when GPUs exist, else 0)",
-    )
-    p.add_argument(
-        "--time-budget",
-        default=None,
-        metavar="DURATION",
-        help="stop starting trials after this long, e.g. 2h, 90m, 1h30m",
-    )
-    p.add_argument(
-        "--address",
-        default=None,
-        metavar="auto|HOST:PORT",
-        help="join a running Ray cluster (default: start a local instance)",
-    )
-    p.add_argument(
-        "--storage",
-        default="runs",
-        metavar="DIR|s3://...|gs://...",
-        help="where studies live (default: runs/); shared storage on multi-node clusters",
-    )
     p.add_argument("--name", default=None, help="study name (default: <lang>-<granularity>[-smoke])")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="quick end-to-end check: data sample, tiny space, 4 trials x 2 epochs",
+    _add_tune_args(p)
+    _add_data_dir(p)
+
+    p = sub.add_parser(
+        "retrain",
+        help="retrain the best config(s) and the seed baseline with several seeds",
+        description=(
+            "Retrain the tuned config (best/<lang>-<gran>.yaml, or the study's top K) and the seed "
+            "baseline from scratch with N seeds; score each on test; mark the best-on-dev run as the "
+            "cell's final model (RETRAIN_DIR/<cell>/final.json, usable as distner predict --model)."
+        ),
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler")
-    p.add_argument("--best-dir", default="best", metavar="DIR", help="where best/<lang>-<gran>.yaml goes")
-    p.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray Tune's progress output")
+    p.add_argument("--lang", required=True, help=LANG_HELP)
+    p.add_argument("--granularity", default="fine", choices=["fine", "coarse"])
+    _add_retrain_args(p)
+    _add_data_dir(p)
+
+    p = sub.add_parser(
+        "report", help="write report.md, report.json and figures from finished runs (reads files only)"
+    )
+    p.add_argument(
+        "--langs", type=_csv, default=["en", "hi", "bn"], help="comma-separated (default en,hi,bn)"
+    )
+    p.add_argument("--granularities", type=_csv, default=["fine", "coarse"], help="default fine,coarse")
+    p.add_argument("--retrain-dir", default="runs/retrain", metavar="DIR")
+    p.add_argument("--out", default="reports", metavar="DIR", help="default reports/")
+
+    p = sub.add_parser(
+        "pipeline",
+        help="tune -> retrain -> report for every cell, skipping finished steps",
+        description=(
+            "Run every step for each language x granularity. A cell's tune step is done when "
+            "BEST_DIR/<cell>.yaml exists, its retrain step when RETRAIN_DIR/<cell>/retrain.json "
+            "exists; unfinished studies are resumed. The report is rebuilt at the end."
+        ),
+    )
+    p.add_argument(
+        "--langs", type=_csv, default=["en", "hi", "bn"], help="comma-separated (default en,hi,bn)"
+    )
+    p.add_argument("--granularities", type=_csv, default=["fine", "coarse"], help="default fine,coarse")
+    p.add_argument("--report-dir", default="reports", metavar="DIR", help="default reports/")
+    _add_tune_args(p)
+    _add_retrain_args(p, pipeline=True)
     _add_data_dir(p)
 
     p = sub.add_parser(
@@ -150,10 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start TensorBoard over every trial of a study (or a folder of runs); prints its URL.",
     )
     p.add_argument(
-        "logdir", nargs="?", default="runs", help="study or run folder, local or s3:///gs:// (default: runs)"
+        "logdir", nargs="?", default="runs", help="study or run folder, local or s3://, gs:// (default runs)"
     )
     p.add_argument("--port", type=int, default=6006, help="0 picks a free port")
     p.add_argument("--host", default="localhost", help="interface to bind (default: localhost only)")
+
+    p = sub.add_parser("cluster", help="Ray cluster launcher files")
+    csub = p.add_subparsers(dest="cluster_command", required=True, metavar="SUBCOMMAND")
+    v = csub.add_parser(
+        "validate",
+        help="check cluster YAMLs offline with Ray's own schema",
+        description="Validate Ray cluster launcher YAMLs offline; prints the first problem per file.",
+    )
+    v.add_argument("files", nargs="*", metavar="FILE", help="default: cluster/*.yaml")
 
     p = sub.add_parser("data", help="inspect the data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
@@ -206,43 +327,109 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOptions
+    from .tuning import TuneOptions, parse_duration
+
+    return TuneOptions(
+        lang=lang,
+        granularity=gran,
+        space=args.space or ("tune_spaces/smoke.yaml" if args.smoke else "tune_spaces/default.yaml"),
+        num_samples=args.num_samples or (4 if args.smoke else 64),
+        max_concurrent=args.max_concurrent,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        time_budget_s=parse_duration(args.time_budget) if args.time_budget else None,
+        address=args.address,
+        storage=args.storage,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        best_dir=args.best_dir,
+        verbose=args.verbose,
+    )
+
+
+def _retrain_options(
+    args: argparse.Namespace, lang: str, gran: str, smoke: bool = False
+):  # -> RetrainOptions
+    from .retrain import RetrainOptions
+
+    overrides = list(args.overrides) + (["epochs=2"] if smoke else [])
+    return RetrainOptions(
+        lang=lang,
+        granularity=gran,
+        config=getattr(args, "config", None),
+        best_dir=args.best_dir,
+        top_k=getattr(args, "top_k", 1),
+        studies=args.storage,
+        seeds=args.seeds or (2 if smoke else 3),
+        train_on=args.train_on,
+        out=args.retrain_dir,
+        data_dir=args.data_dir,
+        overrides=tuple(overrides),
+        address=args.address,
+        gpus_per_run=args.gpus_per_run,
+    )
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .tuning import TuneOptions, parse_duration, run_study, summary_table
+    from .labels import normalize_lang
+    from .tuning import run_study, summary_table
 
     grans = ["fine", "coarse"] if args.granularity == "both" else [args.granularity]
-    space = args.space or ("tune_spaces/smoke.yaml" if args.smoke else "tune_spaces/default.yaml")
-    samples = args.num_samples or (4 if args.smoke else 64)
-    budget = parse_duration(args.time_budget) if args.time_budget else None
     for gran in grans:
         name = args.name and (args.name if len(grans) == 1 else f"{args.name}-{gran}")
-        opts = TuneOptions(
-            lang=args.lang,
-            granularity=gran,
-            space=space,
-            num_samples=samples,
-            max_concurrent=args.max_concurrent,
-            cpus_per_trial=args.cpus_per_trial,
-            gpus_per_trial=args.gpus_per_trial,
-            time_budget_s=budget,
-            address=args.address,
-            storage=args.storage,
-            name=name,
-            resume=args.resume,
-            seed=args.seed,
-            data_dir=args.data_dir,
-            best_dir=args.best_dir,
-            verbose=args.verbose,
-        )
-        if args.smoke and not args.name:
-            from .labels import normalize_lang
-
-            opts = replace(opts, name=f"{normalize_lang(args.lang)}-{gran}-smoke")
-        result = run_study(opts)
+        if args.smoke and not name:
+            name = f"{normalize_lang(args.lang)}-{gran}-smoke"
+        result = run_study(replace(_tune_options(args, args.lang, gran), name=name, resume=args.resume))
         print(summary_table(result))
         print(
             f"study: {result.study_path}\ntrials: {result.results_dir / 'trials.csv'}\n"
             f"best config: {result.best_config_path}"
         )
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .reporting import table
+    from .retrain import retrain_cell
+
+    r = retrain_cell(_retrain_options(args, args.lang, args.granularity))
+    rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
+    for name, v in r["variants"].items():
+        t = v["test"]
+        rows.append(
+            [
+                name,
+                f"{100 * t['entity_macro_f1']['mean']:.2f} +- {100 * t['entity_macro_f1']['std']:.2f}",
+                f"{100 * t['entity_micro_f1']['mean']:.2f} +- {100 * t['entity_micro_f1']['std']:.2f}",
+                str(len(v["runs"])),
+            ]
+        )
+    print(table(rows))
+    print(f"final model ({r['final']['selected_by']}): {r['final']['run_dir']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    report = build_report(args.langs, args.granularities, retrain_dir=args.retrain_dir, out=args.out)
+    print(f"report for {', '.join(report['cells'])} -> {Path(args.out).resolve() / 'report.md'}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+
+    run_pipeline(
+        args.langs,
+        args.granularities,
+        _tune_options(args, "en", "fine"),
+        _retrain_options(args, "en", "fine", smoke=args.smoke),
+        report_out=args.report_dir,
+        smoke=args.smoke,
+    )
+    print((Path(args.report_dir) / "report.md").read_text().split("\n## ")[0])
     return 0
 
 
@@ -253,9 +440,22 @@ def cmd_board(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_data_stats(args: argparse.Namespace) -> int:
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .cluster import validate_cluster_files
+
+    files = args.files or [str(p) for p in sorted(Path("cluster").glob("*.yaml"))]
+    if not files:
+        raise DistnerError("no cluster files given and none found under cluster/")
+    results = validate_cluster_files(files)
+    for f, problem in results:
+        print(problem or f"{f}: ok")
+    return 2 if any(p for _, p in results) else 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
     from .data import SPLITS, corpus_stats, load_split
     from .labels import LANGUAGE_CODES, normalize_lang
+    from .reporting import table
 
     langs = [normalize_lang(x) for x in args.lang] if args.lang else list(LANGUAGE_CODES)
     stats = {
@@ -267,8 +467,6 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
-    from .reporting import table
-
     for lang, per_split in stats.items():
         rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", ">25 tokens"]]
         for split, s in per_split.items():
@@ -296,15 +494,19 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "tune": cmd_tune,
+    "retrain": cmd_retrain,
+    "report": cmd_report,
+    "pipeline": cmd_pipeline,
     "board": cmd_board,
+    "cluster": cmd_cluster,
+    "data": cmd_data,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = cmd_data_stats if args.command == "data" else COMMANDS[args.command]
     try:
-        return handler(args)
+        return COMMANDS[args.command](args)
     except StudyInterrupted as e:
         print(f"distner: {e}", file=sys.stderr)
         return 130

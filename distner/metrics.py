@@ -109,11 +109,28 @@ def seed_style_scores(
     }
 
 
+def coarse_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
+    """Token-level confusion between the six coarse groups and O (fine tags are mapped up),
+    rows = gold, columns = predicted."""
+    from sklearn.metrics import confusion_matrix
+
+    from .labels import COARSE_TYPES, FINE_TO_COARSE
+
+    def group(tag: str) -> str:
+        return "O" if tag == "O" else FINE_TO_COARSE.get(tag[2:], tag[2:])
+
+    labels = [*COARSE_TYPES, "O"]
+    y_true = [group(t) for s in gold for t in s]
+    y_pred = [group(t) for s in pred for t in s]
+    return {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
+
+
 def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = 25) -> dict:
     """Everything `metrics.json` holds for one split."""
     out = entity_scores(gold, pred)
     out.update(token_scores(gold, pred))
     out.update(seed_style_scores(gold, pred, seq_len))
+    out["coarse_confusion"] = coarse_confusion(gold, pred)
     out["sentences"] = len(gold)
     out["tokens"] = sum(len(s) for s in gold)
     return out

@@ -7,6 +7,7 @@ from) into `fit`, exactly as a user's own script could.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -55,6 +56,10 @@ class Corpus:
         root = resolve_data_dir(data_dir)
         splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
         return cls(lang, granularity, *splits, data_dir=str(root))
+
+    def with_dev_in_train(self) -> Corpus:
+        """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
+        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,11 @@ class TaggerModule(pl.LightningModule):
 
 
 class BestWeights(pl.Callback):
-    """Keeps the network's weights from the best validation epoch and writes them as model.pt."""
+    """Keeps the network's weights from the best validation epoch (or, with keep_last, the last
+    epoch: used when dev is part of the training data) and writes them as model.pt."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, keep_last: bool = False):
+        self.path, self.keep_last = path, keep_last
         self.best = -math.inf
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
@@ -151,7 +157,7 @@ class BestWeights(pl.Callback):
         if trainer.sanity_checking:
             return
         value = float(trainer.callback_metrics.get(MONITOR, -math.inf))
-        if value > self.best:
+        if value > self.best or self.keep_last:
             self.best, self.best_epoch = value, trainer.current_epoch
             self.state = copy.deepcopy({k: v.cpu() for k, v in module.model.state_dict().items()})
             save_weights(self.state, self.path)
@@ -220,8 +226,12 @@ def fit(
     ckpt_path: str | None = None,
     progress: bool = True,
     evaluate_test: bool = True,
+    keep: str = "best",
 ) -> FitResult:
-    """Train one model and write config.yaml, model.pt, tb/ (TensorBoard) and metrics.json."""
+    """Train one model and write config.yaml, model.pt, tb/ (TensorBoard) and metrics.json.
+
+    `keep="best"` keeps the epoch with the best dev entity macro-F1; `"last"` the final epoch.
+    """
     _quiet_lightning()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -237,7 +247,7 @@ def fit(
         {**cfg.to_flat(), "lang": corpus.lang, "granularity": corpus.granularity},
         metrics={f"best/{MONITOR}": 0.0},
     )
-    best = BestWeights(out / "model.pt")
+    best = BestWeights(out / "model.pt", keep_last=keep == "last")
     progress_cbs = [EpochLog()] if progress else []
     trainer = pl.Trainer(
         max_epochs=cfg.train.epochs,
@@ -354,11 +364,20 @@ class LoadedRun:
     data_dir: str
 
 
+def resolve_final(path: str | os.PathLike) -> Path:
+    """A retrain cell folder (with final.json, written by distner retrain) means its final model."""
+    p = Path(path)
+    final = p / "final.json"
+    if final.is_file() and not (p / "config.yaml").is_file():
+        return Path(json.loads(final.read_text())["run_dir"])
+    return p
+
+
 def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Rebuild a trained model from its run folder (config.yaml + model.pt)."""
     from .config import read_yaml_mapping
 
-    run = Path(run_dir).resolve()
+    run = resolve_final(run_dir).resolve()
     meta = read_yaml_mapping(run / "config.yaml")
     weights = run / "model.pt"
     if not weights.is_file():

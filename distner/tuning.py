@@ -240,6 +240,44 @@ def _check_storage_for_cluster(storage: str) -> None:
         )
 
 
+def fit_on_ray(
+    jobs: list,
+    corpus: Corpus,
+    address: str | None = None,
+    gpus_per_run: float | None = None,
+    keep: str = "best",
+) -> None:
+    """Run independent fits (retraining seeds) as Ray tasks spread over GPUs and nodes."""
+    import ray
+
+    started = _init_ray(TuneOptions(lang=corpus.lang, address=address, verbose=1))
+    try:
+        gpus = gpus_per_run
+        if gpus is None:
+            gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        ref = ray.put(corpus)
+
+        @ray.remote(num_cpus=1, num_gpus=gpus)
+        def one(cfg: RunConfig, corpus: Corpus, out: str) -> str:
+            fit(cfg, corpus, out, accelerator="gpu" if gpus > 0 else "cpu", progress=False, keep=keep)
+            return out
+
+        pending = [one.remote(cfg, ref, str(out)) for _, cfg, out in jobs]
+        for i in range(len(pending)):
+            done, pending = ray.wait(pending, num_returns=1)
+            print(f"[{i + 1}/{len(jobs)}] finished {ray.get(done[0])}", flush=True)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def study_exists(storage: str, name: str) -> bool:
+    from ray import tune
+
+    path = storage if is_remote(storage) else str(Path(storage).resolve())
+    return tune.Tuner.can_restore(f"{path.rstrip('/')}/{name}")
+
+
 def run_study(opts: TuneOptions) -> StudyResult:
     """Run (or resume) one study for one language x granularity and write its outputs."""
     import optuna
@@ -481,7 +519,13 @@ def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gr
         f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
         f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
     )
-    write_yaml(path, cfg.to_flat(), header=header)
+    meta = {
+        "study": str(Path(opts.storage, name)) if not is_remote(opts.storage) else f"{opts.storage}/{name}",
+        "trial": best["trial"],
+        "dev_entity_macro_f1": best["best_dev_f1"],
+        "epochs_run": best["epochs_run"],
+    }
+    write_yaml(path, {**cfg.to_flat(), "_meta": meta}, header=header)
     return path
 
 

@@ -8,7 +8,9 @@ def test_board_serves_a_study_folder(tmp_path):
     (tmp_path / "study").mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "distner", "board", str(tmp_path / "study"), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = None
@@ -26,6 +28,7 @@ def test_board_serves_a_study_folder(tmp_path):
 
 
 def test_board_missing_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "distner", "board", str(tmp_path / "nope")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "distner", "board", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "no such study or run folder" in proc.stderr

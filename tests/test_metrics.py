@@ -74,3 +74,14 @@ def test_repair_keeps_entity_scores():
     fixed = [repair_iob2(p) for p in pred]
     assert repair_iob2(["O", "I-A", "I-A", "I-B"]) == ["O", "B-A", "I-A", "B-B"]
     assert entity_scores(gold, pred) == entity_scores(gold, fixed)
+
+
+def test_coarse_confusion_maps_fine_types():
+    from distner.metrics import coarse_confusion
+
+    cm = coarse_confusion([["B-Artist", "I-Artist", "O"]], [["B-Athlete", "O", "B-Food"]])
+    labels, m = cm["labels"], cm["matrix"]
+    assert labels[-1] == "O" and len(m) == 7
+    person, product, o = labels.index("Person"), labels.index("Product"), labels.index("O")
+    assert m[person][person] == 1 and m[person][o] == 1 and m[o][product] == 1
+    assert sum(map(sum, m)) == 3

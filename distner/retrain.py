@@ -1,0 +1,207 @@
+"""Retrain the winners: the tuned config(s) and the seed baseline, from scratch, with several seeds.
+
+Reads `best/<cell>.yaml` (or the study's top-k trials) and `tune_spaces/baseline.yaml`; writes
+`<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders, `<out>/<cell>/retrain.json` and
+`<out>/<cell>/final.json`, which names the cell's final model (best dev score, never test).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
+from .errors import DistnerError
+from .fileio import write_json
+from .labels import normalize_granularity, normalize_lang
+from .spaces import resolve_space_path
+from .training import Corpus, fit
+
+# Keys that set the data budget rather than the model: the baseline inherits them from the tuned
+# config so that both are trained on the same data (e.g. the sample of a smoke study).
+BUDGET_KEYS = ("max_train_sentences", "max_eval_sentences")
+REPORTED = (
+    "entity_macro_f1",
+    "entity_micro_f1",
+    "token_accuracy",
+    "seed_style_macro_f1",
+    "seed_style_accuracy",
+)
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    lang: str
+    granularity: str = "fine"
+    config: str | None = None  # default: <best_dir>/<cell>.yaml
+    best_dir: str = "best"
+    top_k: int = 1
+    studies: str = "runs"  # where the study <cell> lives (for --top-k > 1)
+    seeds: int = 3
+    train_on: str = "train"
+    out: str = "runs/retrain"
+    data_dir: str | None = None
+    baseline: str = "tune_spaces/baseline.yaml"
+    overrides: tuple[str, ...] = ()
+    address: str | None = None
+    gpus_per_run: float | None = None
+    accelerator: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1 or self.top_k < 1:
+            raise DistnerError("--seeds and --top-k must be >= 1")
+        if self.train_on not in ("train", "train+dev"):
+            raise DistnerError(f"--train-on {self.train_on!r}: use train or train+dev")
+
+    @property
+    def cell(self) -> str:
+        return f"{normalize_lang(self.lang)}-{normalize_granularity(self.granularity)}"
+
+
+def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
+    """(variant name, config, where it came from) for the top-k tuned configs."""
+    if opts.top_k == 1:
+        path = Path(opts.config or Path(opts.best_dir) / f"{opts.cell}.yaml")
+        if not path.is_file():
+            lang, gran = opts.cell.split("-")
+            raise DistnerError(
+                f"{path}: best config not found; make it with: "
+                f"distner tune --lang {lang} --granularity {gran}"
+            )
+        return [("tuned", load_config(path), str(path.resolve()))]
+    study = Path(opts.studies) / opts.cell
+    table = study / "trials.csv"
+    if not table.is_file():
+        raise DistnerError(f"{table}: study results not found; run distner tune for {opts.cell} first")
+    rows = [
+        r
+        for r in csv.DictReader(open(table, encoding="utf-8"))
+        if r["state"] in ("completed", "stopped_early")
+    ]
+    rows.sort(key=lambda r: -float(r["best_dev_f1"]))
+    out = []
+    for k, row in enumerate(rows[: opts.top_k], 1):
+        cfg_file = study / row["trial_dir"] / "config.yaml"
+        out.append(
+            (
+                f"tuned-{k}",
+                RunConfig.from_flat(read_yaml_mapping(cfg_file)["config"], str(cfg_file)),
+                str(cfg_file),
+            )
+        )
+    return out
+
+
+def baseline_config(opts: RetrainOptions, like: RunConfig) -> RunConfig:
+    base = load_config(resolve_space_path(opts.baseline))
+    budget = {k: like.to_flat()[k] for k in BUDGET_KEYS}
+    return base.replace(source=opts.baseline, **budget)
+
+
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in REPORTED:
+        vals = [r["test"][key] for r in runs]
+        out[key] = {
+            "mean": statistics.fmean(vals),
+            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "n": len(vals),
+        }
+    return out
+
+
+def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
+    """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
+    lang, gran = opts.cell.split("-")
+    over = parse_overrides(list(opts.overrides))
+    variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
+    base = baseline_config(opts, variants[0][1])
+    variants.append(
+        ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
+    )
+    cell_dir = Path(opts.out).resolve() / opts.cell
+    seeds = list(range(1, opts.seeds + 1))
+    jobs = [
+        (name, cfg.replace(seed=s), cell_dir / name / f"seed-{s}") for name, cfg, _ in variants for s in seeds
+    ]
+    todo = [j for j in jobs if not (j[2] / "metrics.json").is_file()]
+    if todo:
+        corpus = Corpus.load(opts.data_dir, lang, gran)
+        if opts.train_on == "train+dev":
+            corpus = corpus.with_dev_in_train()
+        keep = "last" if opts.train_on == "train+dev" else "best"
+        _run_jobs(todo, corpus, opts, keep)
+    result: dict[str, Any] = {
+        "cell": opts.cell,
+        "lang": lang,
+        "granularity": gran,
+        "train_on": opts.train_on,
+        "seeds": seeds,
+        "variants": {},
+    }
+    for name, cfg, src in variants:
+        runs = []
+        for s in seeds:
+            run_dir = cell_dir / name / f"seed-{s}"
+            m = json.loads((run_dir / "metrics.json").read_text())
+            runs.append(
+                {
+                    "seed": s,
+                    "run_dir": str(run_dir),
+                    "best_epoch": m["best_epoch"],
+                    "train_seconds": m["train_seconds"],
+                    "dev": {k: m["dev"][k] for k in REPORTED},
+                    "test": {k: m["test"][k] for k in REPORTED},
+                }
+            )
+        result["variants"][name] = {
+            "source": src,
+            "config": cfg.to_flat(),
+            "runs": runs,
+            "test": _summarise(runs),
+        }
+    result["study"] = _study_of(variants[0][2], opts)
+    tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
+    final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
+    result["final"] = {
+        "run_dir": final["run_dir"],
+        "selected_by": "dev entity_macro_f1",
+        "dev_entity_macro_f1": final["dev"]["entity_macro_f1"],
+    }
+    write_json(cell_dir / "final.json", result["final"])
+    write_json(cell_dir / "retrain.json", result)
+    return result
+
+
+def _run_jobs(
+    jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions, keep: str
+) -> None:
+    import torch
+
+    if opts.address or torch.cuda.device_count() > 0:
+        from .tuning import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist
+
+        fit_on_ray(jobs, corpus, address=opts.address, gpus_per_run=opts.gpus_per_run, keep=keep)
+        return
+    for i, (name, cfg, out) in enumerate(jobs, 1):
+        print(
+            f"[{i}/{len(jobs)}] {opts.cell} {name} seed {cfg.train.seed} -> {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+        fit(cfg, corpus, out, accelerator=opts.accelerator, progress=opts.progress, keep=keep)
+
+
+def _study_of(source: str, opts: RetrainOptions) -> str | None:
+    """The study a tuned config came from (recorded in best/*.yaml by distner tune)."""
+    if source.endswith("config.yaml"):  # top-k: a trial folder inside the study
+        return str(Path(source).parent.parent)
+    meta = read_yaml_mapping(source).get("_meta") or {}
+    study = meta.get("study")
+    return str(Path(study).resolve()) if study and "://" not in study else study

@@ -1,0 +1,154 @@
+"""`distner pipeline --smoke` end to end on CPU: tune -> retrain -> report, then idempotent reruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def distner(*args, cwd, data):
+    env = {**os.environ, "DISTNER_DATA": str(data)}
+    return subprocess.run(
+        [sys.executable, "-m", "distner", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    from .conftest import REAL_DATA
+
+    if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
+        pytest.skip("real data not found")
+    cwd = tmp_path_factory.mktemp("pipeline")
+    proc = distner(
+        "pipeline",
+        "--langs",
+        "hi",
+        "--granularities",
+        "fine,coarse",
+        "--smoke",
+        "--verbose",
+        "0",
+        cwd=cwd,
+        data=REAL_DATA,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd, REAL_DATA
+
+
+def test_report_json_is_consistent_with_run_folders(pipeline):
+    cwd, _ = pipeline
+    report = json.loads((cwd / "reports" / "report.json").read_text())
+    assert set(report["cells"]) == {"hi-fine", "hi-coarse"}
+    for cell, c in report["cells"].items():
+        assert c["seeds"] == [1, 2]
+        for variant, key in (("tuned", "tuned"), ("baseline", "baseline")):
+            runs = c["runs"][variant]
+            vals = [
+                json.loads(open(f"{r['run_dir']}/metrics.json").read())["test"]["entity_macro_f1"]
+                for r in runs
+            ]
+            assert len(vals) == 2
+            assert c[key]["entity_macro_f1"]["mean"] == pytest.approx(statistics.fmean(vals))
+            assert c[key]["entity_macro_f1"]["std"] == pytest.approx(statistics.stdev(vals))
+            assert 0.0 <= c[key]["entity_macro_f1"]["mean"] <= 1.0
+        assert c["gain"]["entity_macro_f1"] == pytest.approx(
+            c["tuned"]["entity_macro_f1"]["mean"] - c["baseline"]["entity_macro_f1"]["mean"]
+        )
+        assert c["study"]["trials"] == 4
+        assert c["published_seed_style"]["macro_f1"] in (0.68, 0.81)
+        assert len(c["final"]["coarse_confusion"]["matrix"]) == 7
+        assert c["tuned"]["seed_style_accuracy"]["mean"] > c["tuned"]["token_accuracy"]["mean"]
+
+
+def test_report_md_and_figures(pipeline):
+    cwd, _ = pipeline
+    md = (cwd / "reports" / "report.md").read_text()
+    assert "| cell | tuned macro-F1" in md and "| hi-fine |" in md and "| hi-coarse |" in md
+    assert "### Per type (final model, test)" in md and "## Method" in md
+    pngs = sorted((cwd / "reports").glob("*.png"))
+    assert {p.name for p in pngs} >= {"hi-fine-study.png", "hi-fine-confusion.png", "hi-coarse-study.png"}
+    for p in pngs:
+        with Image.open(p) as im:
+            im.verify()
+        with Image.open(p) as im:
+            assert im.format == "PNG" and 400 <= im.width <= 2000 and 200 <= im.height <= 2000
+        assert f"]({p.name})" in md
+
+
+def test_final_model_predicts(pipeline, tmp_path):
+    cwd, data = pipeline
+    proc = distner(
+        "predict",
+        "--model",
+        "runs/retrain/hi-fine",
+        "--input",
+        data / "hi" / "dev.conll.gz",
+        "--output",
+        tmp_path / "p.conll",
+        cwd=cwd,
+        data=data,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
+    cwd, data = pipeline
+    fine_model = cwd / "runs/retrain/hi-fine/tuned/seed-1/model.pt"
+    coarse_retrain = cwd / "runs/retrain/hi-coarse"
+    stamp = fine_model.stat().st_mtime_ns
+    again = distner(
+        "pipeline",
+        "--langs",
+        "hi",
+        "--granularities",
+        "fine,coarse",
+        "--smoke",
+        "--verbose",
+        "0",
+        cwd=cwd,
+        data=data,
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("- done") == 4 and "epoch 1/" not in again.stderr
+    shutil.rmtree(coarse_retrain)
+    redo = distner(
+        "pipeline",
+        "--langs",
+        "hi",
+        "--granularities",
+        "fine,coarse",
+        "--smoke",
+        "--verbose",
+        "0",
+        cwd=cwd,
+        data=data,
+    )
+    assert redo.returncode == 0, redo.stderr[-2000:]
+    assert "hi-coarse: retrain - 2 seeds" in redo.stderr and redo.stderr.count("- done") == 3
+    assert (coarse_retrain / "retrain.json").is_file()
+    assert fine_model.stat().st_mtime_ns == stamp  # the other cell was left alone
+
+
+def test_missing_inputs_name_the_command(tmp_path):
+    from .conftest import REAL_DATA
+
+    proc = distner("report", "--langs", "bn", "--granularities", "fine", cwd=tmp_path, data=REAL_DATA)
+    assert proc.returncode == 2 and "distner retrain --lang bn --granularity fine" in proc.stderr
+    assert not (tmp_path / "reports").exists()
+    proc = distner("retrain", "--lang", "bn", cwd=tmp_path, data=REAL_DATA)
+    assert proc.returncode == 2 and "distner tune --lang bn --granularity fine" in proc.stderr
