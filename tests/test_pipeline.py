@@ -54,7 +54,7 @@ def test_report_json_is_consistent_with_run_folders(pipeline):
     cwd, _ = pipeline
     report = json.loads((cwd / "reports" / "report.json").read_text())
     assert set(report["cells"]) == {"hi-fine", "hi-coarse"}
-    for cell, c in report["cells"].items():
+    for c in report["cells"].values():
         assert c["seeds"] == [1, 2]
         for variant, key in (("tuned", "tuned"), ("baseline", "baseline")):
             runs = c["runs"][variant]
