@@ -25,12 +25,36 @@ class ModelConfig:
     hidden_dim: int = 520
     num_layers: int = 1
     bidirectional: bool = False
-    dropout: float = 0.0  # on embeddings and LSTM outputs (and between LSTM layers)
+    dropout: float = 0.0  # on the word representation and on LSTM outputs
+    lstm_dropout: float = 0.0  # between stacked LSTM layers (num_layers > 1)
+    word_dropout: float = 0.0  # training only: a word becomes <unk> with this probability
+    # character features: a char-CNN word encoder concatenated to the word embedding
+    char_features: bool = False
+    char_embedding_dim: int = 32
+    char_channels: int = 64
+    char_kernel: int = 3
+    crf: bool = False  # CRF output layer with IOB2-constrained Viterbi decoding
+    pretrained_vectors: str = ""  # fastText .vec(.gz) file; its dimension must equal embedding_dim
+    freeze_embeddings: bool = False  # keep pretrained word vectors fixed
 
     def __post_init__(self) -> None:
-        _positive(self, "embedding_dim", "hidden_dim", "num_layers")
-        if not 0.0 <= self.dropout < 1.0:
-            raise DistnerError(f"dropout: must be in [0, 1), got {self.dropout}")
+        _positive(
+            self,
+            "embedding_dim",
+            "hidden_dim",
+            "num_layers",
+            "char_embedding_dim",
+            "char_channels",
+            "char_kernel",
+        )
+        for name in ("dropout", "lstm_dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise DistnerError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
+        if self.char_kernel % 2 == 0:
+            raise DistnerError(f"char_kernel: must be odd, got {self.char_kernel}")
+        if self.pretrained_vectors and not os.path.isabs(self.pretrained_vectors):
+            # absolute, because Ray trials run in other working directories
+            object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))
 
 
 @dataclass(frozen=True)
@@ -96,6 +120,8 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     want = FIELD_TYPES.get(key)
     if want is None:
         raise DistnerError(f"{source}: unknown config key {key!r}")
+    if want is str and isinstance(value, str):
+        return value
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)

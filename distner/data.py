@@ -151,10 +151,20 @@ class Vocab:
     itos: tuple[str, ...]
 
     @classmethod
-    def build(cls, sentences: Iterable[Sentence], min_freq: int = 1) -> Vocab:
+    def build(cls, sentences: Iterable[Sentence], min_freq: int = 1, extra: Iterable[str] = ()) -> Vocab:
+        """Train words seen `min_freq` times, most frequent first, then `extra` words (e.g. those
+        that have pretrained vectors) not already in."""
         counts = Counter(t for s in sentences for t in s.tokens)
         words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+        seen = set(words)
+        words += [w for w in dict.fromkeys(extra) if w not in seen and w not in (PAD, UNK)]
         return cls((PAD, UNK, *words))
+
+    @classmethod
+    def build_chars(cls, sentences: Iterable[Sentence]) -> Vocab:
+        """Characters as Unicode code points (zero-width joiners included: they are part of words)."""
+        counts = Counter(ch for s in sentences for t in s.tokens for ch in t)
+        return cls((PAD, UNK, *sorted(counts, key=lambda c: (-counts[c], c))))
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -172,13 +182,18 @@ class Vocab:
         return cached
 
 
+MAX_WORD_LEN = 20  # characters per word seen by the char encoder (longer words are cut)
+
+
 @dataclass(frozen=True)
 class Encoded:
-    """A split as padded tensors: tokens/labels [N, L] (label IGNORE_INDEX on padding), lengths [N]."""
+    """A split as padded tensors: tokens/labels [N, L] (label IGNORE_INDEX on padding), lengths [N],
+    and, with character features, chars [N, L, MAX_WORD_LEN]."""
 
     tokens: torch.Tensor
     labels: torch.Tensor
     lengths: torch.Tensor
+    chars: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.numel())
@@ -189,7 +204,11 @@ class Encoded:
 
 
 def encode(
-    sentences: Sequence[Sentence], vocab: Vocab, tags: Sequence[str], max_len: int | None = None
+    sentences: Sequence[Sentence],
+    vocab: Vocab,
+    tags: Sequence[str],
+    max_len: int | None = None,
+    chars: Vocab | None = None,
 ) -> Encoded:
     """Encode sentences, truncating to `max_len` tokens when given (training only)."""
     tag_index = {t: i for i, t in enumerate(tags)}
@@ -204,7 +223,14 @@ def encode(
                 y[i, :n] = torch.tensor([tag_index[t] for t in s.tags[:n]], dtype=torch.long)
             except KeyError as e:
                 raise DistnerError(f"sentence {s.id}: tag {e.args[0]} is not in the tag set") from None
-    return Encoded(x, y, torch.tensor(lens, dtype=torch.long))
+    c = None
+    if chars is not None:
+        c = torch.zeros((len(sentences), width, MAX_WORD_LEN), dtype=torch.int32)
+        for i, (s, n) in enumerate(zip(sentences, lens)):
+            for j, tok in enumerate(s.tokens[:n]):
+                ids = chars.lookup(tok[:MAX_WORD_LEN])
+                c[i, j, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), c)
 
 
 class BatchDataset(torch.utils.data.Dataset):
@@ -217,11 +243,15 @@ class BatchDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
         index = torch.as_tensor(idx)
-        lengths = self.data.lengths[index]
+        d = self.data
+        lengths = d.lengths[index]
         width = int(lengths.max())
-        return self.data.tokens[index, :width], self.data.labels[index, :width], lengths
+        batch = (d.tokens[index, :width], d.labels[index, :width], lengths)
+        if d.chars is None:
+            return batch
+        return (*batch, d.chars[index, :width].long())
 
 
 def make_loader(data: Encoded, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
@@ -271,3 +301,41 @@ def format_conll(sentences: Sequence[Sentence], tags: Sequence[Sequence[str]]) -
         lines = [f"# id {s.id}"] + [f"{tok} _ _ {tag}" for tok, tag in zip(s.tokens, seq)]
         parts.append("\n".join(lines) + "\n\n")
     return "".join(parts)
+
+
+def read_vectors(path: str | os.PathLike, limit: int = 200_000) -> tuple[list[str], torch.Tensor]:
+    """The first `limit` vectors of a fastText `.vec` text file (plain or .gz): words and [N, D].
+
+    The optional `N D` header line is skipped; a malformed line is an error naming file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DistnerError(f"{path}: pretrained vectors file not found")
+    words: list[str] = []
+    rows: list[list[float]] = []
+    dim = None
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                parts = line.rstrip("\n").rstrip(" ").split(" ")
+                if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # "count dim" header
+                if dim is None:
+                    dim = len(parts) - 1
+                if len(parts) != dim + 1 or dim < 1:
+                    raise DistnerError(
+                        f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1}"
+                    )
+                try:
+                    rows.append([float(v) for v in parts[1:]])
+                except ValueError:
+                    raise DistnerError(f"{path}:{lineno}: not a number in the vector") from None
+                words.append(parts[0])
+                if len(words) >= limit:
+                    break
+        except UnicodeDecodeError:
+            raise DistnerError(f"{path}: not valid UTF-8") from None
+    if not words:
+        raise DistnerError(f"{path}:1: no vectors in file")
+    return words, torch.tensor(rows, dtype=torch.float32)

@@ -48,7 +48,7 @@ def evaluate_run(
         metrics = score([list(s.tags) for s in gold], [list(s.tags) for s in pred], seq_len)  # type: ignore[arg-type]
         name = f"{name}-predictions"
     else:
-        metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len)
+        metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
     metrics["source"] = str(Path(predictions or path).resolve())
     out = write_json(run.run_dir / f"eval-{name}.json", metrics)
     return name, metrics, out
@@ -58,6 +58,6 @@ def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, outp
     """Tag `input_file` and write it in MultiCoNER format; returns the number of sentences."""
     run = load_run(run_dir)
     sentences = read_conll(input_file, require_tags=False)
-    tags = predict_tags(run.model, sentences, run.vocab, run.tags)
+    tags = predict_tags(run.model, sentences, run.vocab, run.tags, chars=run.chars)
     atomic_write_text(output, format_conll(sentences, tags))
     return len(sentences)

@@ -2,40 +2,94 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
+from .crf import CRF
+from .data import IGNORE_INDEX
+
+UNK_ID = 1
+
+
+class CharCNN(nn.Module):
+    """Word vectors from characters: embed, convolve, max-pool over the word's characters."""
+
+    def __init__(self, num_chars: int, dim: int, channels: int, kernel: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, channels, kernel, padding=kernel // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars [B, L, W] -> [B, L, channels]"""
+        b, n, w = chars.shape
+        x = self.embedding(chars.view(b * n, w)).transpose(1, 2)  # [B*L, dim, W]
+        h = torch.relu(self.conv(x))
+        # max over real characters only; ReLU output is >= 0, so masked positions can be 0
+        h = h.masked_fill(chars.view(b * n, 1, w) == 0, 0.0).amax(dim=2)
+        return h.view(b, n, -1)
 
 
 class Tagger(nn.Module):
-    """Embedding -> (Bi)LSTM -> Linear, producing per-token tag logits.
+    """Embedding (+ char-CNN) -> (Bi)LSTM -> Linear, then softmax or a CRF over the tags.
 
     With the default ModelConfig this is exactly the seed's network. Padding (token id 0) sits at
     the end of each row; a unidirectional LSTM never lets it reach real positions, so packing is
     only needed (and only paid for) when the LSTM also reads right-to-left.
     """
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, num_tags: int):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        vocab_size: int,
+        num_tags: int,
+        num_chars: int = 0,
+        tags: Sequence[str] | None = None,
+    ):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=0)
+        width = cfg.embedding_dim
+        self.chars = None
+        if cfg.char_features:
+            if num_chars < 3:
+                raise ValueError("char_features needs a character vocabulary")
+            self.chars = CharCNN(num_chars, cfg.char_embedding_dim, cfg.char_channels, cfg.char_kernel)
+            width += cfg.char_channels
         self.lstm = nn.LSTM(
-            cfg.embedding_dim,
+            width,
             cfg.hidden_dim,
             num_layers=cfg.num_layers,
             bidirectional=cfg.bidirectional,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            dropout=cfg.lstm_dropout if cfg.num_layers > 1 else 0.0,
             batch_first=True,
         )
         # Identity when off: the seed had no dropout, and a p=0 Dropout still costs a pass
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.proj = nn.Linear(cfg.hidden_dim * (2 if cfg.bidirectional else 1), num_tags)
+        self.crf = None
+        if cfg.crf:
+            if tags is None or len(tags) != num_tags:
+                raise ValueError("crf needs the tag names (for IOB2 constraints)")
+            self.crf = CRF(tags)
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] -> logits [B, L, num_tags]."""
-        x = self.dropout(self.embedding(tokens))
+    def forward(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens [B, L] (chars [B, L, W]) -> per-token tag scores [B, L, num_tags]."""
+        if self.training and self.cfg.word_dropout > 0:
+            drop = torch.rand(tokens.shape, device=tokens.device) < self.cfg.word_dropout
+            tokens = tokens.masked_fill(drop & (tokens > UNK_ID), UNK_ID)
+        x = self.embedding(tokens)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this model uses character features: pass chars")
+            x = torch.cat([x, self.chars(chars)], dim=-1)
+        x = self.dropout(x)
         if self.cfg.bidirectional:
             packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.lstm(packed)
@@ -43,3 +97,20 @@ class Tagger(nn.Module):
         else:
             out, _ = self.lstm(x)
         return self.proj(self.dropout(out))
+
+    def loss(self, scores: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over real tokens, or the CRF's negative log-likelihood."""
+        if self.crf is None:
+            return self.loss_fn(scores.flatten(0, 1), labels.flatten())
+        return self.crf.nll(scores, labels, _mask(lengths.to(scores.device), scores.shape[1]))
+
+    def decode(self, scores: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """Tag ids for each sentence's real tokens: argmax, or IOB2-valid Viterbi with a CRF."""
+        if self.crf is None:
+            best = scores.argmax(-1).cpu().tolist()
+            return [row[:n] for row, n in zip(best, lengths.tolist())]
+        return self.crf.viterbi(scores, _mask(lengths.to(scores.device), scores.shape[1]))
+
+
+def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.to(torch.long).unsqueeze(1)

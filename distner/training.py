@@ -23,11 +23,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
-from torch import nn
 
 from . import __version__
 from .config import RunConfig
-from .data import IGNORE_INDEX, Encoded, Sentence, Vocab, encode, load_split, make_loader
+from .data import Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
 from .errors import DistnerError
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
@@ -64,30 +63,68 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A corpus encoded for one config: vocabulary, tag set and tensors."""
+    """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""
 
     vocab: Vocab
     tags: tuple[str, ...]
     train: Encoded
     dev: Encoded
     dev_sentences: list[Sentence]
+    chars: Vocab | None = None
+    vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
 
 
 def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
-    t = cfg.train
+    t, m = cfg.train, cfg.model
     train = corpus.train
     if t.max_train_sentences and t.max_train_sentences < len(train):
         train = random.Random(t.seed).sample(train, t.max_train_sentences)
     dev = corpus.dev[: t.max_eval_sentences] if t.max_eval_sentences else corpus.dev
-    vocab = Vocab.build(train, t.min_freq)
+    vectors = None
+    if m.pretrained_vectors:
+        words, vecs = read_vectors(m.pretrained_vectors)
+        if vecs.shape[1] != m.embedding_dim:
+            raise DistnerError(
+                f"{m.pretrained_vectors}: vectors have {vecs.shape[1]} dimensions but "
+                f"embedding_dim is {m.embedding_dim}; set embedding_dim={vecs.shape[1]}"
+            )
+        vocab = Vocab.build(train, t.min_freq, extra=words)  # vector words reach dev/test OOVs
+        ids = vocab.lookup(words)
+        keep = [k for k, i in enumerate(ids) if i > 1]
+        vectors = ([ids[k] for k in keep], vecs[keep])
+    else:
+        vocab = Vocab.build(train, t.min_freq)
+    chars = Vocab.build_chars(train) if m.char_features else None
     tags = tag_set(corpus.granularity)
-    return Prepared(vocab, tags, encode(train, vocab, tags, t.seq_len or None), encode(dev, vocab, tags), dev)
+    return Prepared(
+        vocab,
+        tags,
+        encode(train, vocab, tags, t.seq_len or None, chars),
+        encode(dev, vocab, tags, None, chars),
+        dev,
+        chars,
+        vectors,
+    )
 
 
-def decode(logits: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]) -> list[list[str]]:
-    """Argmax tags per real token, repaired to valid IOB2 (entity scores are unaffected)."""
-    best = logits.argmax(-1).cpu().tolist()
-    return [repair_iob2([tags[j] for j in row[:n]]) for row, n in zip(best, lengths.tolist())]
+def build_model(cfg: RunConfig, data: Prepared) -> Tagger:
+    """The network for a config, with pretrained vectors copied in (and frozen) when asked."""
+    model = Tagger(
+        cfg.model, len(data.vocab), len(data.tags), len(data.chars) if data.chars else 0, data.tags
+    )
+    if data.vectors is not None:
+        ids, vecs = data.vectors
+        with torch.no_grad():
+            model.embedding.weight[ids] = vecs
+        model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)
+    return model
+
+
+def decode(
+    model: Tagger, scores: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]
+) -> list[list[str]]:
+    """Tag names per real token, made valid IOB2 (a no-op for the CRF; entity scores unaffected)."""
+    return [repair_iob2([tags[j] for j in row]) for row in model.decode(scores, lengths)]
 
 
 class TaggerModule(pl.LightningModule):
@@ -96,16 +133,15 @@ class TaggerModule(pl.LightningModule):
     def __init__(self, model: Tagger, cfg: RunConfig, tags: Sequence[str]):
         super().__init__()
         self.model, self.cfg, self.tags = model, cfg, tuple(tags)
-        self.loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
         self._gold: list[list[str]] = []
         self._pred: list[list[str]] = []
         self._epoch_tokens = 0
         self._epoch_start = 0.0
 
     def _loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, labels, lengths = batch
-        logits = self.model(tokens, lengths)
-        return self.loss_fn(logits.flatten(0, 1), labels.flatten()), logits
+        tokens, labels, lengths = batch[:3]
+        scores = self.model(tokens, lengths, batch[3] if len(batch) > 3 else None)
+        return self.model.loss(scores, labels, lengths), scores
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
@@ -127,7 +163,7 @@ class TaggerModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         loss, logits = self._loss(batch)
         self.log("val_loss", loss, on_epoch=True, batch_size=len(batch[2]))
-        self._pred += decode(logits, batch[2], self.tags)
+        self._pred += decode(self.model, logits, batch[2], self.tags)
         self._gold += [
             [self.tags[j] for j in row[:n]] for row, n in zip(batch[1].tolist(), batch[2].tolist())
         ]
@@ -237,7 +273,7 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     data = prepare(corpus, cfg)
-    model = Tagger(cfg.model, len(data.vocab), len(data.tags))
+    model = build_model(cfg, data)
     module = TaggerModule(model, cfg, data.tags)
     write_run_config(out, cfg, corpus, data)
 
@@ -279,10 +315,10 @@ def fit(
     device = torch.device("cuda" if accel == "gpu" else "cpu")
     seq_len = cfg.train.seq_len or 25
     metrics: dict[str, Any] = {
-        "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device),
+        "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device, data.chars),
     }
     if evaluate_test:
-        metrics["test"] = evaluate(model, corpus.test, data.vocab, data.tags, seq_len, device)
+        metrics["test"] = evaluate(model, corpus.test, data.vocab, data.tags, seq_len, device, data.chars)
     metrics.update(
         lang=corpus.lang,
         granularity=corpus.granularity,
@@ -307,6 +343,7 @@ def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) 
             "seed": cfg.train.seed,
             "config": cfg.to_flat(),
             "tags": list(data.tags),
+            "chars": list(data.chars.itos) if data.chars else None,
             "vocab": list(data.vocab.itos),
         },
         header="# Written by distner: everything needed to rebuild this run's model (model.pt).\n",
@@ -321,6 +358,7 @@ def predict_tags(
     tags: Sequence[str],
     device: torch.device | str = "cpu",
     batch_size: int = 256,
+    chars: Vocab | None = None,
 ) -> list[list[str]]:
     """Tags for every token of every sentence (no truncation), in input order."""
     model.eval().to(device)
@@ -328,9 +366,12 @@ def predict_tags(
     out: list[list[str]] = [[] for _ in sentences]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        enc = encode([Sentence(sentences[i].id, sentences[i].tokens, None) for i in idx], vocab, tags)
-        logits = model(enc.tokens.to(device), enc.lengths)
-        for i, tag_seq in zip(idx, decode(logits, enc.lengths, tags)):
+        enc = encode(
+            [Sentence(sentences[i].id, sentences[i].tokens, None) for i in idx], vocab, tags, None, chars
+        )
+        c = enc.chars.long().to(device) if enc.chars is not None else None
+        logits = model(enc.tokens.to(device), enc.lengths, c)
+        for i, tag_seq in zip(idx, decode(model, logits, enc.lengths, tags)):
             out[i] = tag_seq
     return out
 
@@ -342,6 +383,7 @@ def evaluate(
     tags: Sequence[str],
     seq_len: int = 25,
     device: torch.device | str = "cpu",
+    chars: Vocab | None = None,
 ) -> dict[str, Any]:
     """The one evaluation used for dev, test and any labelled file."""
     gold = []
@@ -349,7 +391,7 @@ def evaluate(
         if s.tags is None:
             raise DistnerError(f"sentence {s.id}: evaluation needs gold tags")
         gold.append(list(s.tags))
-    return score(gold, predict_tags(model, sentences, vocab, tags, device), seq_len)
+    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
 
 
 @dataclass(frozen=True)
@@ -362,6 +404,7 @@ class LoadedRun:
     lang: str
     granularity: str
     data_dir: str
+    chars: Vocab | None = None
 
 
 def resolve_final(path: str | os.PathLike) -> Path:
@@ -385,10 +428,11 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     try:
         cfg = RunConfig.from_flat(meta["config"], source=str(run / "config.yaml"))
         vocab, tags = Vocab(tuple(meta["vocab"])), tuple(meta["tags"])
+        chars = Vocab(tuple(meta["chars"])) if meta.get("chars") else None
         lang, granularity = meta["lang"], meta["granularity"]
     except KeyError as e:
         raise DistnerError(f"{run / 'config.yaml'}: missing key {e.args[0]!r}") from None
-    model = Tagger(cfg.model, len(vocab), len(tags))
+    model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
-    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, meta.get("data_dir", ""))
+    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, meta.get("data_dir", ""), chars)
