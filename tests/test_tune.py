@@ -35,21 +35,6 @@ max_eval_sentences: 150
 """
 
 
-def ray_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
-
-
-@pytest.fixture
-def no_ray_left():
-    before = ray_pids()
-    yield
-    deadline = time.time() + 20
-    while ray_pids() - before and time.time() < deadline:
-        time.sleep(0.5)
-    assert not ray_pids() - before, "a test left Ray processes running"
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, request):
     from .conftest import REAL_DATA

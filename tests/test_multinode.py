@@ -1,0 +1,65 @@
+"""A real two-node Ray cluster on this machine: a study joins it with --address and uses both nodes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture
+def two_node_cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real_data, tmp_path):
+    storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distner",
+            "tune",
+            "--lang",
+            "hi",
+            "--smoke",
+            "--address",
+            two_node_cluster.address,
+            "--storage",
+            str(storage),
+            "--best-dir",
+            str(tmp_path / "best"),
+            "--data-dir",
+            str(real_data),
+            "--verbose",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = storage / "hi-fine-smoke"
+    rows = list(csv.DictReader(open(study / "trials.csv")))
+    assert len(rows) == 4 and all(r["state"] in ("completed", "stopped_early") for r in rows)
+    nodes = {r["node_id"] for r in rows}
+    assert len(nodes) == 2, f"trials ran on {nodes}"
+    summary = json.loads((study / "summary.json").read_text())
+    assert len(summary["nodes"]) == 2
+    assert (tmp_path / "best" / "hi-fine.yaml").is_file()
+    for r in rows:  # every trial's outputs reached the shared storage
+        assert (study / r["trial_dir"] / "tb").is_dir() and (study / r["trial_dir"] / "result.json").is_file()
