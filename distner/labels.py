@@ -90,3 +90,8 @@ def repair_iob2(tags: list[str]) -> list[str]:
         out.append(tag)
         prev = tag
     return out
+
+
+def is_valid_iob2(tags: list[str] | tuple[str, ...]) -> bool:
+    """True when no `I-X` follows `O`, another type, or starts the sequence."""
+    return repair_iob2(list(tags)) == list(tags)

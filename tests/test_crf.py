@@ -4,17 +4,9 @@ import pytest
 import torch
 
 from distner.crf import CRF, iob2_constraints
+from distner.labels import is_valid_iob2 as valid
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
-
-
-def valid(seq):
-    prev = "O"
-    for t in seq:
-        if t.startswith("I-") and prev[2:] != t[2:]:
-            return False
-        prev = t
-    return True
 
 
 def brute(crf, em, n):

@@ -15,7 +15,8 @@ def test_pages_follow_the_command_convention():
     for c in cmds:
         assert c.text.split()[0] in KNOWN, f"{c.page}:{c.line}: unknown command {c.text!r}"
         assert not c.text.endswith("\\") and "&&" not in c.text and "|" not in c.text.replace("en|", ""), (
-            f"{c.page}:{c.line}: one plain command per line, please: {c.text!r}")
+            f"{c.page}:{c.line}: one plain command per line, please: {c.text!r}"
+        )
 
 
 @pytest.mark.slow

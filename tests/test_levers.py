@@ -10,21 +10,13 @@ import torch
 from distner.config import load_config
 from distner.data import Vocab, read_conll, read_vectors
 from distner.errors import DistnerError
+from distner.labels import is_valid_iob2
 from distner.training import Corpus, fit, load_run, predict_tags
 
 from .conftest import write
 from .test_cli import run
 
 TINY = ["embedding_dim=8", "hidden_dim=8", "epochs=2", "batch_size=4", "lr=0.05"]
-
-
-def valid_iob2(seq: list[str]) -> bool:
-    prev = "O"
-    for t in seq:
-        if t.startswith("I-") and prev[2:] != t[2:]:
-            return False
-        prev = t
-    return True
 
 
 def test_char_vocab_keeps_zero_width_joiners(tmp_path):
@@ -142,7 +134,7 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
         scores = run_.model(enc.tokens, enc.lengths, enc.chars.long())
         raw = run_.model.decode(scores, enc.lengths)  # straight from Viterbi, before any repair
     assert len(raw) == len(test)
-    assert all(valid_iob2([run_.tags[j] for j in seq]) for seq in raw)
+    assert all(is_valid_iob2([run_.tags[j] for j in seq]) for seq in raw)
     pred = tmp_path / "pred.conll"
     assert (
         run(

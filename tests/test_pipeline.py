@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+SMOKE_PIPELINE = ("pipeline", "--langs", "hi", "--granularities", "fine,coarse", "--smoke", "--verbose", "0")
 
 
 def distner(*args, cwd, data):
@@ -35,14 +36,7 @@ def pipeline(tmp_path_factory):
         pytest.skip("real data not found")
     cwd = tmp_path_factory.mktemp("pipeline")
     proc = distner(
-        "pipeline",
-        "--langs",
-        "hi",
-        "--granularities",
-        "fine,coarse",
-        "--smoke",
-        "--verbose",
-        "0",
+        *SMOKE_PIPELINE,
         cwd=cwd,
         data=REAL_DATA,
     )
@@ -112,14 +106,7 @@ def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
     coarse_retrain = cwd / "runs/retrain/hi-coarse"
     stamp = fine_model.stat().st_mtime_ns
     again = distner(
-        "pipeline",
-        "--langs",
-        "hi",
-        "--granularities",
-        "fine,coarse",
-        "--smoke",
-        "--verbose",
-        "0",
+        *SMOKE_PIPELINE,
         cwd=cwd,
         data=data,
     )
@@ -127,14 +114,7 @@ def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
     assert again.stderr.count("- done") == 4 and "epoch 1/" not in again.stderr
     shutil.rmtree(coarse_retrain)
     redo = distner(
-        "pipeline",
-        "--langs",
-        "hi",
-        "--granularities",
-        "fine,coarse",
-        "--smoke",
-        "--verbose",
-        "0",
+        *SMOKE_PIPELINE,
         cwd=cwd,
         data=data,
     )
