@@ -108,6 +108,12 @@ def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> Non
         )
         g.add_argument("--best-dir", default="best", metavar="DIR")
         g.add_argument(
+            "--baseline",
+            default="tune_spaces/baseline.yaml",
+            metavar="YAML",
+            help="seed baseline config retrained beside the tuned one (default tune_spaces/baseline.yaml)",
+        )
+        g.add_argument(
             "--top-k",
             type=int,
             default=1,
@@ -368,6 +374,7 @@ def _retrain_options(
         overrides=tuple(overrides),
         address=args.address,
         gpus_per_run=args.gpus_per_run,
+        baseline=getattr(args, "baseline", "tune_spaces/baseline.yaml"),
     )
 
 
