@@ -63,3 +63,34 @@ def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real
     assert (tmp_path / "best" / "hi-fine.yaml").is_file()
     for r in rows:  # every trial's outputs reached the shared storage
         assert (study / r["trial_dir"] / "tb").is_dir() and (study / r["trial_dir"] / "result.json").is_file()
+
+    # retraining seeds run as Ray tasks on the cluster too
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distner",
+            "retrain",
+            "--lang",
+            "hi",
+            "--best-dir",
+            str(tmp_path / "best"),
+            "--address",
+            two_node_cluster.address,
+            "--seeds",
+            "2",
+            "--set",
+            "epochs=1",
+            "--retrain-dir",
+            str(storage / "retrain"),
+            "--data-dir",
+            str(real_data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    retrain = json.loads((storage / "retrain" / "hi-fine" / "retrain.json").read_text())
+    assert [len(v["runs"]) for v in retrain["variants"].values()] == [2, 2]
+    assert proc.stdout.count("finished") == 4

@@ -121,6 +121,33 @@ def test_best_config_trains_again(study, tmp_path):
     assert (tmp_path / "again" / "metrics.json").is_file()
 
 
+def test_retrain_top_k_from_the_study(study, tmp_path):
+    from distner.retrain import RetrainOptions, retrain_cell
+
+    from .conftest import REAL_DATA
+
+    result, tmp = study
+    r = retrain_cell(
+        RetrainOptions(
+            lang="hi",
+            top_k=2,
+            studies=str(tmp / "runs"),
+            seeds=1,
+            out=str(tmp_path),
+            data_dir=str(REAL_DATA),
+            overrides=("epochs=1",),
+            progress=False,
+        )
+    )
+    assert list(r["variants"]) == ["tuned-1", "tuned-2", "baseline"]
+    rows = sorted(
+        csv.DictReader(open(result.results_dir / "trials.csv")), key=lambda x: -float(x["best_dev_f1"])
+    )
+    assert r["variants"]["tuned-1"]["config"]["embedding_dim"] == int(rows[0]["embedding_dim"])
+    assert r["study"] == str(tmp / "runs" / "hi-fine")
+    assert (tmp_path / "hi-fine" / "final.json").is_file()
+
+
 def test_existing_study_needs_resume(study):
     result, tmp = study
     opts = TuneOptions(lang="hi", space=str(tmp / "space.yaml"), storage=str(tmp / "runs"))
