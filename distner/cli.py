@@ -56,7 +56,7 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         "--time-budget",
         default=None,
         metavar="DURATION",
-        help="stop starting trials after this long, e.g. 2h, 90m, 1h30m",
+        help="end the study after this long (running trials stop too), e.g. 2h, 90m",
     )
     g.add_argument(
         "--address",
@@ -85,7 +85,11 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
 def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> None:
     g = p.add_argument_group("retrain")
     g.add_argument(
-        "--seeds", type=int, default=None, metavar="N", help="seeds per config (default 3; 2 with --smoke)"
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seeds per config (default 3; pipeline --smoke: 2)",
     )
     g.add_argument(
         "--train-on",
@@ -286,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("stats", help="sentences, tokens, entities per type, length percentiles")
     s.add_argument("--lang", action="append", help="language (repeatable; default: all three)")
-    s.add_argument("--granularity", default="fine")
+    s.add_argument("--granularity", default="fine", choices=["fine", "coarse"])
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_data_dir(s)
     return parser

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import DistnerError
-from .labels import FINE_TYPES, normalize_lang, to_coarse
+from .labels import FINE_TYPES, normalize_granularity, normalize_lang, to_coarse
 
 PAD, UNK = "<pad>", "<unk>"
 IGNORE_INDEX = -100  # label id for padding: never enters the loss or a metric
@@ -133,7 +133,7 @@ def split_path(data_dir: str | os.PathLike | None, lang: str, split: str) -> Pat
 
 def with_granularity(sentences: Iterable[Sentence], granularity: str) -> list[Sentence]:
     """Fine tags as read, or mapped to the six coarse groups."""
-    if granularity == "fine":
+    if normalize_granularity(granularity) == "fine":
         return list(sentences)
     return [
         Sentence(s.id, s.tokens, None if s.tags is None else tuple(map(to_coarse, s.tags))) for s in sentences

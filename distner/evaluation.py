@@ -34,7 +34,7 @@ def evaluate_run(
     """Score a run on a split (default test) or labelled file; returns (name, metrics, written path)."""
     run = load_run(run_dir)
     if input_file is not None:
-        path, name = Path(input_file), Path(input_file).name.split(".")[0]
+        path, name = Path(input_file), f"input-{Path(input_file).name.split('.')[0]}"
     else:
         split = split or "test"
         path = split_path(data_dir or run.data_dir or None, run.lang, split)
@@ -57,7 +57,8 @@ def evaluate_run(
 def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike) -> int:
     """Tag `input_file` and write it in MultiCoNER format; returns the number of sentences."""
     run = load_run(run_dir)
-    sentences = read_conll(input_file, require_tags=False)
+    # labels, if any, are ignored: accept either granularity's types
+    sentences = read_conll(input_file, require_tags=False, types={*FINE_TYPES, *COARSE_TYPES})
     tags = predict_tags(run.model, sentences, run.vocab, run.tags, chars=run.chars)
     atomic_write_text(output, format_conll(sentences, tags))
     return len(sentences)

@@ -7,15 +7,30 @@ an unfinished study is resumed, and retraining skips seed runs that already wrot
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .config import read_yaml_mapping
 from .labels import normalize_granularity, normalize_lang
 from .report import build_report
 from .retrain import RetrainOptions, retrain_cell
 from .tuning import TuneOptions, run_study, study_exists
+
+
+def _made_by(best: Path, study_name: str) -> bool:
+    """best/<cell>.yaml exists and came from this study (not, say, an earlier smoke study)."""
+    if not best.is_file():
+        return False
+    study = (read_yaml_mapping(best).get("_meta") or {}).get("study", "")
+    return Path(study).name == study_name
+
+
+def _retrained_from(done: Path, best: Path) -> bool:
+    """retrain.json was made from the current best config (same study and trial)."""
+    return json.loads(done.read_text()).get("best_meta") == read_yaml_mapping(best).get("_meta")
 
 
 def run_pipeline(
@@ -32,10 +47,10 @@ def run_pipeline(
         for gran in granularities:
             cell = f"{lang}-{gran}"
             best = Path(tune.best_dir) / f"{cell}.yaml"
-            if best.is_file():
+            name = f"{cell}-smoke" if smoke else cell
+            if _made_by(best, name):
                 print(f"pipeline: {cell}: tune  - done ({best})", file=sys.stderr)
             else:
-                name = f"{cell}-smoke" if smoke else cell
                 resume = study_exists(tune.storage, name)
                 print(
                     f"pipeline: {cell}: tune  - {'resuming' if resume else 'starting'} study {name}",
@@ -43,7 +58,7 @@ def run_pipeline(
                 )
                 run_study(replace(tune, lang=lang, granularity=gran, name=name, resume=resume))
             done = Path(retrain.out) / cell / "retrain.json"
-            if done.is_file():
+            if done.is_file() and _retrained_from(done, best):
                 print(f"pipeline: {cell}: retrain - done ({done})", file=sys.stderr)
             else:
                 print(

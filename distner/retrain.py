@@ -75,7 +75,9 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
                 f"distner tune --lang {lang} --granularity {gran}"
             )
         return [("tuned", load_config(path), str(path.resolve()))]
-    study = Path(opts.studies) / opts.cell
+    best = Path(opts.best_dir) / f"{opts.cell}.yaml"
+    meta = (read_yaml_mapping(best).get("_meta") or {}) if best.is_file() else {}
+    study = Path(meta.get("study") or Path(opts.studies) / opts.cell)  # the study that wrote best/, if known
     table = study / "trials.csv"
     if not table.is_file():
         raise DistnerError(f"{table}: study results not found; run distner tune for {opts.cell} first")
@@ -130,7 +132,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     jobs = [
         (name, cfg.replace(seed=s), cell_dir / name / f"seed-{s}") for name, cfg, _ in variants for s in seeds
     ]
-    todo = [j for j in jobs if not (j[2] / "metrics.json").is_file()]
+    todo = [j for j in jobs if not _done(j[2], j[1])]
     if todo:
         corpus = Corpus.load(opts.data_dir, lang, gran)
         if opts.train_on == "train+dev":
@@ -167,6 +169,10 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
             "test": _summarise(runs),
         }
     result["study"] = _study_of(variants[0][2], opts)
+    src = Path(variants[0][2])
+    result["best_meta"] = (
+        read_yaml_mapping(src).get("_meta") if src.suffix == ".yaml" and opts.top_k == 1 else None
+    )
     tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
     final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
     result["final"] = {
@@ -196,6 +202,13 @@ def _run_jobs(
             flush=True,
         )
         fit(cfg, corpus, out, accelerator=opts.accelerator, progress=opts.progress, keep=keep)
+
+
+def _done(run_dir: Path, cfg: RunConfig) -> bool:
+    """A seed run counts as done only if it finished with exactly this config."""
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+        return False
+    return read_yaml_mapping(run_dir / "config.yaml").get("config") == cfg.to_flat()
 
 
 def _study_of(source: str, opts: RetrainOptions) -> str | None:

@@ -135,4 +135,5 @@ def load_space(path: str | os.PathLike) -> Space:
     space.base()  # validates fixed values against the config
     if not params:
         raise DistnerError(f"{source}: nothing to search (no key has a distribution)")
+    space.baseline_point()  # the seed must fit: fail here, before data loading and Ray start
     return space

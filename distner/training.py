@@ -27,7 +27,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from . import __version__
 from .config import RunConfig
 from .data import Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
-from .errors import DistnerError
+from .errors import DistnerError, TrainingDiverged
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
 from .metrics import entity_scores, score
@@ -299,12 +299,15 @@ def fit(
         log_every_n_steps=10,
     )
     started = time.perf_counter()
-    trainer.fit(
-        module,
-        train_dataloaders=make_loader(data.train, cfg.train.batch_size, True, cfg.train.seed),
-        val_dataloaders=make_loader(data.dev, 256, False),
-        ckpt_path=ckpt_path,
-    )
+    try:
+        trainer.fit(
+            module,
+            train_dataloaders=make_loader(data.train, cfg.train.batch_size, True, cfg.train.seed),
+            val_dataloaders=make_loader(data.dev, 256, False),
+            ckpt_path=ckpt_path,
+        )
+    except FloatingPointError as e:
+        raise TrainingDiverged(f"{out}: {e} at epoch {trainer.current_epoch + 1}") from None
     seconds = time.perf_counter() - started
     if best.state is None:
         raise DistnerError("training produced no validated epoch")

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from .config import RunConfig
-from .errors import DistnerError, StudyInterrupted
+from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
 from .reporting import table
@@ -139,7 +139,7 @@ def run_trial(
             progress=False,
             evaluate_test=False,
         )
-    except FloatingPointError:
+    except TrainingDiverged:
         # A diverged trial would diverge again if retried: end it with a score of 0 instead.
         tune.report({MONITOR: 0.0, "diverged": 1.0, "node_id": node})
 
@@ -255,6 +255,8 @@ def fit_on_ray(
         gpus = gpus_per_run
         if gpus is None:
             gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        if jobs:  # every node must see the run folders the head reads back
+            _check_storage_for_cluster(str(Path(jobs[0][2]).parent.parent))
         ref = ray.put(corpus)
 
         @ray.remote(num_cpus=1, num_gpus=gpus)
@@ -438,7 +440,9 @@ def _summarise(
     wall: float,
     gpus: float,
 ) -> dict[str, Any]:
-    scored = [r for r in rows if not math.isnan(r["best_dev_f1"])]
+    scored = [
+        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
+    ]
     best = max(scored, key=lambda r: r["best_dev_f1"], default=None)
     base = next((r for r in rows if r["baseline"]), None)
     count = {
@@ -507,7 +511,9 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
 
 
 def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gran: str, name: str) -> Path:
-    scored = [r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] != "failed"]
+    scored = [
+        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
+    ]
     if not scored:
         raise DistnerError(f"study {name}: no trial produced a dev score; see {opts.storage}/{name}")
     best = max(scored, key=lambda r: r["best_dev_f1"])

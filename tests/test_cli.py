@@ -90,3 +90,8 @@ def test_data_stats(tiny_dir):
     assert stats["train"]["entities_per_type"]["HumanSettlement"] == 4
     text = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir)
     assert "train" in text.stdout and text.returncode == 0
+
+
+def test_data_stats_rejects_unknown_granularity(tiny_dir):
+    proc = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir, "--granularity", "medium")
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

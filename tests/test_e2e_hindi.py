@@ -47,7 +47,7 @@ def test_train_predict_evaluate_on_real_hindi(real_data, tmp_path):
 
     proc = run("evaluate", "--model", out, "--input", src, "--predictions", pred)
     assert proc.returncode == 0, proc.stderr
-    scored = json.loads((out / "eval-test-predictions.json").read_text())
+    scored = json.loads((out / "eval-input-test-predictions.json").read_text())
     for key in ("entity_macro_f1", "entity_micro_f1", "token_accuracy", "seed_style_macro_f1"):
         assert scored[key] == pytest.approx(test[key])
 

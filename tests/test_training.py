@@ -101,3 +101,18 @@ def test_coarse_granularity(tmp_path, tiny_dir):
         "Medical",
         "CreativeWork",
     }
+
+
+def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
+    import pytorch_lightning as pl
+
+    from distner.errors import TrainingDiverged
+
+    class Poison(pl.Callback):  # what a too-high learning rate eventually does to the weights
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            with torch.no_grad():
+                module.model.proj.bias.fill_(float("nan"))
+
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    with pytest.raises(TrainingDiverged, match="training loss is nan"):
+        fit(load_config(None, TINY), corpus, tmp_path, progress=False, callbacks=[Poison()])
