@@ -221,6 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularity", default="fine", choices=["fine", "coarse", "both"])
     p.add_argument("--name", default=None, help="study name (default: <lang>-<granularity>[-smoke])")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
+    p.add_argument(
+        "--results-only",
+        action="store_true",
+        help="rewrite trials.csv, summary.json, optuna.db and the best config from the study; train nothing",
+    )
     _add_tune_args(p)
     _add_data_dir(p)
 
@@ -391,7 +396,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         name = args.name and (args.name if len(grans) == 1 else f"{args.name}-{gran}")
         if args.smoke and not name:
             name = f"{normalize_lang(args.lang)}-{gran}-smoke"
-        result = run_study(replace(_tune_options(args, args.lang, gran), name=name, resume=args.resume))
+        opts = _tune_options(args, args.lang, gran)
+        result = run_study(replace(opts, name=name, resume=args.resume, results_only=args.results_only))
         print(summary_table(result))
         print(
             f"study: {result.study_path}\ntrials: {result.results_dir / 'trials.csv'}\n"

@@ -56,6 +56,7 @@ class TuneOptions:
     reduction_factor: int = 3
     max_failures: int = 2
     verbose: int = 1
+    results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -295,9 +296,9 @@ def run_study(opts: TuneOptions) -> StudyResult:
     study_path = f"{storage.rstrip('/')}/{name}"
     results_dir = Path(study_path) if not is_remote(storage) else Path("runs", name).resolve()
     exists = tune.Tuner.can_restore(study_path)
-    if exists and not opts.resume:
+    if exists and not (opts.resume or opts.results_only):
         raise DistnerError(f"{study_path}: study exists; add --resume to continue it, or --name NEW")
-    if opts.resume and not exists:
+    if (opts.resume or opts.results_only) and not exists:
         raise DistnerError(f"{study_path}: no study to resume (run without --resume to start it)")
 
     corpus = Corpus.load(opts.data_dir, lang, gran)
@@ -350,6 +351,9 @@ def run_study(opts: TuneOptions) -> StudyResult:
             verbose=opts.verbose,
         )
         t0 = time.time()
+        if opts.results_only:
+            grid = tune.Tuner.restore(study_path, trainable=trainable, param_space=param_space).get_results()
+            return _finish(grid, float("nan"), space, opts, name, lang, gran, gpus, study_path, results_dir)
         if opts.resume:
             tuner = tune.Tuner.restore(
                 study_path,
@@ -365,26 +369,39 @@ def run_study(opts: TuneOptions) -> StudyResult:
         grid = tuner.fit()
         wall = time.time() - t0
         finished = grid.num_terminated + grid.num_errors
-        if finished < len(grid) or (
-            len(grid) < opts.num_samples
-            and not opts.resume
-            and (opts.time_budget_s is None or wall < opts.time_budget_s)
-        ):
+        budget_hit = opts.time_budget_s is not None and wall >= 0.98 * opts.time_budget_s
+        if not budget_hit and (finished < len(grid) or (len(grid) < opts.num_samples and not opts.resume)):
             raise StudyInterrupted(
                 f"study {name} interrupted with {finished} of {opts.num_samples} trials finished; "
                 f"run the same command with --resume to continue it"
             )
-        rows = _trial_rows(grid, space, max_t)
-        summary = _summarise(rows, name, lang, gran, opts, space, wall, gpus)
-        results_dir.mkdir(parents=True, exist_ok=True)
-        _write_trials_csv(results_dir / "trials.csv", rows, space)
-        write_json(results_dir / "summary.json", summary)
-        _export_optuna(study_path, results_dir / "optuna.db", name)
-        best_path = _write_best(rows, space, opts, lang, gran, name)
-        return StudyResult(name, study_path, results_dir, best_path, summary, rows)
+        return _finish(grid, wall, space, opts, name, lang, gran, gpus, study_path, results_dir)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _finish(
+    grid: Any,
+    wall: float,
+    space: Space,
+    opts: TuneOptions,
+    name: str,
+    lang: str,
+    gran: str,
+    gpus: float,
+    study_path: str,
+    results_dir: Path,
+) -> StudyResult:
+    """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml from a study's results."""
+    rows = _trial_rows(grid, space, space.max_epochs())
+    summary = _summarise(rows, name, lang, gran, opts, space, wall, gpus)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    _write_trials_csv(results_dir / "trials.csv", rows, space)
+    write_json(results_dir / "summary.json", summary)
+    _export_optuna(study_path, results_dir / "optuna.db", name)
+    best_path = _write_best(rows, space, opts, lang, gran, name)
+    return StudyResult(name, study_path, results_dir, best_path, summary, rows)
 
 
 def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
@@ -393,14 +410,17 @@ def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
     for r in grid:
         df = r.metrics_dataframe
         last = r.metrics or {}
-        cfg = {p.name: r.config.get(p.name) for p in space.params}
+        params = r.config or _params_on_disk(r.path)  # None: the trial never reported (time budget)
+        cfg = {p.name: params.get(p.name) for p in space.params}
         f1s = df[MONITOR].dropna().tolist() if df is not None and MONITOR in df else []
         epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
         if r.error is not None:
             state = "failed"
         elif last.get("diverged"):
             state = "diverged"
-        elif epochs < int(r.config.get("epochs", max_t)):
+        elif epochs == 0:
+            state = "not_run"
+        elif epochs < int(params.get("epochs", space.base()["epochs"])):
             state = "stopped_early"
         else:
             state = "completed"
@@ -422,6 +442,13 @@ def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
         )
     rows.sort(key=lambda row: row["index"])
     return rows
+
+
+def _params_on_disk(path: str | None) -> dict[str, Any]:
+    import json
+
+    p = Path(path or "", "params.json")
+    return json.loads(p.read_text()) if path and p.is_file() else {}
 
 
 def _trial_index(trial_dir_name: str) -> int:
@@ -446,7 +473,8 @@ def _summarise(
     best = max(scored, key=lambda r: r["best_dev_f1"], default=None)
     base = next((r for r in rows if r["baseline"]), None)
     count = {
-        s: sum(r["state"] == s for r in rows) for s in ("completed", "stopped_early", "failed", "diverged")
+        s: sum(r["state"] == s for r in rows)
+        for s in ("completed", "stopped_early", "failed", "diverged", "not_run")
     }
     return {
         "study": name,
@@ -462,7 +490,7 @@ def _summarise(
         "best_trial": best["trial"] if best else None,
         "best_dev_f1": best["best_dev_f1"] if best else None,
         "baseline_dev_f1": base["best_dev_f1"] if base else None,
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": None if math.isnan(wall) else round(wall, 1),
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
         "gpu_hours": round(sum(r["seconds"] for r in rows) * gpus / 3600, 4),
         "gpus_per_trial": gpus,
@@ -547,6 +575,7 @@ def summary_table(result: StudyResult) -> str:
             "completed",
             "stopped early",
             "failed",
+            "not run",
             "wall",
             "GPU-h",
         ],
@@ -558,7 +587,8 @@ def summary_table(result: StudyResult) -> str:
             str(s["completed"]),
             str(s["stopped_early"]),
             str(s["failed"] + s["diverged"]),
-            f"{s['wall_seconds']:.0f}s",
+            str(s["not_run"]),
+            "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
             f"{s['gpu_hours']:.3f}",
         ],
     ]
