@@ -177,6 +177,7 @@ def _init_ray(opts: TuneOptions) -> bool:
     gib = 1024**3
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     ray.init(
+        address="local",  # a new instance even when `ray start` left a cluster running here
         num_cpus=os.cpu_count() or 1,
         num_gpus=torch.cuda.device_count(),
         include_dashboard=False,
