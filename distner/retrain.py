@@ -129,9 +129,18 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     )
     cell_dir = Path(opts.out).resolve() / opts.cell
     seeds = list(range(1, opts.seeds + 1))
-    jobs = [
-        (name, cfg.replace(seed=s), cell_dir / name / f"seed-{s}") for name, cfg, _ in variants for s in seeds
-    ]
+    # A tuned config equal to the baseline (the seed won the study) reuses the baseline's runs.
+    base_flat = variants[-1][1].to_flat()
+    run_dirs = {
+        (name, s): cell_dir / ("baseline" if cfg.to_flat() == base_flat else name) / f"seed-{s}"
+        for name, cfg, _ in variants
+        for s in seeds
+    }
+    jobs = list(
+        {
+            run_dirs[n, s]: (n, cfg.replace(seed=s), run_dirs[n, s]) for n, cfg, _ in variants for s in seeds
+        }.values()
+    )
     todo = [j for j in jobs if not _done(j[2], j[1])]
     if todo:
         corpus = Corpus.load(opts.data_dir, lang, gran)
@@ -150,7 +159,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     for name, cfg, src in variants:
         runs = []
         for s in seeds:
-            run_dir = cell_dir / name / f"seed-{s}"
+            run_dir = run_dirs[name, s]
             m = json.loads((run_dir / "metrics.json").read_text())
             runs.append(
                 {
