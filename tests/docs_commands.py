@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -105,10 +108,13 @@ class Runner:
             if not (sandbox / name).exists():
                 (sandbox / name).symlink_to(ROOT / name)
         self.ray_head = False
+        self.ray_tmp = ""
 
     def close(self) -> None:
+        """Stop only the head this runner started (`ray stop` would end every Ray on the machine)."""
         if self.ray_head:
-            subprocess.run(["ray", "stop", "--force"], capture_output=True, env=self.env)
+            subprocess.run(["pkill", "-9", "-f", self.ray_tmp], capture_output=True)
+            shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
     def _run(self, argv: list[str], timeout: int = 900) -> tuple[str, str]:
         proc = subprocess.run(
@@ -217,12 +223,29 @@ class Runner:
                 small = smoke_space(self.sandbox / space, self.sandbox / f"smoke-{Path(space).name}")
                 rest = [*_drop(rest, "--space"), "--space", str(small)]
             if _value(rest, "--address") == "auto" and not self.ray_head:
+                # A head of our own: its temp dir (short, for Ray's socket paths) marks its processes for
+                # close(), and RAY_ADDRESS points `--address auto` at it rather than any other Ray here.
+                self.ray_tmp = tempfile.mkdtemp(prefix="dnray", dir="/tmp")
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
                 st, detail = self._run(
-                    ["ray", "start", "--head", "--num-cpus", "2", "--include-dashboard=false"]
+                    [
+                        "ray",
+                        "start",
+                        "--head",
+                        "--num-cpus",
+                        "2",
+                        "--include-dashboard=false",
+                        "--port",
+                        str(port),
+                        f"--temp-dir={self.ray_tmp}",
+                    ]
                 )
                 if st != "ran":
                     return st, detail
                 self.ray_head = True
+                self.env["RAY_ADDRESS"] = f"127.0.0.1:{port}"
             storage = _value(rest, "--storage")
             if storage and "://" in storage:  # no cloud bucket in CI: the same command on a local folder
                 rest = [*_drop(rest, "--storage"), "--storage", str(self.sandbox / "shared-storage")]
