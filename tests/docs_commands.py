@@ -93,6 +93,22 @@ def smoke_space(path: Path, out: Path) -> Path:
     return out
 
 
+def _with_descendants(roots: set[int]) -> set[int]:
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, grew = set(roots), True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in found and p not in found}
+        found |= new
+        grew = bool(new)
+    return found
+
+
 class Runner:
     """Runs one page's commands in order in a sandbox; returns (status, detail) per command."""
 
@@ -113,7 +129,12 @@ class Runner:
     def close(self) -> None:
         """Stop only the head this runner started (`ray stop` would end every Ray on the machine)."""
         if self.ray_head:
-            subprocess.run(["pkill", "-9", "-f", self.ray_tmp], capture_output=True)
+            out = subprocess.run(["pgrep", "-f", self.ray_tmp], capture_output=True, text=True).stdout
+            for pid in _with_descendants({int(p) for p in out.split()}):  # agents rename themselves
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
     def _run(self, argv: list[str], timeout: int = 900) -> tuple[str, str]:
