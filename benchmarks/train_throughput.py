@@ -131,7 +131,16 @@ def main(argv: list[str] | None = None) -> int:
                     k: v
                     for k, v in cfg.to_flat().items()
                     if k
-                    in ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")
+                    in (
+                        "embedding_dim",
+                        "hidden_dim",
+                        "batch_size",
+                        "seq_len",
+                        "bidirectional",
+                        "num_layers",
+                        "char_features",
+                        "crf",
+                    )
                 },
                 "train_tokens_per_epoch": tokens,
                 "epochs_timed": args.epochs,
