@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .reporting import table
 from .spaces import Param, Space, load_space
 from .training import MONITOR, Corpus, fit
 
-# Names of the params Ray passes to the trial; everything else in a result is a metric.
+# Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
 REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
 
 
@@ -594,7 +594,3 @@ def summary_table(result: StudyResult) -> str:
         ],
     ]
     return table(rows)
-
-
-def options_dict(opts: TuneOptions) -> dict[str, Any]:
-    return asdict(opts)
