@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .labels import normalize_granularity, normalize_lang
-    from .reporting import metrics_table
+    from .tables import metrics_table
     from .training import Corpus, fit
 
     lang, gran = normalize_lang(args.lang), normalize_granularity(args.granularity)
@@ -320,7 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_run
-    from .reporting import metrics_table
+    from .tables import metrics_table
 
     name, metrics, path = evaluate_run(
         args.model,
@@ -407,8 +407,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from .reporting import table
     from .retrain import retrain_cell
+    from .tables import table
 
     r = retrain_cell(_retrain_options(args, args.lang, args.granularity))
     rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
@@ -472,7 +472,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data import SPLITS, corpus_stats, load_split
     from .labels import LANGUAGE_CODES, normalize_lang
-    from .reporting import table
+    from .tables import table
 
     langs = [normalize_lang(x) for x in args.lang] if args.lang else list(LANGUAGE_CODES)
     stats = {

@@ -27,8 +27,8 @@ from .config import RunConfig
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
-from .reporting import table
 from .spaces import Param, Space, load_space
+from .tables import table
 from .training import MONITOR, Corpus, fit
 
 # Storage URIs that every node reaches by itself (anything else is a path on each node's disk).

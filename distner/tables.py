@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal (the Markdown report is report.py)."""
 
 from __future__ import annotations
 
