@@ -10,6 +10,9 @@ import sys
 
 import pytest
 
+from .conftest import write
+from .test_tune import SPACE
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
@@ -28,6 +31,9 @@ def two_node_cluster():
 
 def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real_data, tmp_path):
     storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
+    # trials long enough (a larger sample than --smoke) that the second node's worker is up before the
+    # first trial ends; otherwise Ray may reuse the first worker for every trial
+    space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 1500") % 2).resolve()
     proc = subprocess.run(
         [
             sys.executable,
@@ -37,6 +43,8 @@ def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real
             "--lang",
             "hi",
             "--smoke",
+            "--space",
+            str(space),
             "--address",
             two_node_cluster.address,
             "--storage",
