@@ -8,6 +8,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -102,7 +103,9 @@ def test_final_model_predicts(pipeline, tmp_path):
 
 def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
     cwd, data = pipeline
-    fine_model = cwd / "runs/retrain/hi-fine/tuned/seed-1/model.pt"
+    fine_model = (
+        Path(json.loads((cwd / "runs/retrain/hi-fine/final.json").read_text())["run_dir"]) / "model.pt"
+    )
     coarse_retrain = cwd / "runs/retrain/hi-coarse"
     stamp = fine_model.stat().st_mtime_ns
     again = distner(
