@@ -75,6 +75,14 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="quick end-to-end check: data sample, tiny space, 4 trials x 2 epochs",
     )
+    g.add_argument(
+        "--start-from",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="a config (e.g. another cell's best/<cell>.yaml) whose searched keys run as a trial "
+        "right after the baseline; repeatable",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler (default 0)")
     g.add_argument(
         "--best-dir", default="best", metavar="DIR", help="where <lang>-<gran>.yaml goes (default best/)"
@@ -359,6 +367,7 @@ def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOpt
         seed=args.seed,
         data_dir=args.data_dir,
         best_dir=args.best_dir,
+        start_from=tuple(args.start_from),
         verbose=args.verbose,
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import FIELD_TYPES, RunConfig, coerce, read_yaml_mapping
+from .config import FIELD_TYPES, RunConfig, coerce, load_config, read_yaml_mapping
 from .errors import DistnerError
 
 KINDS = {  # kind -> number of arguments
@@ -67,6 +67,19 @@ class Space:
                 raise DistnerError(
                     f"{self.source}: key {p.name!r}: the seed's value {point[p.name]!r} is outside "
                     f"{p.kind} {list(p.args)}; widen it so the baseline can run as trial one"
+                )
+        return point
+
+    def start_point(self, path: str | os.PathLike) -> dict[str, Any]:
+        """A config file's value for every searched key (e.g. another cell's best/<cell>.yaml), to
+        run as an extra early trial; each value must lie inside this space."""
+        values = load_config(path).to_flat()
+        point = {p.name: values[p.name] for p in self.params}
+        for p in self.params:
+            if not p.contains(point[p.name]):
+                raise DistnerError(
+                    f"{path}: key {p.name!r}: value {point[p.name]!r} is outside {p.kind} {list(p.args)} "
+                    f"of {self.source}; it cannot start this study"
                 )
         return point
 

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,7 @@ class TuneOptions:
     reduction_factor: int = 3
     max_failures: int = 2
     verbose: int = 1
+    start_from: tuple[str, ...] = ()  # config YAMLs run right after the baseline (warm start)
     results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
 
     def __post_init__(self) -> None:
@@ -292,6 +294,9 @@ def run_study(opts: TuneOptions) -> StudyResult:
 
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
+    starts = [space.start_point(p) for p in opts.start_from]  # bad files fail before Ray starts
+    if opts.resume and starts:  # the searcher's saved state already holds what it started with
+        print("--start-from: ignored, the study is resumed", file=sys.stderr)
     name = opts.name or f"{lang}-{gran}"
     storage = opts.storage if is_remote(opts.storage) else str(Path(opts.storage).resolve())
     study_path = f"{storage.rstrip('/')}/{name}"
@@ -325,7 +330,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
         param_space = {p.name: _ray_domain(p) for p in space.params}
         max_t = space.max_epochs()
         searcher = OptunaSearch(
-            points_to_evaluate=[space.baseline_point()],
+            points_to_evaluate=[space.baseline_point(), *starts],
             sampler=optuna.samplers.TPESampler(seed=opts.seed),
         )
         tune_config = tune.TuneConfig(

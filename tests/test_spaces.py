@@ -54,3 +54,16 @@ def test_bad_spaces_name_the_key(tmp_path, text, message):
     with pytest.raises(DistnerError, match=message) as e:
         load_space(write(tmp_path / "s.yaml", text)).baseline_point()
     assert str(tmp_path / "s.yaml") in str(e.value)
+
+
+def test_start_point_takes_the_searched_keys_and_checks_them(tmp_path):
+    space = load_space(
+        write(tmp_path / "s.yaml", "hidden_dim: {choice: [16, 520]}\nlr: {loguniform: [1.0e-3, 0.1]}\n")
+    )
+    good = write(tmp_path / "best.yaml", "hidden_dim: 16\nlr: 0.02\nepochs: 3\n_meta: {trial: x}\n")
+    assert space.start_point(good) == {"hidden_dim": 16, "lr": 0.02}
+    bad = write(tmp_path / "bad.yaml", "hidden_dim: 64\n")
+    with pytest.raises(DistnerError, match=r"bad.yaml: key 'hidden_dim': value 64 is outside choice"):
+        space.start_point(bad)
+    with pytest.raises(DistnerError, match="missing.yaml"):
+        space.start_point(tmp_path / "missing.yaml")

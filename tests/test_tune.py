@@ -33,6 +33,14 @@ lr: {loguniform: [3.0e-3, 3.0e-2]}
 max_train_sentences: 300
 max_eval_sentences: 150
 """
+START = """
+embedding_dim: 16
+hidden_dim: 16
+batch_size: 64
+lr: 0.0217
+crf: true
+_meta: {study: runs/other-cell}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +51,8 @@ def study(tmp_path_factory, request):
         pytest.skip("real data not found")
     tmp = tmp_path_factory.mktemp("study")
     space = write(tmp / "space.yaml", SPACE % 2)
+    # a warm start, as from another cell's best/<cell>.yaml (its _meta and unsearched keys are ignored)
+    start = write(tmp / "start.yaml", START)
     opts = TuneOptions(
         lang="hindi",
         space=str(space),
@@ -52,6 +62,7 @@ def study(tmp_path_factory, request):
         data_dir=str(REAL_DATA),
         verbose=0,
         seed=3,
+        start_from=(str(start),),
     )
     return run_study(opts), tmp
 
@@ -62,6 +73,8 @@ def test_study_outputs(study, no_ray_left):
     assert len(rows) == 4
     assert rows[0]["baseline"] == "True"  # the seed is trial one
     assert (rows[0]["embedding_dim"], rows[0]["hidden_dim"], rows[0]["batch_size"]) == ("520", "520", "35")
+    start = (rows[1]["embedding_dim"], rows[1]["hidden_dim"], rows[1]["batch_size"], rows[1]["lr"])
+    assert start == ("16", "16", "64", "0.0217")  # --start-from runs next
     assert all(r["state"] in ("completed", "stopped_early") for r in rows)
     assert all(0.0 <= float(r["best_dev_f1"]) <= 1.0 for r in rows)
     s = json.loads((result.results_dir / "summary.json").read_text())
