@@ -6,6 +6,7 @@ sentences separated by any number of blank lines; plain or gzip-compressed UTF-8
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from collections import Counter
@@ -307,10 +308,19 @@ def read_vectors(path: str | os.PathLike, limit: int = 200_000) -> tuple[list[st
     """The first `limit` vectors of a fastText `.vec` text file (plain or .gz): words and [N, D].
 
     The optional `N D` header line is skipped; a malformed line is an error naming file and line.
+    The last file read is kept (until it changes on disk): a Ray worker reused for several trials
+    parses a large vectors file once. Callers must not modify the returned tensor.
     """
     path = Path(path)
     if not path.is_file():
         raise DistnerError(f"{path}: pretrained vectors file not found")
+    st = path.stat()
+    return _read_vectors(str(path), st.st_mtime_ns, st.st_size, limit)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_vectors(name: str, mtime_ns: int, size: int, limit: int) -> tuple[list[str], torch.Tensor]:
+    path = Path(name)
     words: list[str] = []
     rows: list[list[float]] = []
     dim = None

@@ -143,3 +143,12 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
         == 0
     )
     assert len(read_conll(pred)) == len(test)  # the strict reader rejects any invalid IOB2
+
+
+def test_vectors_file_is_parsed_once_until_it_changes(tmp_path):
+    path = write(tmp_path / "v.vec", "paris 0.1 0.2 0.3\n")
+    first = read_vectors(path)
+    assert read_vectors(path) is first  # a reused Ray worker does not parse it again
+    write(path, "paris 0.5 0.2 0.3\nberlin 0.1 0.2 0.3\n")  # rewritten in place: read afresh
+    words, vecs = read_vectors(path)
+    assert words == ["paris", "berlin"] and vecs[0, 0].item() == pytest.approx(0.5)
