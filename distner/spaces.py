@@ -60,28 +60,29 @@ class Space:
 
     def baseline_point(self) -> dict[str, Any]:
         """The seed's value for every searched key: the study's first trial."""
-        seed = RunConfig().to_flat()
-        point = {p.name: seed[p.name] for p in self.params}
-        for p in self.params:
-            if not p.contains(point[p.name]):
-                raise DistnerError(
-                    f"{self.source}: key {p.name!r}: the seed's value {point[p.name]!r} is outside "
-                    f"{p.kind} {list(p.args)}; widen it so the baseline can run as trial one"
-                )
+        point, p = self._point(RunConfig().to_flat())
+        if p is not None:
+            raise DistnerError(
+                f"{self.source}: key {p.name!r}: the seed's value {point[p.name]!r} is outside "
+                f"{p.kind} {list(p.args)}; widen it so the baseline can run as trial one"
+            )
         return point
 
     def start_point(self, path: str | os.PathLike) -> dict[str, Any]:
         """A config file's value for every searched key (e.g. another cell's best/<cell>.yaml), to
         run as an extra early trial; each value must lie inside this space."""
-        values = load_config(path).to_flat()
-        point = {p.name: values[p.name] for p in self.params}
-        for p in self.params:
-            if not p.contains(point[p.name]):
-                raise DistnerError(
-                    f"{path}: key {p.name!r}: value {point[p.name]!r} is outside {p.kind} {list(p.args)} "
-                    f"of {self.source}; it cannot start this study"
-                )
+        point, p = self._point(load_config(path).to_flat())
+        if p is not None:
+            raise DistnerError(
+                f"{path}: key {p.name!r}: value {point[p.name]!r} is outside {p.kind} {list(p.args)} "
+                f"of {self.source}; it cannot start this study"
+            )
         return point
+
+    def _point(self, values: dict[str, Any]) -> tuple[dict[str, Any], Param | None]:
+        """The searched keys' values, and the first param whose value lies outside it (or None)."""
+        point = {p.name: values[p.name] for p in self.params}
+        return point, next((p for p in self.params if not p.contains(point[p.name])), None)
 
     def max_epochs(self) -> int:
         for p in self.params:
