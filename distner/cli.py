@@ -76,6 +76,14 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         help="quick end-to-end check: data sample, tiny space, 4 trials x 2 epochs",
     )
     g.add_argument(
+        "--grace-period",
+        type=int,
+        default=1,
+        metavar="E",
+        help="epochs every trial runs before ASHA may stop it (default 1; raise it when slow "
+        "starters such as CRF or heavy dropout are in the space)",
+    )
+    g.add_argument(
         "--start-from",
         action="append",
         default=[],
@@ -368,6 +376,7 @@ def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOpt
         data_dir=args.data_dir,
         best_dir=args.best_dir,
         start_from=tuple(args.start_from),
+        grace_period=args.grace_period,
         verbose=args.verbose,
     )
 

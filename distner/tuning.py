@@ -67,6 +67,8 @@ class TuneOptions:
             raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise DistnerError(f"--gpus-per-trial: must be >= 0, got {self.gpus_per_trial}")
+        if self.grace_period < 1:
+            raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
 

@@ -95,3 +95,12 @@ def test_data_stats(tiny_dir):
 def test_data_stats_rejects_unknown_granularity(tiny_dir):
     proc = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir, "--granularity", "medium")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_bad_tune_flags_fail_before_ray_starts(tmp_path, tiny_dir):
+    base = ("tune", "--lang", "en", "--data-dir", tiny_dir, "--storage", tmp_path / "runs")
+    assert_one_line_error(run(*base, "--grace-period", "0"), "--grace-period: must be >= 1")
+    assert_one_line_error(run(*base, "--start-from", tmp_path / "nope.yaml"), "nope.yaml")
+    far = write(tmp_path / "far.yaml", "hidden_dim: 7\n")
+    assert_one_line_error(run(*base, "--start-from", far), "far.yaml: key 'hidden_dim': value 7 is outside")
+    assert not (tmp_path / "runs").exists()
