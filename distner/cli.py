@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
-from .errors import DistnerError, StudyInterrupted
+from .errors import DistnerError, StudyInterrupted, one_line
 
 LANG_HELP = "en|english, hi|hindi, bn|bengali|bangla"
 DATA_HELP = "data root laid out as {lang}/{split}.conll[.gz] (default: $DISTNER_DATA)"
@@ -543,10 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StudyInterrupted as e:
-        print(f"distner: {e}", file=sys.stderr)
+        print(f"distner: {one_line(e)}", file=sys.stderr)
         return 130
     except DistnerError as e:
-        print(f"distner: error: {e}", file=sys.stderr)
+        print(f"distner: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("distner: interrupted", file=sys.stderr)

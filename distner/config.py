@@ -7,6 +7,7 @@ configs and `--set` overrides all speak the same names: the fields of ModelConfi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 
 import yaml
 
-from .errors import DistnerError
+from .errors import DistnerError, shorten
+
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ModelConfig:
     freeze_embeddings: bool = False  # keep pretrained word vectors fixed
 
     def __post_init__(self) -> None:
+        _finite(self)
         _positive(
             self,
             "embedding_dim",
@@ -74,11 +78,14 @@ class TrainConfig:
     max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
 
     def __post_init__(self) -> None:
+        _finite(self)
         _positive(self, "epochs", "batch_size", "min_freq")
         _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
         _non_negative(self, "max_train_sentences", "max_eval_sentences")
         if self.lr <= 0:
             raise DistnerError(f"lr: must be > 0, got {self.lr}")
+        if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
+            raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -91,10 +98,10 @@ class RunConfig:
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
-        unknown = sorted(set(values) - set(FIELD_TYPES))
+        unknown = sorted(set(values) - set(FIELD_TYPES), key=str)
         if unknown:
             raise DistnerError(
-                f"{source}: unknown config key {unknown[0]!r} (known: {', '.join(FIELD_TYPES)})"
+                f"{source}: unknown config key {shorten(unknown[0])} (known: {', '.join(FIELD_TYPES)})"
             )
         typed = {k: coerce(k, v, source) for k, v in values.items()}
         try:
@@ -119,7 +126,7 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     """Check/convert one value to its field's type (YAML or `--set` strings)."""
     want = FIELD_TYPES.get(key)
     if want is None:
-        raise DistnerError(f"{source}: unknown config key {key!r}")
+        raise DistnerError(f"{source}: unknown config key {shorten(key)}")
     if want is str and isinstance(value, str):
         return value
     if isinstance(value, str):
@@ -139,8 +146,16 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
         or (want is str and isinstance(value, str))
     )
     if not ok:
-        raise DistnerError(f"{source}: key {key!r} needs a {want.__name__}, got {value!r}")
+        raise DistnerError(f"{source}: key {key!r} needs a {want.__name__}, got {shorten(value)}")
     return want(value)
+
+
+def _finite(obj: object) -> None:
+    """NaN and infinity pass every `<`/`>` range check, then crash inside torch: refuse them."""
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DistnerError(f"{f.name}: must be a finite number, got {value}")
 
 
 def _positive(obj: object, *names: str) -> None:
@@ -167,6 +182,10 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
         raise DistnerError(f"{path}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError:
         raise DistnerError(f"{path}: not valid UTF-8") from None
+    except RecursionError:
+        raise DistnerError(f"{path}: invalid YAML (nested too deeply)") from None
+    except OSError as e:
+        raise DistnerError(f"{path}: cannot read ({e.strerror or e})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -180,8 +199,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise DistnerError(f"--set {item!r}: expected KEY=VALUE")
-        out[key.strip()] = coerce(key.strip(), value.strip(), source=f"--set {item}")
+            raise DistnerError(f"--set {shorten(item)}: expected KEY=VALUE")
+        out[key.strip()] = coerce(key.strip(), value.strip(), source=f"--set {shorten(item)}")
     return out
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import DistnerError
+from .errors import DistnerError, shorten
 
 # The six coarse groups and their fine types, as in the data README (order fixes tag indices).
 COARSE_TO_FINE: dict[str, tuple[str, ...]] = {
@@ -56,14 +56,16 @@ def normalize_lang(name: str) -> str:
     """Map `hindi`/`HI`/`hi` to the data folder code `hi`."""
     code = LANGUAGES.get(name.strip().lower())
     if code is None:
-        raise DistnerError(f"unknown language {name!r}: use one of en|english, hi|hindi, bn|bengali|bangla")
+        raise DistnerError(
+            f"unknown language {shorten(name)}: use one of en|english, hi|hindi, bn|bengali|bangla"
+        )
     return code
 
 
 def normalize_granularity(name: str) -> str:
     g = name.strip().lower()
     if g not in GRANULARITIES:
-        raise DistnerError(f"unknown granularity {name!r}: use fine or coarse")
+        raise DistnerError(f"unknown granularity {shorten(name)}: use fine or coarse")
     return g
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
-from .errors import DistnerError
+from .errors import DistnerError, shorten
 from .fileio import write_json
 from .labels import normalize_granularity, normalize_lang
 from .spaces import resolve_space_path
@@ -57,7 +57,7 @@ class RetrainOptions:
         if self.seeds < 1 or self.top_k < 1:
             raise DistnerError("--seeds and --top-k must be >= 1")
         if self.train_on not in ("train", "train+dev"):
-            raise DistnerError(f"--train-on {self.train_on!r}: use train or train+dev")
+            raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
 
     @property
     def cell(self) -> str:

@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 
 from .config import RunConfig
-from .errors import DistnerError, StudyInterrupted, TrainingDiverged
+from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
 from .spaces import Param, Space, load_space
@@ -90,7 +90,7 @@ def parse_duration(text: str) -> float:
         return float(text)
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
     if not parts or "".join(a + b for a, b in parts) != text:
-        raise DistnerError(f"--time-budget {text!r}: use e.g. 2h, 90m, 1h30m or 45s")
+        raise DistnerError(f"--time-budget {shorten(text)}: use e.g. 2h, 90m, 1h30m or 45s")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 

@@ -34,6 +34,12 @@ def test_overrides_are_typed():
         (["epochs"], "expected KEY=VALUE"),
         (["epochs=0"], "epochs: must be > 0"),
         (["dropout=1.5"], "dropout: must be in"),
+        (["lr=nan"], "lr: must be a finite number, got nan"),
+        (["weight_decay=inf"], "weight_decay: must be a finite number, got inf"),
+        (["grad_clip=-.inf"], "grad_clip: must be a finite number, got -inf"),
+        (["word_dropout=.nan"], "word_dropout: must be a finite number"),
+        (["seed=-1"], r"seed: must be in \[0, 4294967295\]"),
+        (["seed=4294967296"], "seed: must be in"),
     ],
 )
 def test_bad_overrides(items, message):
@@ -50,6 +56,19 @@ def test_bad_yaml_files(tmp_path):
         load_config(write(tmp_path / "list.yaml", "- 1\n"))
     with pytest.raises(DistnerError, match="file not found"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_echoed_values_are_capped(tmp_path):
+    """A YAML alias bomb (a few hundred bytes, billions of elements) must not become the message."""
+    levels = ["&a [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"&{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi")]
+    path = write(tmp_path / "bomb.yaml", f"epochs: [{', '.join(levels)}]\n")
+    with pytest.raises(DistnerError) as e:
+        load_config(path)
+    assert "needs a int" in str(e.value) and len(str(e.value)) < 400
+    with pytest.raises(DistnerError) as e:
+        load_config(None, ["epochs=" + "9" * 10_000 + "x"])
+    assert len(str(e.value)) < 400
 
 
 def test_frozen():
