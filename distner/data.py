@@ -1,7 +1,8 @@
 """MultiCoNER CoNLL reading, vocabularies and tensor encoding.
 
-File format: `# id <uuid>\\tdomain=<lang>` header per sentence, then `TOKEN _ _ TAG` lines,
-sentences separated by any number of blank lines; plain or gzip-compressed UTF-8.
+File format: `# id <uuid>\\tdomain=<lang>` header per sentence, then `TOKEN _ _ TAG` lines (columns
+separated by spaces or tabs), sentences separated by any number of blank lines; plain or
+gzip-compressed UTF-8, with or without a BOM, LF or CRLF line endings.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import re
+import zlib
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import DistnerError
+from .errors import DistnerError, shorten
 from .labels import FINE_TYPES, normalize_granularity, normalize_lang, to_coarse
 
 PAD, UNK = "<pad>", "<unk>"
@@ -39,11 +42,39 @@ def _check_tag(tag: str, prev: str, where: str, types: Collection[str]) -> None:
         return
     prefix, _, etype = tag.partition("-")
     if prefix not in ("B", "I") or not etype:
-        raise DistnerError(f"{where}: malformed tag {tag!r} (expected O, B-TYPE or I-TYPE)")
+        raise DistnerError(f"{where}: malformed tag {shorten(tag)} (expected O, B-TYPE or I-TYPE)")
     if etype not in types:
-        raise DistnerError(f"{where}: unknown entity type {etype!r} in tag {tag!r}")
+        raise DistnerError(f"{where}: unknown entity type {shorten(etype)} in tag {shorten(tag)}")
     if prefix == "I" and prev[2:] != etype:
         raise DistnerError(f"{where}: {tag!r} follows {prev!r}; IOB2 needs B-{etype} to start an entity")
+
+
+# Columns are separated by any run of ASCII spaces or tabs: the release uses single spaces, many
+# CoNLL tools write tabs. Unicode spaces (NBSP, ...) never separate: they can be part of a token.
+_COLUMN_SEP = re.compile(r"[ \t\v\f]+")
+_GZ_DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def split_columns(line: str) -> list[str]:
+    return _COLUMN_SEP.split(line.strip(" \t\v\f"))
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, plain or .gz, without a leading BOM or the line ending
+    (LF or CRLF). A damaged file or undecodable line is a one-line DistnerError naming the file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DistnerError(f"{path}:{lineno}: not valid UTF-8") from None
+                yield lineno, (line.removeprefix("\ufeff") if lineno == 1 else line).rstrip("\r\n")
+    except _GZ_DAMAGE as e:
+        raise DistnerError(f"{path}: damaged or truncated gzip file ({e})") from None
+    except OSError as e:
+        raise DistnerError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def read_conll(
@@ -52,12 +83,12 @@ def read_conll(
     """Parse a MultiCoNER file, validating every line against the entity `types` (fine by default).
 
     With `require_tags=False` (prediction input) lines may be a bare token or `TOKEN _ _ TAG`;
-    tags present are still kept but never required.
+    tags present are still kept but never required. A `# id` header without tokens is kept as an
+    empty sentence, so that predictions hold every id of their input.
     """
     path = Path(path)
     if not path.is_file():
         raise DistnerError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
     sentences: list[Sentence] = []
     sid: str | None = None
     tokens: list[str] = []
@@ -65,7 +96,7 @@ def read_conll(
     prev = "O"
 
     def flush() -> None:
-        if tokens:
+        if tokens or sid is not None:
             has_tags = len(tags) == len(tokens)
             sentences.append(
                 Sentence(sid or str(len(sentences)), tuple(tokens), tuple(tags) if has_tags else None)
@@ -73,41 +104,31 @@ def read_conll(
         tokens.clear()
         tags.clear()
 
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                where = f"{path}:{lineno}"
-                try:
-                    line = raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    raise DistnerError(f"{where}: not valid UTF-8") from None
-                if line.startswith("# id"):
-                    flush()
-                    sid, prev = line[len("# id") :].strip(), "O"
-                    continue
-                if not line.strip():
-                    flush()
-                    sid, prev = None, "O"
-                    continue
-                cols = line.split(" ")
-                if len(cols) == 4:
-                    token, tag = cols[0], cols[3]
-                    _check_tag(tag, prev, where, types)
-                    if tags is not None and len(tags) == len(tokens):
-                        tags.append(tag)
-                    prev = tag
-                elif len(cols) == 1 and not require_tags:
-                    token = cols[0]
-                else:
-                    expect = "4 columns `TOKEN _ _ TAG`" + ("" if require_tags else " or 1")
-                    raise DistnerError(f"{where}: expected {expect}, found {len(cols)}")
-                if not token:
-                    raise DistnerError(f"{where}: empty token")
-                tokens.append(token)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DistnerError(f"{path}: cannot read ({e})") from None
+    for lineno, line in read_lines(path):
+        where = f"{path}:{lineno}"
+        if line.startswith("# id"):
+            flush()
+            sid, prev = line[len("# id") :].strip(), "O"
+            continue
+        if not line.strip():
+            flush()
+            sid, prev = None, "O"
+            continue
+        cols = split_columns(line)
+        if len(cols) == 4:
+            token, tag = cols[0], cols[3]
+            _check_tag(tag, prev, where, types)
+            if len(tags) == len(tokens):
+                tags.append(tag)
+            prev = tag
+        elif len(cols) == 1 and not require_tags:
+            token = cols[0]
+        else:
+            expect = "4 columns `TOKEN _ _ TAG`" + ("" if require_tags else " or 1")
+            raise DistnerError(f"{where}: expected {expect}, found {len(cols)}")
+        tokens.append(token)
     flush()
-    if not sentences:
+    if not any(len(s) for s in sentences):
         raise DistnerError(f"{path}:1: no sentences in file")
     return sentences
 
@@ -324,28 +345,21 @@ def _read_vectors(name: str, mtime_ns: int, size: int, limit: int) -> tuple[list
     words: list[str] = []
     rows: list[list[float]] = []
     dim = None
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="strict") as f:
+    for lineno, line in read_lines(path):
+        parts = split_columns(line)
+        if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+            continue  # "count dim" header
+        if dim is None:
+            dim = len(parts) - 1
+        if len(parts) != dim + 1 or dim < 1:
+            raise DistnerError(f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1}")
         try:
-            for lineno, line in enumerate(f, 1):
-                parts = line.rstrip("\n").rstrip(" ").split(" ")
-                if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                    continue  # "count dim" header
-                if dim is None:
-                    dim = len(parts) - 1
-                if len(parts) != dim + 1 or dim < 1:
-                    raise DistnerError(
-                        f"{path}:{lineno}: expected a word and {dim} numbers, got {len(parts) - 1}"
-                    )
-                try:
-                    rows.append([float(v) for v in parts[1:]])
-                except ValueError:
-                    raise DistnerError(f"{path}:{lineno}: not a number in the vector") from None
-                words.append(parts[0])
-                if len(words) >= limit:
-                    break
-        except UnicodeDecodeError:
-            raise DistnerError(f"{path}: not valid UTF-8") from None
+            rows.append([float(v) for v in parts[1:]])
+        except ValueError:
+            raise DistnerError(f"{path}:{lineno}: not a number in the vector") from None
+        words.append(parts[0])
+        if len(words) >= limit:
+            break
     if not words:
         raise DistnerError(f"{path}:1: no vectors in file")
     return words, torch.tensor(rows, dtype=torch.float32)

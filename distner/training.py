@@ -76,10 +76,12 @@ class Prepared:
 
 def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
     t, m = cfg.train, cfg.model
-    train = corpus.train
+    # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
+    train = [s for s in corpus.train if len(s)]
     if t.max_train_sentences and t.max_train_sentences < len(train):
         train = random.Random(t.seed).sample(train, t.max_train_sentences)
-    dev = corpus.dev[: t.max_eval_sentences] if t.max_eval_sentences else corpus.dev
+    dev = [s for s in corpus.dev if len(s)]
+    dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
     vectors = None
     if m.pretrained_vectors:
         words, vecs = read_vectors(m.pretrained_vectors)
@@ -365,7 +367,8 @@ def predict_tags(
 ) -> list[list[str]]:
     """Tags for every token of every sentence (no truncation), in input order."""
     model.eval().to(device)
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    # sentences without tokens keep their empty tag list; the network needs length >= 1
+    order = sorted((i for i in range(len(sentences)) if len(sentences[i])), key=lambda i: len(sentences[i]))
     out: list[list[str]] = [[] for _ in sentences]
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]

@@ -110,3 +110,59 @@ def test_format_round_trip(tmp_path, tiny_dir):
     sents = read_conll(tiny_dir / "en" / "train.conll")
     out = write(tmp_path / "rt.conll", format_conll(sents, [s.tags for s in sents]))
     assert read_conll(out) == sents
+
+
+def test_tabs_bom_crlf_and_spaces_read_like_the_release(tmp_path, tiny_dir):
+    """Columns split on any run of spaces or tabs; a BOM and CRLF endings are accepted."""
+    plain = tiny_dir / "en" / "dev.conll"
+    text = plain.read_text(encoding="utf-8")
+    lines = [ln if ln.startswith("# id") else ln.replace(" ", "\t") for ln in text.split("\n")]
+    variants = {
+        "tabs.conll": "\n".join(lines),
+        "mixed.conll": text.replace(" _ _ ", " \t_  _\t "),
+        "bom-crlf.conll": "\ufeff" + text.replace("\n", "\r\n"),
+    }
+    for name, body in variants.items():
+        p = tmp_path / name
+        p.write_bytes(body.encode("utf-8"))
+        assert read_conll(p) == read_conll(plain), name
+    gz = tmp_path / "bom.conll.gz"
+    with gzip.open(gz, "wb") as f:
+        f.write(("\ufeff" + text).encode("utf-8"))
+    assert read_conll(gz) == read_conll(plain)
+
+
+def test_unicode_spaces_stay_inside_tokens(tmp_path):
+    p = write(tmp_path / "nbsp.conll", "# id n\tdomain=en\nnew\u00a0york _ _ B-HumanSettlement\n")
+    assert read_conll(p)[0].tokens == ("new\u00a0york",)
+
+
+def test_header_without_tokens_is_an_empty_sentence(tmp_path):
+    p = write(tmp_path / "e.conll", "# id a\n\n# id b\nx _ _ O\n\n# id c\n# id d\ny _ _ O\n# id e\n")
+    sents = read_conll(p)
+    assert [(s.id, len(s)) for s in sents] == [("a", 0), ("b", 1), ("c", 0), ("d", 1), ("e", 0)]
+    out = write(tmp_path / "rt.conll", format_conll(sents, [s.tags for s in sents]))
+    assert read_conll(out) == sents
+    with pytest.raises(DistnerError, match="no sentences"):
+        read_conll(write(tmp_path / "headers.conll", "# id a\n# id b\n"))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "not-gzip"])
+def test_damaged_gzip_is_one_error(tmp_path, tiny_dir, damage):
+    data = gzip.compress((tiny_dir / "en" / "train.conll").read_bytes())
+    body = {
+        "truncated": data[: len(data) // 2],
+        "flipped": data[:40] + bytes(b ^ 0xFF for b in data[40:80]) + data[80:],
+        "not-gzip": b"# id a\nx _ _ O\n",
+    }[damage]
+    p = tmp_path / "train.conll.gz"
+    p.write_bytes(body)
+    with pytest.raises(DistnerError, match=r"train\.conll\.gz: damaged or truncated gzip file"):
+        read_conll(p)
+
+
+def test_long_tag_is_not_echoed_whole(tmp_path):
+    p = write(tmp_path / "long.conll", "# id a\nx _ _ B-" + "Z" * 100_000 + "\n")
+    with pytest.raises(DistnerError, match="unknown entity type") as e:
+        read_conll(p)
+    assert len(str(e.value)) < 500
