@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_data_dir(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/<lang>-<granularity>)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (only once the new run has finished)",
+    )
     p.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
@@ -320,15 +325,20 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .labels import normalize_granularity, normalize_lang
-    from .tables import metrics_table
-    from .training import Corpus, fit
+    from .paths import check_run_out
 
     lang, gran = normalize_lang(args.lang), normalize_granularity(args.granularity)
     cfg = load_config(args.config, args.overrides)
+    out = check_run_out(args.out or f"runs/train/{lang}-{gran}", args.overwrite)  # before data is read
+
+    from .tables import metrics_table
+    from .training import Corpus, fit_into
+
     corpus = Corpus.load(args.data_dir, lang, gran)
-    out = Path(args.out or f"runs/train/{lang}-{gran}")
     print(f"distner train: {lang}-{gran}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
-    result = fit(cfg, corpus, out, accelerator=args.accelerator, progress=not args.quiet)
+    result = fit_into(
+        cfg, corpus, out, overwrite=args.overwrite, accelerator=args.accelerator, progress=not args.quiet
+    )
     print(metrics_table(result.metrics))
     print(f"best epoch {result.best_epoch}/{result.epochs_run}; run folder: {result.out_dir}")
     return 0
@@ -548,6 +558,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DistnerError as e:
         print(f"distner: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("distner: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"distner: interrupted{': ' + one_line(e) if str(e) else ''}", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ from .errors import DistnerError
 from .fileio import atomic_write_text, write_json
 from .labels import COARSE_TYPES, FINE_TYPES
 from .metrics import score
+from .paths import RUN_FILES, check_output_file
 from .training import evaluate, load_run, predict_tags
 
 
@@ -39,6 +40,8 @@ def evaluate_run(
         split = split or "test"
         path = split_path(data_dir or run.data_dir or None, run.lang, split)
         name = split
+    name += "-predictions" if predictions is not None else ""
+    out = check_output_file(run.run_dir / f"eval-{name}.json", "--model", inputs=[path, predictions])
     gold = with_granularity(read_conll(path), run.granularity)
     seq_len = run.cfg.train.seq_len or 25
     if predictions is not None:
@@ -46,17 +49,17 @@ def evaluate_run(
         pred = read_conll(predictions, types=types)
         _check_aligned(gold, pred, predictions)
         metrics = score([list(s.tags) for s in gold], [list(s.tags) for s in pred], seq_len)  # type: ignore[arg-type]
-        name = f"{name}-predictions"
     else:
         metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
     metrics["source"] = str(Path(predictions or path).resolve())
-    out = write_json(run.run_dir / f"eval-{name}.json", metrics)
-    return name, metrics, out
+    return name, metrics, write_json(out, metrics)
 
 
 def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike) -> int:
     """Tag `input_file` and write it in MultiCoNER format; returns the number of sentences."""
     run = load_run(run_dir)
+    model_files = [Path(run_dir) / "final.json", *(run.run_dir / f for f in RUN_FILES)]
+    check_output_file(output, "--output", inputs=[input_file, *model_files])
     # labels, if any, are ignored: accept either granularity's types
     sentences = read_conll(input_file, require_tags=False, types={*FINE_TYPES, *COARSE_TYPES})
     tags = predict_tags(run.model, sentences, run.vocab, run.tags, chars=run.chars)

@@ -15,9 +15,10 @@ from typing import Any
 
 from .config import read_yaml_mapping
 from .labels import normalize_granularity, normalize_lang
+from .paths import check_output_dir
 from .report import build_report
 from .retrain import RetrainOptions, retrain_cell
-from .tuning import TuneOptions, run_study, study_exists
+from .tuning import TuneOptions, is_remote, run_study, study_exists
 
 
 def _made_by(best: Path, study_name: str) -> bool:
@@ -43,6 +44,12 @@ def run_pipeline(
 ) -> dict[str, Any]:
     langs = [normalize_lang(x) for x in langs]
     granularities = [normalize_granularity(g) for g in granularities]
+    # every step checks its own outputs; checking all of them first fails before hours of tuning
+    if not is_remote(tune.storage):
+        check_output_dir(tune.storage, "--storage")
+    check_output_dir(tune.best_dir, "--best-dir")
+    check_output_dir(retrain.out, "--retrain-dir")
+    check_output_dir(report_out, "--report-dir")
     for lang in langs:
         for gran in granularities:
             cell = f"{lang}-{gran}"

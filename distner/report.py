@@ -17,6 +17,7 @@ from typing import Any
 from .errors import DistnerError
 from .fileio import atomic_write_text, write_json
 from .labels import normalize_granularity, normalize_lang
+from .paths import check_output_dir, check_output_file
 
 METHOD = """\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
@@ -175,7 +176,9 @@ def build_report(
     """Collect every cell, write report.json, report.md and figures; returns the report dict."""
     cells = [f"{normalize_lang(lang)}-{normalize_granularity(g)}" for lang in langs for g in granularities]
     published = _published()
-    rdir, odir = Path(retrain_dir).resolve(), Path(out).resolve()
+    rdir, odir = Path(retrain_dir).resolve(), check_output_dir(out, "--out").resolve()
+    for name in ("report.md", "report.json"):
+        check_output_file(odir / name, "--out")
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
     odir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"cells": {}, "method": METHOD, "published_source": published["source"]}

@@ -19,8 +19,9 @@ from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .errors import DistnerError, shorten
 from .fileio import write_json
 from .labels import normalize_granularity, normalize_lang
+from .paths import check_output_dir, check_output_file
 from .spaces import resolve_space_path
-from .training import Corpus, fit
+from .training import Corpus, fit_into
 
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
 # config so that both are trained on the same data (e.g. the sample of a smoke study).
@@ -121,13 +122,15 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
     lang, gran = opts.cell.split("-")
+    cell_dir = check_output_dir(Path(opts.out).resolve() / opts.cell, "--retrain-dir")
+    for name in ("final.json", "retrain.json"):
+        check_output_file(cell_dir / name, "--retrain-dir")
     over = parse_overrides(list(opts.overrides))
     variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
     base = baseline_config(opts, variants[0][1])
     variants.append(
         ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
     )
-    cell_dir = Path(opts.out).resolve() / opts.cell
     seeds = list(range(1, opts.seeds + 1))
     # A tuned config equal to the baseline (the seed won the study) reuses the baseline's runs.
     base_flat = variants[-1][1].to_flat()
@@ -210,7 +213,9 @@ def _run_jobs(
             file=sys.stderr,
             flush=True,
         )
-        fit(cfg, corpus, out, accelerator=opts.accelerator, progress=opts.progress, keep=keep)
+        fit_into(
+            cfg, corpus, out, overwrite=True, accelerator=opts.accelerator, progress=opts.progress, keep=keep
+        )
 
 
 def _done(run_dir: Path, cfg: RunConfig) -> bool:

@@ -7,12 +7,15 @@ from) into `fit`, exactly as a user's own script could.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -27,11 +30,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from . import __version__
 from .config import RunConfig
 from .data import Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
-from .errors import DistnerError, TrainingDiverged
-from .fileio import write_json, write_yaml
+from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
+from .fileio import replace_dir, write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
 from .metrics import entity_scores, score
 from .model import Tagger
+from .paths import check_run_out, is_run_dir
 
 MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
 
@@ -310,6 +314,12 @@ def fit(
         )
     except FloatingPointError as e:
         raise TrainingDiverged(f"{out}: {e} at epoch {trainer.current_epoch + 1}") from None
+    except SystemExit:
+        if trainer.interrupted:  # Lightning ends a Ctrl-C'd fit with sys.exit(1)
+            raise TrainingInterrupted() from None
+        raise
+    if trainer.interrupted:  # a stop that returned normally is still not a result
+        raise TrainingInterrupted()
     seconds = time.perf_counter() - started
     if best.state is None:
         raise DistnerError("training produced no validated epoch")
@@ -335,6 +345,35 @@ def fit(
     )
     write_json(out / "metrics.json", metrics)
     return FitResult(out, metrics, best.best_epoch + 1, best.best, trainer.current_epoch)
+
+
+def fit_into(
+    cfg: RunConfig, corpus: Corpus, out_dir: str | os.PathLike, *, overwrite: bool = False, **kwargs: Any
+) -> FitResult:
+    """`fit` into a fresh hidden folder beside `out_dir`, moved into place only once the run has
+    finished: an earlier run there survives a failure or Ctrl-C, and nothing half-made ever looks
+    like a run. An existing run is replaced only with `overwrite`. Keyword arguments go to `fit`."""
+    out = check_run_out(out_dir, overwrite)
+    existed = is_run_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; run folders are meant to be shared
+    try:
+        result = fit(cfg, corpus, tmp, **kwargs)
+        replace_dir(tmp, out)
+    except KeyboardInterrupt:
+        if not tmp.exists():  # Ctrl-C held back during the swap fired right after it
+            raise TrainingInterrupted(f"interrupted after the run finished; {out} holds it") from None
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = "the earlier run there is unchanged" if existed else "nothing was written there"
+        raise TrainingInterrupted(f"training of {out} stopped; {kept}") from None
+    except TrainingDiverged as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise TrainingDiverged(str(e).replace(str(tmp), str(out))) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dataclasses.replace(result, out_dir=out)
 
 
 def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) -> None:

@@ -28,9 +28,10 @@ from .config import RunConfig
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
+from .paths import check_output_dir, check_output_file, check_path_component
 from .spaces import Param, Space, load_space
 from .tables import table
-from .training import MONITOR, Corpus, fit
+from .training import MONITOR, Corpus, fit, fit_into
 
 # Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
 REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
@@ -71,6 +72,8 @@ class TuneOptions:
             raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
+        if self.name is not None:  # a folder under --storage: it must not climb out of it
+            check_path_component(self.name, "--name")
 
 
 @dataclass
@@ -267,7 +270,8 @@ def fit_on_ray(
 
         @ray.remote(num_cpus=1, num_gpus=gpus)
         def one(cfg: RunConfig, corpus: Corpus, out: str) -> str:
-            fit(cfg, corpus, out, accelerator="gpu" if gpus > 0 else "cpu", progress=False, keep=keep)
+            accel = "gpu" if gpus > 0 else "cpu"
+            fit_into(cfg, corpus, out, overwrite=True, accelerator=accel, progress=False, keep=keep)
             return out
 
         pending = [one.remote(cfg, ref, str(out)) for _, cfg, out in jobs]
@@ -303,6 +307,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
     storage = opts.storage if is_remote(opts.storage) else str(Path(opts.storage).resolve())
     study_path = f"{storage.rstrip('/')}/{name}"
     results_dir = Path(study_path) if not is_remote(storage) else Path("runs", name).resolve()
+    _check_outputs(opts, results_dir, lang, gran)
     exists = tune.Tuner.can_restore(study_path)
     if exists and not (opts.resume or opts.results_only):
         raise DistnerError(f"{study_path}: study exists; add --resume to continue it, or --name NEW")
@@ -387,6 +392,17 @@ def run_study(opts: TuneOptions) -> StudyResult:
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def _check_outputs(opts: TuneOptions, results_dir: Path, lang: str, gran: str) -> None:
+    """Every local place a study writes (the study folder itself, or its results when storage
+    is remote; best/), checked before data is read or Ray starts."""
+    check_output_dir(results_dir, "--storage")
+    check_output_file(_best_path(opts, lang, gran), "--best-dir")
+
+
+def _best_path(opts: TuneOptions, lang: str, gran: str) -> Path:
+    return Path(opts.best_dir).resolve() / f"{lang}-{gran}.yaml"
 
 
 def _finish(
@@ -555,7 +571,7 @@ def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gr
     best = max(scored, key=lambda r: r["best_dev_f1"])
     flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
     cfg = RunConfig.from_flat(flat)  # validates, normalises types
-    path = Path(opts.best_dir).resolve() / f"{lang}-{gran}.yaml"
+    path = _best_path(opts, lang, gran)
     header = (
         f"# Best config of study {name!r} ({lang}-{gran}): trial {best['trial']},\n"
         f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"

@@ -116,3 +116,44 @@ def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
     corpus = Corpus.load(tiny_dir, "en", "fine")
     with pytest.raises(TrainingDiverged, match="training loss is nan"):
         fit(load_config(None, TINY), corpus, tmp_path, progress=False, callbacks=[Poison()])
+
+
+def _tree_hashes(root):
+    import hashlib
+
+    return {
+        p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_fit_into_keeps_an_earlier_run_when_the_new_one_fails(trained, tmp_path, tiny_dir):
+    import shutil
+
+    import pytorch_lightning as pl
+
+    from distner.errors import DistnerError, TrainingDiverged
+    from distner.training import fit_into
+
+    class Poison(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            with torch.no_grad():
+                module.model.proj.bias.fill_(float("nan"))
+
+    result, _ = trained
+    out = shutil.copytree(result.out_dir, tmp_path / "run")
+    before = _tree_hashes(out)
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, "epochs=1"])
+    with pytest.raises(DistnerError, match="a run is already there; add --overwrite"):
+        fit_into(cfg, corpus, out, progress=False)
+    with pytest.raises(TrainingDiverged, match=f"^{out}: training loss is nan"):
+        fit_into(cfg, corpus, out, overwrite=True, progress=False, callbacks=[Poison()])
+    with pytest.raises(TrainingDiverged):
+        fit_into(cfg, corpus, tmp_path / "fresh", progress=False, callbacks=[Poison()])
+    assert _tree_hashes(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder, no "fresh"
+    done = fit_into(cfg, corpus, out, overwrite=True, progress=False)
+    assert done.out_dir == out.resolve() and load_run(out).cfg == cfg
+    assert _tree_hashes(out) != before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -1,0 +1,109 @@
+"""Where distner may write, checked before any work: a mistyped path costs nothing and loses nothing.
+
+Every command that writes calls these first: an output that names a folder where a file is meant
+(or the reverse), a path under a file, a place the user cannot write, or a file that is also an
+input is one line naming the path, before data is read or Ray starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import DistnerError, shorten
+
+RUN_FILES = ("config.yaml", "model.pt", "metrics.json")  # what makes a folder a distner run
+
+
+def _writable_place(path: Path, what: str) -> None:
+    """`path` (a folder to create or reuse) can be made: its nearest existing ancestor is a
+    writable folder."""
+    if path.is_symlink() and not path.exists():
+        raise DistnerError(f"{what}: {path} is a broken symbolic link")
+    here = path
+    while not here.exists():
+        if here.is_symlink():
+            raise DistnerError(f"{what}: {here} is a broken symbolic link")
+        here = here.parent
+    if not here.is_dir():
+        raise DistnerError(f"{what}: {here} is a file, not a folder")
+    if not os.access(here, os.W_OK | os.X_OK):
+        raise DistnerError(f"{what}: {here} is not writable")
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """A folder distner writes into (creating it if needed)."""
+    p = Path(path).expanduser()
+    what = f"{flag} {p}"
+    if p.exists() and not p.is_dir():
+        raise DistnerError(f"{what}: is a file; a folder is needed here")
+    _writable_place(p, what)
+    return p
+
+
+def check_output_file(
+    path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike | None] = ()
+) -> Path:
+    """A file distner (re)writes atomically: not a folder, in a writable folder, and none of the
+    command's `inputs` (another spelling, a symlink or a hard link of one included)."""
+    p = Path(path).expanduser()
+    what = f"{flag} {p}"
+    if p.is_dir():
+        raise DistnerError(f"{what}: is a folder; a file name is needed here")
+    _writable_place(p.parent, what)
+    for src in inputs:
+        if src is not None and same_file(p, src):
+            raise DistnerError(f"{what}: is also an input ({src}); choose another file")
+    return p
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name one file (after symlinks; hard links too, when both exist)."""
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+        return pa.resolve() == pb.resolve()
+    except OSError:
+        return False
+
+
+def is_run_dir(path: Path) -> bool:
+    """Anything a fit writes is there: a finished run or the remains of one."""
+    return any((path / f).exists() for f in RUN_FILES)
+
+
+def check_run_out(path: str | os.PathLike, overwrite: bool, flag: str = "--out") -> Path:
+    """A run folder to (re)create: new, empty, or (with `overwrite`) an earlier run; never a folder
+    holding other things. The new run is made beside it, so its parent must be writable too."""
+    out = check_output_dir(path, flag).resolve()  # a symlinked run folder: swap the real one
+    _writable_place(out.parent, f"{flag} {out}")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_run_dir(out):
+            raise DistnerError(
+                f"{flag} {out}: folder is not empty and holds no distner run; choose a new or empty folder"
+            )
+        if not overwrite:
+            raise DistnerError(
+                f"{flag} {out}: a run is already there; add --overwrite to replace it once the new run "
+                "has finished, or choose another folder"
+            )
+    return out
+
+
+def check_path_component(name: str, flag: str) -> str:
+    """A name used as one folder under another (a study under --storage): nothing that climbs out."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\0")
+        or os.path.isabs(name)
+        or name != name.strip()
+    )
+    if bad:
+        raise DistnerError(
+            f"{flag} {shorten(name)}: must be a plain name (one folder: no '/', '\\', '..' or leading/"
+            "trailing spaces)"
+        )
+    return name
