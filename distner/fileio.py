@@ -1,4 +1,5 @@
-"""Atomic file writes: outputs appear whole or not at all (write to a temp name, then rename)."""
+"""Atomic file writes (outputs appear whole or not at all: write to a temp name, then rename), and
+strict reads of the JSON files distner wrote."""
 
 from __future__ import annotations
 
@@ -73,3 +74,16 @@ def _sigint_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file distner wrote; missing, unreadable or damaged is one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DistnerError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DistnerError(f"{path}: damaged JSON ({str(e)[:120]})") from None
+    except OSError as e:
+        raise DistnerError(f"{path}: cannot read ({e.strerror or e})") from None

@@ -7,13 +7,13 @@ an unfinished study is resumed, and retraining skips seed runs that already wrot
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .config import read_yaml_mapping
+from .fileio import read_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir
 from .report import build_report
@@ -31,7 +31,8 @@ def _made_by(best: Path, study_name: str) -> bool:
 
 def _retrained_from(done: Path, best: Path) -> bool:
     """retrain.json was made from the current best config (same study and trial)."""
-    return json.loads(done.read_text()).get("best_meta") == read_yaml_mapping(best).get("_meta")
+    done_meta = read_json(done)
+    return isinstance(done_meta, dict) and done_meta.get("best_meta") == read_yaml_mapping(best).get("_meta")
 
 
 def run_pipeline(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DistnerError
-from .fileio import atomic_write_text, write_json
+from .fileio import atomic_write_text, read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file
 
@@ -58,7 +58,7 @@ def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
             f"{path}: no retrain results for {cell}; make them with: "
             f"distner retrain --lang {lang} --granularity {gran}"
         )
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _study(study: str | None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def _study(study: str | None) -> dict[str, Any]:
         return out
     d = Path(study)
     if (d / "summary.json").is_file():
-        s = json.loads((d / "summary.json").read_text())
+        s = read_json(d / "summary.json")
         out.update(
             trials=s["trials"],
             gpu_hours=s["gpu_hours"],
@@ -186,7 +186,7 @@ def build_report(
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
-        final_metrics = json.loads((Path(r["final"]["run_dir"]) / "metrics.json").read_text())["test"]
+        final_metrics = read_json(Path(r["final"]["run_dir"]) / "metrics.json")["test"]
         pub = published["results"][lang][gran]
         c: dict[str, Any] = {
             "lang": lang,

@@ -8,7 +8,6 @@ Reads `best/<cell>.yaml` (or the study's top-k trials) and `tune_spaces/baseline
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 import sys
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .errors import DistnerError, shorten
-from .fileio import write_json
+from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file
 from .spaces import resolve_space_path
@@ -163,7 +162,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
         runs = []
         for s in seeds:
             run_dir = run_dirs[name, s]
-            m = json.loads((run_dir / "metrics.json").read_text())
+            m = read_json(run_dir / "metrics.json")
             runs.append(
                 {
                     "seed": s,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -29,9 +28,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from . import __version__
 from .config import RunConfig
-from .data import Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
-from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
-from .fileio import replace_dir, write_json, write_yaml
+from .data import PAD, UNK, Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
+from .errors import DistnerError, TrainingDiverged, TrainingInterrupted, one_line
+from .fileio import read_json, replace_dir, write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
 from .metrics import entity_scores, score
 from .model import Tagger
@@ -457,12 +456,18 @@ def resolve_final(path: str | os.PathLike) -> Path:
     p = Path(path)
     final = p / "final.json"
     if final.is_file() and not (p / "config.yaml").is_file():
-        return Path(json.loads(final.read_text())["run_dir"])
+        data = read_json(final)
+        run_dir = data.get("run_dir") if isinstance(data, dict) else None
+        if not isinstance(run_dir, str) or not run_dir:
+            raise DistnerError(f"{final}: no 'run_dir' naming the final model")
+        return Path(run_dir)
     return p
 
 
 def load_run(run_dir: str | os.PathLike) -> LoadedRun:
-    """Rebuild a trained model from its run folder (config.yaml + model.pt)."""
+    """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
+    must hold every config key (a default filled in could silently build another network) and
+    model.pt must be readable weights of exactly that network."""
     from .config import read_yaml_mapping
 
     run = resolve_final(run_dir).resolve()
@@ -470,14 +475,63 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     weights = run / "model.pt"
     if not weights.is_file():
         raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
-    try:
-        cfg = RunConfig.from_flat(meta["config"], source=str(run / "config.yaml"))
-        vocab, tags = Vocab(tuple(meta["vocab"])), tuple(meta["tags"])
-        chars = Vocab(tuple(meta["chars"])) if meta.get("chars") else None
-        lang, granularity = meta["lang"], meta["granularity"]
-    except KeyError as e:
-        raise DistnerError(f"{run / 'config.yaml'}: missing key {e.args[0]!r}") from None
+    cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
     model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    try:
+        model.load_state_dict(_read_weights(weights))
+    except RuntimeError as e:  # missing, unexpected or differently shaped tensors
+        detail = one_line(str(e).partition(":")[2], 200)
+        raise DistnerError(f"{weights}: weights do not fit the network in config.yaml ({detail})") from None
     model.eval()
-    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, meta.get("data_dir", ""), chars)
+    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
+
+
+def _run_meta(
+    meta: dict[str, Any], path: Path
+) -> tuple[RunConfig, Vocab, tuple[str, ...], Vocab | None, str, str]:
+    """config, vocabularies, tag set, language and granularity of a run's config.yaml."""
+    from .config import FIELD_TYPES
+
+    def need(key: str, kind: type) -> Any:
+        if key not in meta:
+            raise DistnerError(f"{path}: missing key {key!r}")
+        if not isinstance(meta[key], kind):
+            raise DistnerError(f"{path}: key {key!r} must be a {kind.__name__}")
+        return meta[key]
+
+    def strings(key: str) -> tuple[str, ...]:
+        items = need(key, list)
+        if not all(isinstance(x, str) for x in items):
+            raise DistnerError(f"{path}: key {key!r} must be a list of strings")
+        return tuple(items)
+
+    flat = need("config", dict)
+    missing = [k for k in FIELD_TYPES if k not in flat]
+    if missing:
+        raise DistnerError(f"{path}: missing key 'config.{missing[0]}' (a run records every config key)")
+    cfg = RunConfig.from_flat(flat, source=str(path))
+    lang, granularity = normalize_lang(need("lang", str)), normalize_granularity(need("granularity", str))
+    tags, words = strings("tags"), strings("vocab")
+    if tags != tag_set(granularity):
+        raise DistnerError(f"{path}: key 'tags' is not the {granularity} tag set")
+    if words[:2] != (PAD, UNK):
+        raise DistnerError(f"{path}: key 'vocab' must start with {PAD!r}, {UNK!r}")
+    chars = Vocab(strings("chars")) if meta.get("chars") is not None else None
+    if (chars is None) == cfg.model.char_features:
+        raise DistnerError(f"{path}: key 'chars' does not match char_features={cfg.model.char_features}")
+    return cfg, Vocab(words), tags, chars, lang, granularity
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """model.pt as a state dict. The unpickler fails on damaged bytes with arbitrary exception
+    types (IndexError, KeyError, OSError, ...), so any failure here is the file's."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes on a foreign file
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any type: see docstring
+        reason = one_line(f"{type(e).__name__}: {e}", 100)
+        raise DistnerError(f"{path}: not readable as weights, damaged or truncated? ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DistnerError(f"{path}: not a distner weights file (expected tensors by name)")
+    return state
