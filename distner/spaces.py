@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import FIELD_TYPES, RunConfig, coerce, load_config, read_yaml_mapping
-from .errors import DistnerError
+from .errors import DistnerError, shorten
 
 KINDS = {  # kind -> number of arguments
     "choice": None,
@@ -108,7 +108,7 @@ def _param(name: str, spec: dict, source: str) -> Param:
     kind, args = next(iter(spec.items()))
     where = f"{source}: key {name!r}"
     if kind not in KINDS:
-        raise DistnerError(f"{where}: unknown distribution {kind!r} (known: {', '.join(KINDS)})")
+        raise DistnerError(f"{where}: unknown distribution {shorten(kind)} (known: {', '.join(KINDS)})")
     if not isinstance(args, list) or not args:
         raise DistnerError(f"{where}: {kind} needs a list of arguments")
     if kind == "choice":
@@ -127,10 +127,32 @@ def _param(name: str, spec: dict, source: str) -> Param:
         raise DistnerError(f"{where}: {name!r} is an int; use randint, qrandint or choice")
     lo, hi = nums[0], nums[1]
     if not lo < hi or (kind.endswith("loguniform") and lo <= 0) or (len(nums) == 3 and nums[2] <= 0):
-        raise DistnerError(f"{where}: bad bounds {list(args)}")
+        raise DistnerError(f"{where}: bad bounds {shorten(args)}")
     if len(nums) == 3 and not math.isclose(((hi - lo) / nums[2]) % 1, 0, abs_tol=1e-9) and kind == "qrandint":
         raise DistnerError(f"{where}: (high - low) must be a multiple of q")
     return Param(name, kind, nums)
+
+
+MAX_ENUMERATED = 1000  # integer ranges up to this size are checked value by value (e.g. odd char_kernel)
+
+
+def _check_range(p: Param, fixed: dict[str, Any], source: str) -> None:
+    """Each choice, each bound (and each integer in a small int range) against the key's own
+    validation in config.py, so ranges are defined once and a bad space fails at load, not in a trial."""
+    values: Any = p.args if p.kind == "choice" else p.args[:2]
+    if p.kind in ("randint", "qrandint"):
+        grid = range(p.args[0], p.args[1] + 1, p.args[2] if p.kind == "qrandint" else 1)
+        values = grid if len(grid) <= MAX_ENUMERATED else values
+    for v in values:
+        try:
+            RunConfig.from_flat({**fixed, p.name: v}, source="")
+        except DistnerError as e:
+            what = "value" if p.kind == "choice" or v not in p.args[:2] else "bound"
+            dist = f"{p.kind} {shorten(list(p.args))}"
+            reason = str(e).removeprefix(": ")
+            raise DistnerError(
+                f"{source}: key {p.name!r}: {what} {shorten(v)} of {dist} is out of range ({reason})"
+            ) from None
 
 
 def load_space(path: str | os.PathLike) -> Space:
@@ -140,13 +162,17 @@ def load_space(path: str | os.PathLike) -> Space:
     params, fixed = [], {}
     for name, value in raw.items():
         if name not in FIELD_TYPES:
-            raise DistnerError(f"{source}: unknown config key {name!r} (known: {', '.join(FIELD_TYPES)})")
+            raise DistnerError(
+                f"{source}: unknown config key {shorten(name)} (known: {', '.join(FIELD_TYPES)})"
+            )
         if isinstance(value, dict):
             params.append(_param(name, value, source))
         else:
             fixed[name] = coerce(name, value, f"{source}: key {name!r}")
     space = Space(source, tuple(params), fixed)
     space.base()  # validates fixed values against the config
+    for param in params:  # every value a trial could get must be a valid config
+        _check_range(param, fixed, source)
     if not params:
         raise DistnerError(f"{source}: nothing to search (no key has a distribution)")
     space.baseline_point()  # the seed must fit: fail here, before data loading and Ray start

@@ -48,6 +48,18 @@ def test_default_space_explores_the_seed_knobs_and_more():
         ("hidden_dim: {choice: [16, 32]}\n", "seed's value 520 is outside"),
         ("epochs: 0\nhidden_dim: {choice: [520]}\n", "epochs: must be > 0"),
         ("epochs: 3\n", "nothing to search"),
+        (
+            "dropout: {uniform: [0, 1.5]}\n",
+            r"'dropout': bound 1.5 of uniform \[0.0, 1.5\] is out of range \(dropout",
+        ),
+        (
+            "batch_size: {randint: [-5, 64]}\n",
+            r"bound -5 of randint \[-5, 64\] is out of range \(batch_size: must be > 0",
+        ),
+        ("char_kernel: {randint: [3, 7]}\n", "value 4 of randint.*char_kernel: must be odd"),
+        ("lr: {loguniform: [1.0e-4, .inf]}\n", "bound inf.*lr: must be a finite number"),
+        ("seq_len: {choice: [25, -1]}\n", "value -1 of choice.*seq_len: must be >= 0"),
+        ("dropout: {choice: [0.0, .nan]}\n", "value nan of choice.*dropout: must be a finite number"),
     ],
 )
 def test_bad_spaces_name_the_key(tmp_path, text, message):
