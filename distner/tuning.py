@@ -194,24 +194,55 @@ def _init_ray(opts: TuneOptions) -> bool:
     return True
 
 
+_RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+_SESSION_KEEPERS = ("raylet", "gcs_server")  # a session with either still running is alive
+_SESSION_DIR = re.compile(r"/[^\0\s=]*?/session_[^/\0\s]+")
+
+
 def _reap_orphaned_ray_agents() -> None:
-    """A SIGKILLed driver leaves its local Ray's DashboardAgent/RuntimeEnvAgent behind, re-parented
-    to init; they serve nothing any more, so end this user's before starting a new instance."""
+    """A SIGKILLed driver takes its local Ray's raylet and GCS server down but leaves their
+    DashboardAgent/RuntimeEnvAgent running (they ignore SIGTERM). End this user's agents whose
+    session has no raylet or GCS server left. Agents of live sessions (anyone's other Ray work on
+    this machine) and agents whose session cannot be told are never touched."""
     proc = Path("/proc")
     if not proc.is_dir():
         return
-    for d in proc.iterdir():
-        if not d.name.isdigit():
+    cmdlines = {d: _cmdline(d) for d in proc.iterdir() if d.name.isdigit()}
+    live = {
+        m.group(0)
+        for args in cmdlines.values()
+        if args and Path(args[0]).name in _SESSION_KEEPERS
+        for m in _SESSION_DIR.finditer("\0".join(args))
+    }
+    for d, args in cmdlines.items():
+        if not args or not args[0].startswith(_RAY_AGENTS):
             continue
         try:
-            cmd = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-            if not cmd.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
-                continue
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == 1 and d.stat().st_uid == os.getuid():
-                os.kill(int(d.name), 9)  # they ignore SIGTERM
-        except (OSError, ValueError, IndexError):
+            session = _agent_session(d)
+            if session is not None and session not in live and d.stat().st_uid == os.getuid():
+                os.kill(int(d.name), 9)
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or not ours to inspect
+
+
+def _cmdline(d: Path) -> list[str]:
+    try:
+        return [a.decode(errors="replace") for a in (d / "cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _agent_session(d: Path) -> str | None:
+    """An agent's session folder, from the log files it holds open (its own command line is
+    overwritten with its title, so it does not say)."""
+    for fd in (d / "fd").iterdir():
+        try:
+            m = _SESSION_DIR.match(os.readlink(fd))
+        except OSError:
             continue
+        if m:
+            return m.group(0)
+    return None
 
 
 def _check_storage_for_cluster(storage: str) -> None:

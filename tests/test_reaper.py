@@ -1,0 +1,116 @@
+"""The orphaned-agent reaper ends only agents of dead Ray sessions: a live Ray is never touched."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distner.tuning import _agent_session, _cmdline, _reap_orphaned_ray_agents
+
+DRIVER = (
+    "import ray, time; ray.init(num_cpus=1, include_dashboard=False); "
+    "print('up', flush=True); time.sleep(300)"
+)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _agents() -> dict[int, str | None]:
+    """pid -> session folder of every Ray agent on this machine."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        args = _cmdline(d) if d.name.isdigit() else []
+        if args and args[0].startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+            try:
+                out[int(d.name)] = _agent_session(d)
+            except OSError:
+                continue
+    return out
+
+
+def _wait(condition, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
+
+
+@contextlib.contextmanager
+def _subreaper():
+    """Orphans of our children are re-parented to this process instead of init: the reaper must
+    judge an agent by its session, not by who its parent is."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) not available")
+    try:
+        yield
+    finally:
+        _reap_children(20)  # the session's other processes were re-parented to us too
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+def _reap_children(seconds: float) -> None:
+    """Wait for (and collect) every child of this process, for at most `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                time.sleep(0.2)
+        except ChildProcessError:
+            return
+
+
+def test_live_session_agents_survive_and_orphans_of_a_dead_one_are_reaped(no_ray_left):
+    with _subreaper():
+        _live_then_dead_session()
+
+
+def _live_then_dead_session() -> None:
+    before = set(_agents())
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout.readline().strip() == "up"
+        assert _wait(lambda: len(set(_agents()) - before) >= 2, 30), "Ray started no agents"
+        ours = {pid: s for pid, s in _agents().items() if pid not in before}
+        assert all(s and "/session_" in s for s in ours.values()), ours
+
+        _reap_orphaned_ray_agents()  # the session is alive: nothing of it may die
+        time.sleep(1)
+        assert set(ours) <= set(_agents()), "the reaper killed agents of a live Ray session"
+
+        driver.send_signal(signal.SIGKILL)  # what a killed study leaves: agents without a session
+        driver.wait()
+        assert _wait(lambda: not _keepers(set(ours.values())), 30), "raylet/GCS outlived their driver"
+        assert set(ours) <= set(_agents()), "the agents died with their session: nothing left to reap"
+        assert all(_parent(pid) == os.getpid() for pid in ours)  # orphans, but not init's
+        _reap_orphaned_ray_agents()
+        assert _wait(lambda: not set(ours) & set(_agents()), 10), "orphaned agents were not reaped"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _keepers(sessions: set[str | None]) -> list[int]:
+    """raylet / GCS server processes still serving one of `sessions`."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        args = _cmdline(d) if d.name.isdigit() else []
+        if args and Path(args[0]).name in ("raylet", "gcs_server"):
+            text = "\0".join(args)
+            if any(s and s in text for s in sessions):
+                pids.append(int(d.name))
+    return pids
