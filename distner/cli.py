@@ -361,6 +361,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .paths import check_output_file
+
+    check_output_file(args.output, "--output", inputs=[args.input])  # at once; the model's files later
     from .evaluation import predict_file
 
     n = predict_file(args.model, args.input, args.output)

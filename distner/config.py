@@ -18,6 +18,8 @@ import yaml
 from .errors import DistnerError, shorten
 
 MAX_SEED = 2**32 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,8 @@ class TrainConfig:
         _positive(self, "epochs", "batch_size", "min_freq")
         _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
         _non_negative(self, "max_train_sentences", "max_eval_sentences")
-        if self.lr <= 0:
-            raise DistnerError(f"lr: must be > 0, got {self.lr}")
+        if not 0 < self.lr <= MAX_LR:
+            raise DistnerError(f"lr: must be in (0, {MAX_LR:g}], got {self.lr}")
         if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
             raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
 
@@ -151,11 +153,12 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
 
 
 def _finite(obj: object) -> None:
-    """NaN and infinity pass every `<`/`>` range check, then crash inside torch: refuse them."""
+    """NaN and infinity pass every `<`/`>` range check, then crash inside torch: refuse them, and
+    values that are infinite in the float32 arithmetic torch trains with."""
     for f in fields(obj):  # type: ignore[arg-type]
         value = getattr(obj, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise DistnerError(f"{f.name}: must be a finite number, got {value}")
+        if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            raise DistnerError(f"{f.name}: must be a finite number (at most {FLOAT32_MAX:.3g}), got {value}")
 
 
 def _positive(obj: object, *names: str) -> None:
