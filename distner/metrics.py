@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from sklearn.metrics import classification_report
-
 PAD_LABEL = "<pad>"
 Span = tuple[str, int, int]  # (type, start, end exclusive)
 
@@ -75,6 +73,8 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
 
 def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict:
     """Tag-level report over real tokens (padding never appears here)."""
+    from sklearn.metrics import classification_report  # imported when scoring: a second of startup
+
     y_true = [t for s in gold for t in s]
     y_pred = [t for s in pred for t in s]
     rep = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
@@ -94,6 +94,8 @@ def seed_style_scores(
     `<pad>` tokens (the seed's network learns that trivial mapping), so accuracy and the macro
     average are inflated by padding and by the majority `O` tag.
     """
+    from sklearn.metrics import classification_report
+
     y_true: list[str] = []
     y_pred: list[str] = []
     for g, p in zip(gold, pred):
