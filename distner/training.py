@@ -313,8 +313,8 @@ def fit(
         )
     except FloatingPointError as e:
         raise TrainingDiverged(f"{out}: {e} at epoch {trainer.current_epoch + 1}") from None
-    except SystemExit:
-        if trainer.interrupted:  # Lightning ends a Ctrl-C'd fit with sys.exit(1)
+    except SystemExit as e:
+        if isinstance(e.__context__, KeyboardInterrupt):  # Lightning ends a Ctrl-C'd fit with sys.exit(1)
             raise TrainingInterrupted() from None
         raise
     if trainer.interrupted:  # a stop that returned normally is still not a result
