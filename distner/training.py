@@ -6,6 +6,7 @@ from) into `fit`, exactly as a user's own script could.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -13,11 +14,13 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,6 +349,42 @@ def fit(
     return FitResult(out, metrics, best.best_epoch + 1, best.best, trainer.current_epoch)
 
 
+class CtrlC(pl.Callback):
+    """Ctrl-C during a fit becomes a KeyboardInterrupt at the next batch boundary. Raised by the
+    signal handler itself it can land inside TensorBoard's writer queue, and Lightning's shutdown
+    then waits on that queue forever; raised here nothing is half done. A second Ctrl-C stops at
+    once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_validation_batch_end(self, *args: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Our handler in place of Python's default one (not of one a caller chose, nor SIG_IGN)."""
+        main = threading.current_thread() is threading.main_thread()
+        if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            yield
+            return
+        signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning may have set SIG_IGN
+
+
 def fit_into(
     cfg: RunConfig, corpus: Corpus, out_dir: str | os.PathLike, *, overwrite: bool = False, **kwargs: Any
 ) -> FitResult:
@@ -357,8 +396,13 @@ def fit_into(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; run folders are meant to be shared
+    ctrl_c = CtrlC()
+    kwargs["callbacks"] = [*kwargs.get("callbacks", ()), ctrl_c]
     try:
-        result = fit(cfg, corpus, tmp, **kwargs)
+        with ctrl_c.installed():
+            result = fit(cfg, corpus, tmp, **kwargs)
+        if ctrl_c.requested:  # pressed outside the batch loop (data preparation, final evaluation)
+            raise KeyboardInterrupt
         replace_dir(tmp, out)
     except KeyboardInterrupt:
         if not tmp.exists():  # Ctrl-C held back during the swap fired right after it
