@@ -6,6 +6,13 @@ run it (Lightning Trainer, DataLoader, logging, per-epoch validation); only its 
 timed, as the bare loop has no validation. Prints one JSON line:
 
     python benchmarks/train_throughput.py --lang hi --data-dir DIR [--device cuda] [--epochs 2]
+
+With `--levers` it instead trains the seed config and the committed Hindi levers winner
+(results/configs/hi-fine-levers.yaml: BiLSTM, char-CNN, CRF, no truncation, batch 64) through
+distner's own training path on the same training sample, and prints `seed_tok_s`, `levers_tok_s`,
+`levers_ratio` and `padding_share` (padding positions / all positions of the levers run's batches):
+
+    python benchmarks/train_throughput.py --levers --data-dir DIR [--device cuda]
 """
 
 from __future__ import annotations
@@ -17,26 +24,35 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from distner.config import load_config
-from distner.data import IGNORE_INDEX, Encoded
+from distner.config import RunConfig, load_config
+from distner.data import IGNORE_INDEX, BucketBatchSampler, Encoded
 from distner.training import Corpus, fit, prepare
+
+LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 
 
 class EpochTimer(pl.Callback):
-    """Seconds from each training epoch's start to the start of its validation."""
+    """Seconds from each training epoch's start to the start of its validation, and the positions
+    (real and padding) of the batches it trained on."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
         self._start = 0.0
+        self.positions = self.real = 0
 
     def on_train_epoch_start(self, trainer, module) -> None:
         self._sync(module.device)
         self._start = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.positions += batch.tokens.numel()
+        self.real += int(batch.lengths.sum())
 
     def on_validation_start(self, trainer, module) -> None:
         if not trainer.sanity_checking:
@@ -49,6 +65,23 @@ class EpochTimer(pl.Callback):
             torch.cuda.synchronize()
 
 
+def distner_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str) -> tuple[float, float]:
+    """(real tokens/s of the median training epoch, padding share) through `distner.training.fit`."""
+    tokens = prepare(corpus, cfg).train.num_tokens
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as out:
+        fit(
+            cfg,
+            corpus,
+            out,
+            accelerator="gpu" if device == "cuda" else "cpu",
+            callbacks=[timer],
+            progress=False,
+            evaluate_test=False,
+        )
+    return tokens / statistics.median(timer.seconds), 1 - timer.real / max(timer.positions, 1)
+
+
 def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, seed: int) -> float:
     """One epoch of the plainest loop: Embedding -> LSTM -> Linear, Adam; returns seconds."""
     torch.manual_seed(seed)
@@ -59,13 +92,13 @@ def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, 
     params = [*emb.parameters(), *lstm.parameters(), *lin.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.train.lr)
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    bs = cfg.train.batch_size
+    # the same length-bucketed batches distner trains on
+    batches = list(BucketBatchSampler(data.lengths.tolist(), cfg.train.batch_size, True, seed))
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for i in range(0, len(order), bs):
-        idx = order[i : i + bs]
+    for idx in batches:
+        idx = torch.as_tensor(idx)
         width = int(data.lengths[idx].max())
         x = data.tokens[idx, :width].to(device, non_blocking=True)
         y = data.labels[idx, :width].to(device, non_blocking=True)
@@ -79,17 +112,61 @@ def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, 
     return time.perf_counter() - start
 
 
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
+
+
+def levers_main(args: argparse.Namespace) -> int:
+    """Seed config vs the levers winner, both through distner's training path, same sample."""
+    corpus = Corpus.load(args.data_dir, args.lang, args.granularity)
+    common = dict(
+        epochs=args.epochs,
+        max_train_sentences=args.max_train_sentences or 2500,
+        max_eval_sentences=200,
+        seed=0,
+    )
+    seed_cfg = load_config(None, args.overrides).replace(**common)
+    levers_cfg = load_config(args.config or LEVERS, args.overrides).replace(**common)
+    seed_tps, seed_pad = distner_tokens_per_s(seed_cfg, corpus, args.device)
+    levers_tps, levers_pad = distner_tokens_per_s(levers_cfg, corpus, args.device)
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput_levers",
+                "device": device_name(args.device),
+                "threads": torch.get_num_threads(),
+                "lang": corpus.lang,
+                "granularity": corpus.granularity,
+                "train_sentences": common["max_train_sentences"],
+                "epochs_timed": args.epochs,
+                "levers_config": str(args.config or LEVERS.relative_to(LEVERS.parent.parent.parent)),
+                "seed_tok_s": round(seed_tps),
+                "levers_tok_s": round(levers_tps),
+                "levers_ratio": round(levers_tps / seed_tps, 3),
+                "padding_share": round(levers_pad, 4),
+                "seed_padding_share": round(seed_pad, 4),
+            }
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="hi")
     ap.add_argument("--granularity", default="fine")
     ap.add_argument("--data-dir", help="default: $DISTNER_DATA")
-    ap.add_argument("--config", default=None, help="config YAML (default: the seed baseline)")
+    ap.add_argument(
+        "--config", default=None, help="config YAML (default: the seed baseline; --levers: its config)"
+    )
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per side (median is reported)")
-    ap.add_argument("--max-train-sentences", type=int, default=0, help="0 = all of train")
+    ap.add_argument("--max-train-sentences", type=int, default=0, help="0 = all of train (--levers: 2500)")
+    ap.add_argument("--levers", action="store_true", help="seed config vs the levers winner (see above)")
     args = ap.parse_args(argv)
+    if args.levers:
+        return levers_main(args)
 
     cfg = load_config(args.config, args.overrides).replace(
         epochs=args.epochs, max_train_sentences=args.max_train_sentences
@@ -104,46 +181,21 @@ def main(argv: list[str] | None = None) -> int:
         bare_epoch(data.train, cfg, len(data.tags), len(data.vocab), args.device, cfg.train.seed + e)
         for e in range(args.epochs)
     ]
-    timer = EpochTimer()
-    with tempfile.TemporaryDirectory() as out:
-        fit(
-            cfg,
-            corpus,
-            out,
-            accelerator="gpu" if args.device == "cuda" else "cpu",
-            callbacks=[timer],
-            progress=False,
-            evaluate_test=False,
-        )
+    distner_tps, pad = distner_tokens_per_s(cfg, corpus, args.device)
     bare_tps = tokens / statistics.median(bare)
-    distner_tps = tokens / statistics.median(timer.seconds)
+    keys = ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")
     print(
         json.dumps(
             {
                 "benchmark": "train_throughput",
-                "device": torch.cuda.get_device_name(0)
-                if args.device == "cuda"
-                else platform.processor() or "cpu",
+                "device": device_name(args.device),
                 "threads": torch.get_num_threads(),
                 "lang": corpus.lang,
                 "granularity": corpus.granularity,
-                "config": {
-                    k: v
-                    for k, v in cfg.to_flat().items()
-                    if k
-                    in (
-                        "embedding_dim",
-                        "hidden_dim",
-                        "batch_size",
-                        "seq_len",
-                        "bidirectional",
-                        "num_layers",
-                        "char_features",
-                        "crf",
-                    )
-                },
+                "config": {k: v for k, v in cfg.to_flat().items() if k in (*keys, "char_features", "crf")},
                 "train_tokens_per_epoch": tokens,
                 "epochs_timed": args.epochs,
+                "padding_share": round(pad, 4),
                 "bare_tokens_per_s": round(bare_tps),
                 "distner_tokens_per_s": round(distner_tps),
                 "ratio": round(distner_tps / bare_tps, 3),

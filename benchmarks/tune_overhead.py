@@ -6,6 +6,10 @@ then as `distner tune` studies (ASHA off so every trial runs all its epochs). Pr
   so (study_serial_s - ray_start_s - sequential_s) / N is Ray's per-trial overhead.
 - study_parallel_s: a study packing trials onto the machine (--cpus-per-trial, --gpus-per-trial).
 - speedup = sequential_s / study_parallel_s.
+- checkpoint_mb, checkpoint_s: size and seconds of one resumable trial checkpoint (what a trial
+  saves and copies to storage every --checkpoint-every epochs: weights, Adam state, loop state),
+  measured on the sequential fits; epoch_s their median training epoch; checkpoint_share =
+  checkpoint_s / epoch_s, the cost if a trial checkpointed every epoch.
 
     python benchmarks/tune_overhead.py --data-dir DIR [--trials 6] [--gpus-per-trial 0.25]
 """
@@ -16,11 +20,14 @@ import argparse
 import csv
 import json
 import os
+import shutil
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 
 from distner.config import RunConfig
@@ -37,6 +44,32 @@ max_train_sentences: {sentences}
 """
 
 
+class CheckpointCost(pl.Callback):
+    """Does what a tuning trial does at a checkpoint epoch (save Lightning's checkpoint, copy it to
+    storage, as Ray does with a local storage path) and times it, apart from the training epoch."""
+
+    def __init__(self, storage: Path) -> None:
+        self.storage, self.seconds, self.sizes, self.epochs = storage, [], [], []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._start = time.perf_counter()
+
+    def on_validation_start(self, trainer, module) -> None:
+        if not trainer.sanity_checking:
+            self.epochs.append(time.perf_counter() - self._start)
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as d:
+            trainer.save_checkpoint(Path(d) / "last.ckpt")
+            dest = self.storage / f"checkpoint_{len(self.seconds):06d}"
+            shutil.copytree(d, dest)
+        self.seconds.append(time.perf_counter() - t0)
+        self.sizes.append((dest / "last.ckpt").stat().st_size)
+        shutil.rmtree(dest)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="hi")
@@ -48,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=35)
     ap.add_argument("--cpus-per-trial", type=float, default=1.0, help="for the parallel study")
     ap.add_argument("--gpus-per-trial", type=float, default=0.0, help="for the parallel study")
+    ap.add_argument(
+        "--no-serial", action="store_true", help="skip the one-at-a-time study (no per-trial overhead)"
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cores = os.cpu_count() or 1
@@ -92,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
         ray.shutdown()
         ray_start = time.perf_counter() - t0
 
-        serial_s, rows = study("serial", float(cores), 1.0 if gpu else 0.0, 1)
-        parallel_s, _ = study("parallel", args.cpus_per_trial, args.gpus_per_trial, None)
+        serial_s = float("nan")
+        if not args.no_serial:
+            serial_s, _ = study("serial", float(cores), 1.0 if gpu else 0.0, 1)
+        parallel_s, rows = study("parallel", args.cpus_per_trial, args.gpus_per_trial, None)
 
         # the same trials (same lr values), one after another in this process, without Ray
         corpus = Corpus.load(args.data_dir, args.lang, "fine")
@@ -105,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_train_sentences": args.sentences,
         }
         torch.set_num_threads(cores)
+        cost = CheckpointCost(Path(tmp))
         t0 = time.perf_counter()
         for i, row in enumerate(rows):
             cfg = RunConfig.from_flat({**base, "lr": float(row["lr"])})
@@ -115,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator="gpu" if gpu else "cpu",
                 progress=False,
                 evaluate_test=False,
+                callbacks=[cost],
             )
-        sequential_s = time.perf_counter() - t0
+        sequential_s = time.perf_counter() - t0 - sum(cost.seconds)
 
     n = args.trials
     print(
@@ -130,12 +170,20 @@ def main(argv: list[str] | None = None) -> int:
                 "dims": args.dims,
                 "ray_start_s": round(ray_start, 2),
                 "sequential_s": round(sequential_s, 2),
-                "study_serial_s": round(serial_s, 2),
+                "study_serial_s": None if args.no_serial else round(serial_s, 2),
                 "study_parallel_s": round(parallel_s, 2),
-                "per_trial_overhead_s": round((serial_s - ray_start - sequential_s) / n, 2),
+                "per_trial_overhead_s": None
+                if args.no_serial
+                else round((serial_s - ray_start - sequential_s) / n, 2),
                 "cpus_per_trial": args.cpus_per_trial,
                 "gpus_per_trial": args.gpus_per_trial,
                 "speedup": round(sequential_s / parallel_s, 3),
+                "checkpoint_mb": round(statistics.median(cost.sizes) / 2**20, 1),
+                "checkpoint_s": round(statistics.median(cost.seconds), 3),
+                "epoch_s": round(statistics.median(cost.epochs), 3),
+                "checkpoint_share": round(
+                    statistics.median(cost.seconds) / statistics.median(cost.epochs), 3
+                ),
             }
         )
     )

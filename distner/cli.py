@@ -24,6 +24,18 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help=DATA_HELP)
 
 
+def _checkpoint_every(text: str) -> int:
+    if text == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {text!r}")
+    return value
+
+
 def _add_tune_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study")
     g.add_argument(
@@ -82,6 +94,14 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         metavar="E",
         help="epochs every trial runs before ASHA may stop it (default 1; raise it when slow "
         "starters such as CRF or heavy dropout are in the space)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=_checkpoint_every,
+        default=0,
+        metavar="K|auto",
+        help="a trial's resumable checkpoint every K epochs (--resume then repeats at most K-1); "
+        "default auto: after a minute of the trial at the earliest, and at most ~5%% of its time",
     )
     g.add_argument(
         "--start-from",
@@ -273,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularities", type=_csv, default=["fine", "coarse"], help="default fine,coarse")
     p.add_argument("--retrain-dir", default="runs/retrain", metavar="DIR")
     p.add_argument("--out", default="reports", metavar="DIR", help="default reports/")
+    p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="leave out cells that have no retrain results yet (default: that is an error)",
+    )
 
     p = sub.add_parser(
         "pipeline",
@@ -391,6 +416,7 @@ def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOpt
         start_from=tuple(args.start_from),
         grace_period=args.grace_period,
         verbose=args.verbose,
+        checkpoint_every=args.checkpoint_every,
     )
 
 
@@ -461,7 +487,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    report = build_report(args.langs, args.granularities, retrain_dir=args.retrain_dir, out=args.out)
+    report = build_report(
+        args.langs, args.granularities, args.retrain_dir, args.out, finished_only=args.finished_only
+    )
     print(f"report for {', '.join(report['cells'])} -> {Path(args.out).resolve() / 'report.md'}")
     return 0
 

@@ -63,6 +63,9 @@ class ModelConfig:
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))
 
 
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and data handling. Defaults are the seed's: 10 epochs, batch 35, 25 tokens, Adam."""
@@ -78,9 +81,15 @@ class TrainConfig:
     seed: int = 42
     max_train_sentences: int = 0  # 0 = all; a seeded sample otherwise (smoke runs, tests)
     max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
+    # Lightning's precision: "32", or "bf16-mixed" (autocast; the CRF still sums in float32)
+    precision: str = "32"
 
     def __post_init__(self) -> None:
         _finite(self)
+        if self.precision not in PRECISIONS:
+            raise DistnerError(
+                f"precision: must be one of {', '.join(PRECISIONS)}, got {shorten(self.precision)}"
+            )
         _positive(self, "epochs", "batch_size", "min_freq")
         _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
         _non_negative(self, "max_train_sentences", "max_eval_sentences")
@@ -129,8 +138,8 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     want = FIELD_TYPES.get(key)
     if want is None:
         raise DistnerError(f"{source}: unknown config key {shorten(key)}")
-    if want is str and isinstance(value, str):
-        return value
+    if want is str and isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)  # `precision: 32` in YAML is an int
     if isinstance(value, str):
         try:
             value = yaml.safe_load(value)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -209,13 +210,18 @@ MAX_WORD_LEN = 20  # characters per word seen by the char encoder (longer words 
 
 @dataclass(frozen=True)
 class Encoded:
-    """A split as padded tensors: tokens/labels [N, L] (label IGNORE_INDEX on padding), lengths [N],
-    and, with character features, chars [N, L, MAX_WORD_LEN]."""
+    """A split as padded tensors: tokens/labels [N, L] (label IGNORE_INDEX on padding), lengths [N].
+
+    With character features, each distinct word form is spelled once: `words` [N, L] gives every
+    position's row of `word_chars` [V, MAX_WORD_LEN] (row 0 is padding), so a batch runs the char
+    encoder over its distinct words only.
+    """
 
     tokens: torch.Tensor
     labels: torch.Tensor
     lengths: torch.Tensor
-    chars: torch.Tensor | None = None
+    words: torch.Tensor | None = None
+    word_chars: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.numel())
@@ -235,7 +241,7 @@ def encode(
     """Encode sentences, truncating to `max_len` tokens when given (training only)."""
     tag_index = {t: i for i, t in enumerate(tags)}
     lens = [min(len(s), max_len) if max_len else len(s) for s in sentences]
-    width = max(lens, default=1)
+    width = max(lens, default=1) or 1
     x = torch.zeros((len(sentences), width), dtype=torch.long)
     y = torch.full((len(sentences), width), IGNORE_INDEX, dtype=torch.long)
     for i, (s, n) in enumerate(zip(sentences, lens)):
@@ -245,48 +251,137 @@ def encode(
                 y[i, :n] = torch.tensor([tag_index[t] for t in s.tags[:n]], dtype=torch.long)
             except KeyError as e:
                 raise DistnerError(f"sentence {s.id}: tag {e.args[0]} is not in the tag set") from None
-    c = None
+    words = word_chars = None
     if chars is not None:
-        c = torch.zeros((len(sentences), width, MAX_WORD_LEN), dtype=torch.int32)
+        forms: dict[str, int] = {}
+        words = torch.zeros((len(sentences), width), dtype=torch.long)
         for i, (s, n) in enumerate(zip(sentences, lens)):
-            for j, tok in enumerate(s.tokens[:n]):
-                ids = chars.lookup(tok[:MAX_WORD_LEN])
-                c[i, j, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
-    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), c)
+            words[i, :n] = torch.tensor([forms.setdefault(t, len(forms) + 1) for t in s.tokens[:n]])
+        word_chars = torch.zeros((len(forms) + 1, MAX_WORD_LEN), dtype=torch.long)
+        for form, row in forms.items():
+            ids = chars.lookup(form[:MAX_WORD_LEN])
+            word_chars[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), words, word_chars)
+
+
+class Batch(NamedTuple):
+    """One training or evaluation batch, trimmed to its longest sentence.
+
+    `lengths` always stays on the CPU: packing needs it there, and reading it then costs no device
+    sync. With character features, `word_chars` [U, W] spells the batch's U distinct words (W its
+    longest word) and `word_index` [B, L] points each position at its row.
+    """
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    lengths: torch.Tensor
+    word_chars: torch.Tensor | None = None
+    word_index: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(
+            move(self.tokens), move(self.labels), self.lengths, move(self.word_chars), move(self.word_index)
+        )
 
 
 class BatchDataset(torch.utils.data.Dataset):
-    """Whole batches by index list: one tensor slice per batch instead of per-sample collation,
-    trimmed to the longest sentence in the batch."""
+    """Whole batches by index list: one tensor slice per batch instead of per-sample collation.
 
-    def __init__(self, data: Encoded):
-        self.data = data
+    The big tensors are moved to `device` once; each batch only sends its small index tensors, and
+    everything that decides a shape (lengths, distinct words) is read from CPU copies, so building
+    a batch never waits for the device.
+    """
+
+    def __init__(self, data: Encoded, device: torch.device | str = "cpu"):
+        self.lengths = data.lengths
+        self.words = data.words
+        self.tokens, self.labels = data.tokens.to(device), data.labels.to(device)
+        self.word_chars = self.word_lens = None
+        if data.word_chars is not None:
+            self.word_chars = data.word_chars.to(device)
+            self.word_lens = (data.word_chars != 0).sum(1)
+        self.device = torch.device(device)
 
     def __len__(self) -> int:
-        return len(self.data)
+        return int(self.lengths.numel())
 
-    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, idx: list[int]) -> Batch:
         index = torch.as_tensor(idx)
-        d = self.data
-        lengths = d.lengths[index]
-        width = int(lengths.max())
-        batch = (d.tokens[index, :width], d.labels[index, :width], lengths)
-        if d.chars is None:
-            return batch
-        return (*batch, d.chars[index, :width].long())
+        lengths = self.lengths[index]
+        width = max(int(lengths.max()), 1)
+        on_dev = index.to(self.device, non_blocking=True)
+        tokens, labels = self.tokens[on_dev, :width], self.labels[on_dev, :width]
+        if self.words is None or self.word_chars is None or self.word_lens is None:
+            return Batch(tokens, labels, lengths)
+        forms, inverse = torch.unique(self.words[index, :width], return_inverse=True)
+        longest = max(int(self.word_lens[forms].max()), 1)
+        chars = self.word_chars[forms.to(self.device, non_blocking=True), :longest]
+        return Batch(tokens, labels, lengths, chars, inverse.to(self.device, non_blocking=True))
 
 
-def make_loader(data: Encoded, batch_size: int, shuffle: bool, seed: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding (tokens, labels, lengths) batches; shuffling is seeded."""
-    ds = BatchDataset(data)
-    gen = torch.Generator().manual_seed(seed)
-    base = (
-        torch.utils.data.RandomSampler(ds, generator=gen)
-        if shuffle
-        else torch.utils.data.SequentialSampler(ds)
-    )
-    sampler = torch.utils.data.BatchSampler(base, batch_size=batch_size, drop_last=False)
-    return torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=None)
+class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """The classic bucket iterator: shuffle, sort chunks of `chunk_batches` batches by length, cut
+    them into batches, shuffle the batch order. Batches then hold sentences of similar length (little
+    padding) while every epoch still sees new batches in a new order.
+
+    The order depends only on (seed, epoch): Lightning calls `set_epoch` before each epoch, so a
+    resumed fit sees the same batches as an uninterrupted one. Without shuffling, sentences are
+    sorted by length once (evaluation). Each batch lists its sentences longest first, the order
+    that packing for a BiLSTM needs, so it does no sorting or index copies of its own.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        chunk_batches: int = 64,
+    ):
+        self.lengths = list(lengths)
+        self.batch_size, self.shuffle, self.seed, self.chunk = batch_size, shuffle, seed, chunk_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, bs = len(self.lengths), self.batch_size
+        longest_first = lambda i: -self.lengths[i]  # noqa: E731 - packing needs no re-sort then
+        if not self.shuffle:
+            order = sorted(range(n), key=longest_first)
+            yield from (order[i : i + bs] for i in range(0, n, bs))
+            return
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(n, generator=gen).tolist()
+        batches: list[list[int]] = []
+        for start in range(0, n, bs * self.chunk):
+            part = sorted(perm[start : start + bs * self.chunk], key=longest_first)
+            batches += [part[i : i + bs] for i in range(0, len(part), bs)]
+        for k in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[k]
+
+
+def make_loader(
+    data: Encoded, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu"
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of length-bucketed `Batch`es (seeded shuffling), built on `device`."""
+    sampler = BucketBatchSampler(data.lengths.tolist(), batch_size, shuffle, seed)
+    return torch.utils.data.DataLoader(BatchDataset(data, device), sampler=sampler, batch_size=None)
+
+
+def padding_share(data: Encoded, sampler: Iterable[list[int]]) -> float:
+    """Padding positions / all positions computed over one pass of `sampler`'s batches."""
+    real = total = 0
+    for idx in sampler:
+        lengths = data.lengths[idx]
+        real += int(lengths.sum())
+        total += int(lengths.max()) * len(idx)
+    return 1 - real / max(total, 1)
 
 
 def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = 25) -> dict:

@@ -24,13 +24,10 @@ class CharCNN(nn.Module):
         self.conv = nn.Conv1d(dim, channels, kernel, padding=kernel // 2)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """chars [B, L, W] -> [B, L, channels]"""
-        b, n, w = chars.shape
-        x = self.embedding(chars.view(b * n, w)).transpose(1, 2)  # [B*L, dim, W]
-        h = torch.relu(self.conv(x))
+        """chars [N, W] (one word a row, 0 = padding) -> [N, channels]"""
+        h = torch.relu(self.conv(self.embedding(chars).transpose(1, 2)))  # [N, channels, W]
         # max over real characters only; ReLU output is >= 0, so masked positions can be 0
-        h = h.masked_fill(chars.view(b * n, 1, w) == 0, 0.0).amax(dim=2)
-        return h.view(b, n, -1)
+        return h.masked_fill((chars == 0).unsqueeze(1), 0.0).amax(dim=2)
 
 
 class Tagger(nn.Module):
@@ -78,39 +75,50 @@ class Tagger(nn.Module):
         self.loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
 
     def forward(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        word_chars: torch.Tensor | None = None,
+        word_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """tokens [B, L] (chars [B, L, W]) -> per-token tag scores [B, L, num_tags]."""
+        """tokens [B, L], lengths [B] (CPU) -> per-token tag scores [B, L, num_tags].
+
+        With character features, `word_chars` [U, W] spells the batch's distinct words and
+        `word_index` [B, L] picks each position's row (see data.Batch): the char encoder runs once
+        per distinct word, not once per position.
+        """
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.cfg.word_dropout
             tokens = tokens.masked_fill(drop & (tokens > UNK_ID), UNK_ID)
         x = self.embedding(tokens)
         if self.chars is not None:
-            if chars is None:
-                raise ValueError("this model uses character features: pass chars")
-            x = torch.cat([x, self.chars(chars)], dim=-1)
+            if word_chars is None or word_index is None:
+                raise ValueError("this model uses character features: pass word_chars and word_index")
+            x = torch.cat([x, self.chars(word_chars)[word_index]], dim=-1)
         x = self.dropout(x)
         if self.cfg.bidirectional:
-            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            lengths = lengths.cpu()
+            # distner's batches come longest first; then packing needs no sort and no index copy
+            ordered = bool((lengths[:-1] >= lengths[1:]).all())
+            packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=ordered)
             out, _ = self.lstm(packed)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
         else:
             out, _ = self.lstm(x)
         return self.proj(self.dropout(out))
 
-    def loss(self, scores: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy over real tokens, or the CRF's negative log-likelihood."""
+    def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy over real tokens, or the CRF's negative log-likelihood. Padding is where
+        labels are IGNORE_INDEX, so no lengths (and no host-device copy) are needed here."""
         if self.crf is None:
             return self.loss_fn(scores.flatten(0, 1), labels.flatten())
-        return self.crf.nll(scores, labels, _mask(lengths.to(scores.device), scores.shape[1]))
+        mask = labels != IGNORE_INDEX
+        return self.crf.nll(scores, labels.masked_fill(~mask, 0), mask)
 
     def decode(self, scores: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
         """Tag ids for each sentence's real tokens: argmax, or IOB2-valid Viterbi with a CRF."""
         if self.crf is None:
             best = scores.argmax(-1).cpu().tolist()
             return [row[:n] for row, n in zip(best, lengths.tolist())]
-        return self.crf.viterbi(scores, _mask(lengths.to(scores.device), scores.shape[1]))
-
-
-def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.arange(width, device=lengths.device).unsqueeze(0) < lengths.to(torch.long).unsqueeze(1)
+        mask = torch.arange(scores.shape[1]).unsqueeze(0) < lengths.cpu().unsqueeze(1)
+        return self.crf.viterbi(scores, mask.to(scores.device))

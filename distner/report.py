@@ -50,6 +50,14 @@ def _md_table(rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def _rel(path: str | None) -> str | None:
+    """A local path as written into reports: relative to the folder distner runs in (the project
+    root), so committed reports name no folder of the machine that made them."""
+    if not path or "://" in path:
+        return path
+    return os.path.relpath(Path(path).resolve(), Path.cwd())
+
+
 def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
     path = retrain_dir / cell / "retrain.json"
     if not path.is_file():
@@ -64,11 +72,12 @@ def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
 def _study(study: str | None) -> dict[str, Any]:
     """Trials, best-so-far curve and Optuna importances, when the study's files are at hand."""
     out: dict[str, Any] = {
-        "path": study,
+        "path": _rel(study),
         "trials": None,
         "gpu_hours": None,
         "best_so_far": [],
         "importances": None,
+        "start_from": [],
     }
     if not study or "://" in study or not Path(study).is_dir():
         return out
@@ -80,6 +89,10 @@ def _study(study: str | None) -> dict[str, Any]:
             gpu_hours=s["gpu_hours"],
             best_dev_f1=s["best_dev_f1"],
             baseline_dev_f1=s["baseline_dev_f1"],
+            wall_seconds=s.get("wall_seconds"),
+            trial_seconds=s.get("trial_seconds"),
+            # the warm-start trials: e.g. another cell's winner, transferred unchanged
+            start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],
         )
     if (d / "trials.csv").is_file():
         best, curve = -math.inf, []
@@ -171,14 +184,21 @@ def _save(fig: Any, path: Path) -> str:
 
 
 def build_report(
-    langs: list[str], granularities: list[str], retrain_dir: str = "runs/retrain", out: str = "reports"
+    langs: list[str],
+    granularities: list[str],
+    retrain_dir: str = "runs/retrain",
+    out: str = "reports",
+    finished_only: bool = False,
 ) -> dict[str, Any]:
-    """Collect every cell, write report.json, report.md and figures; returns the report dict."""
+    """Collect every cell, write report.json, report.md and figures; returns the report dict.
+    With `finished_only`, cells without retrain results are left out instead of being an error."""
     cells = [f"{normalize_lang(lang)}-{normalize_granularity(g)}" for lang in langs for g in granularities]
     published = _published()
     rdir, odir = Path(retrain_dir).resolve(), check_output_dir(out, "--out").resolve()
     for name in ("report.md", "report.json"):
         check_output_file(odir / name, "--out")
+    if finished_only:
+        cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
     odir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"cells": {}, "method": METHOD, "published_source": published["source"]}
@@ -202,12 +222,15 @@ def build_report(
             "published_seed_style": {"accuracy": pub["accuracy"], "macro_f1": pub["macro"]["f1"]},
             "hyperparameters": {"tuned": tuned["config"], "baseline": base["config"]},
             "final": {
-                "run_dir": r["final"]["run_dir"],
+                "run_dir": _rel(r["final"]["run_dir"]),
                 "per_type": final_metrics["per_type"],
                 "coarse_confusion": final_metrics["coarse_confusion"],
             },
             "study": _study(r.get("study")),
-            "runs": {n: v["runs"] for n, v in r["variants"].items()},
+            "runs": {
+                n: [{**run, "run_dir": _rel(run["run_dir"])} for run in v["runs"]]
+                for n, v in r["variants"].items()
+            },
         }
         c["figures"] = _figures(cell, c, odir)
         report["cells"][cell] = c
@@ -287,6 +310,21 @@ def render_markdown(report: dict[str, Any]) -> str:
             for t, v in sorted(c["final"]["per_type"].items())
         ]
         parts += ["### Per type (final model, test)", "", _md_table(pt), ""]
+        st = c["study"]
+        if st.get("start_from") and st.get("best_dev_f1") is not None:
+            lines = [["study trial", "dev entity macro-F1", "epochs"]]
+            lines.append(["tuned winner", f"{100 * st['best_dev_f1']:.2f}", "-"])
+            lines += [
+                [
+                    f"warm start `{x['config']}`",
+                    "-" if x["best_dev_f1"] is None else f"{100 * x['best_dev_f1']:.2f}",
+                    str(x["epochs_run"]),
+                ]
+                for x in st["start_from"]
+            ]
+            if st.get("baseline_dev_f1") is not None:
+                lines.append(["seed baseline (trial 1)", f"{100 * st['baseline_dev_f1']:.2f}", "-"])
+            parts += ["### What tuning this cell bought (dev, inside the study)", "", _md_table(lines), ""]
         if c["study"]["importances"]:
             imp = ", ".join(f"{k} {v:.2f}" for k, v in c["study"]["importances"].items())
             parts += [f"Optuna parameter importances: {imp}.", ""]

@@ -31,7 +31,20 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from . import __version__
 from .config import RunConfig
-from .data import PAD, UNK, Encoded, Sentence, Vocab, encode, load_split, make_loader, read_vectors
+from .data import (
+    PAD,
+    UNK,
+    Batch,
+    BatchDataset,
+    BucketBatchSampler,
+    Encoded,
+    Sentence,
+    Vocab,
+    encode,
+    load_split,
+    make_loader,
+    read_vectors,
+)
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted, one_line
 from .fileio import read_json, replace_dir, write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
@@ -40,6 +53,10 @@ from .model import Tagger
 from .paths import check_run_out, is_run_dir
 
 MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
+# Training steps between checks that the loss is finite: a check reads a value from the device and
+# so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
+FINITE_CHECK_EVERY = 50
+EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
 
 
 @dataclass(frozen=True)
@@ -145,35 +162,46 @@ class TaggerModule(pl.LightningModule):
         self._pred: list[list[str]] = []
         self._epoch_tokens = 0
         self._epoch_start = 0.0
+        self._loss_sum: torch.Tensor | None = None  # this epoch's losses, summed on the device
 
-    def _loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, labels, lengths = batch[:3]
-        scores = self.model(tokens, lengths, batch[3] if len(batch) > 3 else None)
-        return self.model.loss(scores, labels, lengths), scores
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+        return batch.to(device)  # lengths stay on the CPU (see data.Batch)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index)
+        return self.model.loss(scores, batch.labels), scores
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} (diverged); try a lower lr")
-        self._epoch_tokens += int(batch[2].sum())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]))
+        step = loss.detach()
+        self._loss_sum = step if self._loss_sum is None else self._loss_sum + step
+        if (batch_idx + 1) % FINITE_CHECK_EVERY == 0:
+            self._check_finite()
+        self._epoch_tokens += int(batch.lengths.sum())  # a CPU tensor: no device sync
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch.lengths))
         return loss
 
+    def _check_finite(self) -> None:
+        if self._loss_sum is not None and not torch.isfinite(self._loss_sum):
+            raise FloatingPointError("training loss is not finite (diverged); try a lower lr")
+
     def on_train_epoch_start(self) -> None:
-        self._epoch_tokens, self._epoch_start = 0, time.perf_counter()
+        self._epoch_tokens, self._epoch_start, self._loss_sum = 0, time.perf_counter(), None
 
     def on_validation_epoch_start(self) -> None:
-        # Validation follows the training epoch: time to here is pure training time.
+        # Validation follows the training epoch: time to here is pure training time. Checked here,
+        # before validation, so a diverged epoch is never scored or reported.
+        self._check_finite()
         if not self.trainer.sanity_checking and self._epoch_tokens:
             seconds = max(time.perf_counter() - self._epoch_start, 1e-9)
             self.log("train_tokens_per_s", self._epoch_tokens / seconds)
 
-    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, logits = self._loss(batch)
-        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch[2]))
-        self._pred += decode(self.model, logits, batch[2], self.tags)
+        self.log("val_loss", loss, on_epoch=True, batch_size=len(batch.lengths))
+        self._pred += decode(self.model, logits, batch.lengths, self.tags)
         self._gold += [
-            [self.tags[j] for j in row[:n]] for row, n in zip(batch[1].tolist(), batch[2].tolist())
+            [self.tags[j] for j in row[:n]] for row, n in zip(batch.labels.tolist(), batch.lengths.tolist())
         ]
 
     def on_validation_epoch_end(self) -> None:
@@ -305,13 +333,15 @@ def fit(
         num_sanity_val_steps=0,
         gradient_clip_val=cfg.train.grad_clip or None,
         log_every_n_steps=10,
+        precision=cfg.train.precision,
     )
+    device = torch.device("cuda" if accel == "gpu" else "cpu")
     started = time.perf_counter()
     try:
-        trainer.fit(
+        trainer.fit(  # the data is put on the device once; batches are slices of it
             module,
-            train_dataloaders=make_loader(data.train, cfg.train.batch_size, True, cfg.train.seed),
-            val_dataloaders=make_loader(data.dev, 256, False),
+            train_dataloaders=make_loader(data.train, cfg.train.batch_size, True, cfg.train.seed, device),
+            val_dataloaders=make_loader(data.dev, EVAL_BATCH, False, device=device),
             ckpt_path=ckpt_path,
         )
     except FloatingPointError as e:
@@ -329,7 +359,6 @@ def fit(
     logger.log_metrics({f"best/{MONITOR}": best.best}, step=trainer.global_step)
     logger.finalize("success")
 
-    device = torch.device("cuda" if accel == "gpu" else "cpu")
     seq_len = cfg.train.seq_len or 25
     metrics: dict[str, Any] = {
         "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device, data.chars),
@@ -444,23 +473,23 @@ def predict_tags(
     vocab: Vocab,
     tags: Sequence[str],
     device: torch.device | str = "cpu",
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH,
     chars: Vocab | None = None,
 ) -> list[list[str]]:
     """Tags for every token of every sentence (no truncation), in input order."""
     model.eval().to(device)
     # sentences without tokens keep their empty tag list; the network needs length >= 1
-    order = sorted((i for i in range(len(sentences)) if len(sentences[i])), key=lambda i: len(sentences[i]))
+    keep = [i for i, s in enumerate(sentences) if len(s)]
+    enc = encode(
+        [Sentence(sentences[i].id, sentences[i].tokens, None) for i in keep], vocab, tags, None, chars
+    )
+    data = BatchDataset(enc, device)
     out: list[list[str]] = [[] for _ in sentences]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = encode(
-            [Sentence(sentences[i].id, sentences[i].tokens, None) for i in idx], vocab, tags, None, chars
-        )
-        c = enc.chars.long().to(device) if enc.chars is not None else None
-        logits = model(enc.tokens.to(device), enc.lengths, c)
-        for i, tag_seq in zip(idx, decode(model, logits, enc.lengths, tags)):
-            out[i] = tag_seq
+    for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
+        b = data[idx]
+        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index)
+        for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
+            out[keep[i]] = tag_seq
     return out
 
 
@@ -530,6 +559,9 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
 
 
+LATER_KEYS = {"precision": "32"}
+
+
 def _run_meta(
     meta: dict[str, Any], path: Path
 ) -> tuple[RunConfig, Vocab, tuple[str, ...], Vocab | None, str, str]:
@@ -550,6 +582,8 @@ def _run_meta(
         return tuple(items)
 
     flat = need("config", dict)
+    # keys added after runs were first written, that do not shape the network: their default holds
+    flat = {**{k: v for k, v in LATER_KEYS.items() if k not in flat}, **flat}
     missing = [k for k in FIELD_TYPES if k not in flat]
     if missing:
         raise DistnerError(f"{path}: missing key 'config.{missing[0]}' (a run records every config key)")

@@ -58,3 +58,60 @@ def test_nll_decreases_when_training():
         opt.step()
     assert loss.item() < first / 4
     assert crf.viterbi(em, mask) == gold.tolist()
+
+
+def _reference_log_partition(crf, em, mask):
+    """The textbook forward algorithm: logsumexp over [B, prev, next] at every step."""
+    trans = crf.transitions + crf.trans_mask
+    alpha = crf.start + crf.start_mask + em[:, 0]
+    for t in range(1, em.shape[1]):
+        nxt = torch.logsumexp(alpha.unsqueeze(2) + trans.unsqueeze(0), dim=1) + em[:, t]
+        alpha = torch.where(mask[:, t : t + 1], nxt, alpha)
+    return torch.logsumexp(alpha + crf.end, dim=1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 40.0])
+def test_matrix_product_forward_equals_logsumexp_forward(scale):
+    from distner.labels import tag_set
+
+    tags = tag_set("fine")
+    torch.manual_seed(int(scale))
+    crf = CRF(tags)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_(std=2.0)
+    lengths = torch.tensor([9, 1, 5, 9, 3, 7])
+    mask = torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)
+    em = (scale * torch.randn(6, 9, len(tags))).requires_grad_()
+    ours = crf.log_partition(em, mask)
+    ref = _reference_log_partition(crf, em, mask)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-3)
+    g_ours = torch.autograd.grad(ours.sum(), em)[0]
+    g_ref = torch.autograd.grad(ref.sum(), em)[0]
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-3, atol=1e-4)
+
+
+def test_gradients_stay_finite_with_extreme_scores():
+    torch.manual_seed(0)
+    crf = CRF(TAGS)
+    em = (500 * torch.randn(4, 12, len(TAGS))).requires_grad_()
+    gold = torch.zeros(4, 12, dtype=torch.long)
+    mask = torch.ones(4, 12, dtype=torch.bool)
+    loss = crf.nll(em, gold, mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(em.grad).all()
+
+
+def test_viterbi_matches_brute_force_on_mixed_lengths():
+    torch.manual_seed(5)
+    crf = CRF(TAGS)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    lengths = [5, 1, 3, 2, 4]
+    em = torch.randn(len(lengths), 5, len(TAGS))
+    mask = torch.arange(5).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    paths = crf.viterbi(em, mask)
+    for i, n in enumerate(lengths):
+        seqs, scores = brute(crf, em[i : i + 1], n)
+        assert tuple(paths[i]) == seqs[int(scores.argmax())]

@@ -127,12 +127,13 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     run_ = load_run(out)
     test = read_conll(real_data / "hi" / "test.conll.gz")
-    from distner.data import encode
+    from distner.data import BatchDataset, encode
 
     enc = encode(test, run_.vocab, run_.tags, None, run_.chars)
+    b = BatchDataset(enc)[list(range(len(test)))]
     with torch.no_grad():
-        scores = run_.model(enc.tokens, enc.lengths, enc.chars.long())
-        raw = run_.model.decode(scores, enc.lengths)  # straight from Viterbi, before any repair
+        scores = run_.model(b.tokens, b.lengths, b.word_chars, b.word_index)
+        raw = run_.model.decode(scores, b.lengths)  # straight from Viterbi, before any repair
     assert len(raw) == len(test)
     assert all(is_valid_iob2([run_.tags[j] for j in seq]) for seq in raw)
     pred = tmp_path / "pred.conll"

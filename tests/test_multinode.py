@@ -101,4 +101,6 @@ def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     retrain = json.loads((storage / "retrain" / "hi-fine" / "retrain.json").read_text())
     assert [len(v["runs"]) for v in retrain["variants"].values()] == [2, 2]
-    assert proc.stdout.count("finished") == 4
+    # one Ray task per distinct run (a tuned config equal to the baseline shares its runs)
+    distinct = {r["run_dir"] for v in retrain["variants"].values() for r in v["runs"]}
+    assert proc.stdout.count("finished") == len(distinct) in (2, 4)

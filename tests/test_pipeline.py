@@ -54,7 +54,7 @@ def test_report_json_is_consistent_with_run_folders(pipeline):
         for variant, key in (("tuned", "tuned"), ("baseline", "baseline")):
             runs = c["runs"][variant]
             vals = [
-                json.loads(open(f"{r['run_dir']}/metrics.json").read())["test"]["entity_macro_f1"]
+                json.loads((cwd / r["run_dir"] / "metrics.json").read_text())["test"]["entity_macro_f1"]
                 for r in runs
             ]
             assert len(vals) == 2
@@ -68,6 +68,33 @@ def test_report_json_is_consistent_with_run_folders(pipeline):
         assert c["published_seed_style"]["macro_f1"] in (0.68, 0.81)
         assert len(c["final"]["coarse_confusion"]["matrix"]) == 7
         assert c["tuned"]["seed_style_accuracy"]["mean"] > c["tuned"]["token_accuracy"]["mean"]
+
+
+def test_report_names_no_absolute_path(pipeline):
+    """Committed reports must not carry the folders of the machine that made them."""
+    cwd, _ = pipeline
+
+    def strings(x):
+        if isinstance(x, dict):
+            return [s for v in x.values() for s in strings(v)]
+        if isinstance(x, list):
+            return [s for v in x for s in strings(v)]
+        return [x] if isinstance(x, str) else []
+
+    text = [s for s in strings(json.loads((cwd / "reports" / "report.json").read_text()))]
+    assert text and not [s for s in text if s.startswith("/") or str(cwd) in s]
+    assert str(cwd) not in (cwd / "reports" / "report.md").read_text()
+    final = json.loads((cwd / "reports" / "report.json").read_text())["cells"]["hi-fine"]["final"]
+    assert (cwd / final["run_dir"] / "model.pt").is_file()  # relative to the project root
+
+
+def test_report_finished_only_leaves_out_cells_not_run(pipeline, tmp_path):
+    cwd, data = pipeline
+    args = ("report", "--langs", "hi,bn", "--granularities", "fine", "--out", tmp_path / "r")
+    assert distner(*args, cwd=cwd, data=data).returncode == 2  # bn-fine was never run
+    proc = distner(*args, "--finished-only", cwd=cwd, data=data)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads((tmp_path / "r" / "report.json").read_text())["cells"]) == {"hi-fine"}
 
 
 def test_report_md_and_figures(pipeline):

@@ -78,9 +78,13 @@ def test_predict_round_trip_and_score(trained, tmp_path):
     assert metrics["entity_macro_f1"] == pytest.approx(saved["entity_macro_f1"])
 
 
-def test_same_seed_same_result_on_cpu(tmp_path, tiny_dir):
+LEVERS = ["char_features=true", "crf=true", "bidirectional=true", "word_dropout=0.1", "seq_len=0"]
+
+
+@pytest.mark.parametrize("levers", [[], LEVERS], ids=["seed", "levers"])
+def test_same_seed_same_result_on_cpu(tmp_path, tiny_dir, levers):
     corpus = Corpus.load(tiny_dir, "en", "fine")
-    cfg = load_config(None, [*TINY, "epochs=2"])
+    cfg = load_config(None, [*TINY, "epochs=2", *levers])
     a = fit(cfg, corpus, tmp_path / "a", progress=False, accelerator="cpu")
     b = fit(cfg, corpus, tmp_path / "b", progress=False, accelerator="cpu")
     wa = torch.load(a.out_dir / "model.pt")
@@ -114,7 +118,7 @@ def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
                 module.model.proj.bias.fill_(float("nan"))
 
     corpus = Corpus.load(tiny_dir, "en", "fine")
-    with pytest.raises(TrainingDiverged, match="training loss is nan"):
+    with pytest.raises(TrainingDiverged, match="training loss is not finite"):
         fit(load_config(None, TINY), corpus, tmp_path, progress=False, callbacks=[Poison()])
 
 
@@ -148,7 +152,7 @@ def test_fit_into_keeps_an_earlier_run_when_the_new_one_fails(trained, tmp_path,
     cfg = load_config(None, [*TINY, "epochs=1"])
     with pytest.raises(DistnerError, match="a run is already there; add --overwrite"):
         fit_into(cfg, corpus, out, progress=False)
-    with pytest.raises(TrainingDiverged, match=f"^{out}: training loss is nan"):
+    with pytest.raises(TrainingDiverged, match=f"^{out}: training loss is not finite"):
         fit_into(cfg, corpus, out, overwrite=True, progress=False, callbacks=[Poison()])
     with pytest.raises(TrainingDiverged):
         fit_into(cfg, corpus, tmp_path / "fresh", progress=False, callbacks=[Poison()])
@@ -157,3 +161,23 @@ def test_fit_into_keeps_an_earlier_run_when_the_new_one_fails(trained, tmp_path,
     done = fit_into(cfg, corpus, out, overwrite=True, progress=False)
     assert done.out_dir == out.resolve() and load_run(out).cfg == cfg
     assert _tree_hashes(out) != before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_bf16_mixed_precision_trains_and_is_recorded(tmp_path, tiny_dir):
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, *LEVERS, "epochs=1", "precision=bf16-mixed"])
+    r = fit(cfg, corpus, tmp_path, progress=False, accelerator="cpu")
+    assert r.metrics["config"]["precision"] == "bf16-mixed"
+    assert load_run(tmp_path).cfg.train.precision == "bf16-mixed"
+    assert 0.0 <= r.metrics["test"]["entity_macro_f1"] <= 1.0
+
+
+def test_run_written_before_the_precision_key_still_loads(trained, tmp_path):
+    import shutil
+
+    result, _ = trained
+    run = shutil.copytree(result.out_dir, tmp_path / "run")
+    text = (run / "config.yaml").read_text()
+    assert "  precision: '32'\n" in text
+    (run / "config.yaml").write_text(text.replace("  precision: '32'\n", ""))
+    assert load_run(run).cfg == load_run(result.out_dir).cfg  # a key that shapes no network

@@ -63,6 +63,7 @@ def study(tmp_path_factory, request):
         verbose=0,
         seed=3,
         start_from=(str(start),),
+        checkpoint_every=2,
     )
     return run_study(opts), tmp
 
@@ -81,6 +82,37 @@ def test_study_outputs(study, no_ray_left):
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     assert s["best_dev_f1"] >= s["baseline_dev_f1"]
     assert s["searcher"].startswith("OptunaSearch(TPESampler")
+    # the warm-start trial is found by its values: what the transferred config scored here
+    (started,) = s["start_from"]
+    assert started["config"].endswith("start.yaml") and started["trial"] == rows[1]["trial"]
+    assert started["best_dev_f1"] == pytest.approx(float(rows[1]["best_dev_f1"]))
+
+
+def test_trials_checkpoint_every_k_epochs(study):
+    """checkpoint_every=2 with 2-epoch trials: a checkpoint after epoch 2 only; a trial that ASHA
+    stopped after epoch 1 never saved one."""
+    import torch
+
+    result, _ = study
+    rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
+    assert {r["epochs_run"] for r in rows} <= {"1", "2"}
+    for r in rows:
+        ckpts = sorted(Path(result.study_path, r["trial_dir"]).glob("checkpoint_*/last.ckpt"))
+        if r["epochs_run"] == "1":
+            assert ckpts == [], r
+        else:
+            assert len(ckpts) == 1, r
+            assert torch.load(ckpts[0], map_location="cpu", weights_only=False)["epoch"] == 1  # 0-based
+
+
+def test_auto_checkpoints_cost_at_most_a_twentieth():
+    from distner.tuning import due_for_checkpoint
+
+    assert [e for e in range(1, 10) if due_for_checkpoint(e, 3, 0.0, 0.0)] == [3, 6, 9]
+    assert not due_for_checkpoint(5, 0, since_s=30.0, last_cost_s=0.0)  # 1 s GPU epochs: none yet
+    assert due_for_checkpoint(2, 0, since_s=61.0, last_cost_s=0.0)  # a minute of CPU training
+    assert not due_for_checkpoint(3, 0, since_s=61.0, last_cost_s=5.0)  # 5 s to save: wait 100 s
+    assert due_for_checkpoint(4, 0, since_s=101.0, last_cost_s=5.0)
 
 
 def test_optuna_was_the_searcher(study):
@@ -208,6 +240,8 @@ def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
         "resume",
         "--verbose",
         "0",
+        "--checkpoint-every",
+        "1",  # every epoch: then --resume repeats none (with K it repeats at most K-1)
     ]
     cmd = [str(c) for c in cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
