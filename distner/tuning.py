@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -353,6 +354,40 @@ def fit_on_ray(
             ray.shutdown()
 
 
+class _StopSignals:
+    """Ctrl-C (SIGINT) or SIGTERM during a study: ask Tune for its graceful stop (it saves the
+    experiment state so --resume continues) and remember that a signal came. Tune's own SIGINT
+    handler cannot be asked afterwards whether it fired, and once every trial has been created its
+    stop marks the running ones TERMINATED, so a stopped study looked finished. A second signal
+    stops at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1 one
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt("stopped at once; --resume continues from the last saved state")
+        self.received = sig
+        print("distner: stopping; saving the study's state (again: stop at once)", file=sys.stderr)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop: ends the loop, saves state
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        if self._old:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+
+
 def study_exists(storage: str, name: str) -> bool:
     from ray import tune
 
@@ -450,15 +485,19 @@ def run_study(opts: TuneOptions) -> StudyResult:
             tuner = tune.Tuner(
                 trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
             )
-        grid = tuner.fit()
+        with _StopSignals() as stop:
+            grid = tuner.fit()
         wall = time.time() - t0
         finished = grid.num_terminated + grid.num_errors
         budget_hit = opts.time_budget_s is not None and wall >= 0.98 * opts.time_budget_s
-        if not budget_hit and (finished < len(grid) or (len(grid) < opts.num_samples and not opts.resume)):
-            raise StudyInterrupted(
-                f"study {name} interrupted with {finished} of {opts.num_samples} trials finished; "
-                f"run the same command with --resume to continue it"
+        cut_short = finished < len(grid) or (len(grid) < opts.num_samples and not opts.resume)
+        if stop.received is not None or (not budget_hit and cut_short):
+            how = (
+                f"stopped by {signal.Signals(stop.received).name}"
+                if stop.received is not None
+                else f"interrupted with {finished} of {opts.num_samples} trials ended"
             )
+            raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
         return _finish(grid, wall, space, opts, name, lang, gran, gpus, study_path, results_dir)
     finally:
         if started_ray:

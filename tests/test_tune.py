@@ -270,3 +270,32 @@ def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
     partial = [n for n, it in at_interrupt.items() if 0 < len(it) < 3]
     assert partial and all(len(final[n]) == 3 for n in partial)  # continued from its checkpoint
     assert (tmp_path / "best" / "hi-fine.yaml").is_file()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_stop_after_every_trial_started(tmp_path, real_data, no_ray_left, sig):
+    """A stop once the last trial is running: Tune then marks the running trials TERMINATED, so
+    without distner's own signal check the study looked finished and wrote a best config."""
+    space = write(tmp_path / "space.yaml", SPACE.replace("epochs: %d", "epochs: 30"))
+    cmd = [
+        *(sys.executable, "-m", "distner", "tune", "--lang", "hi", "--space", space),
+        *("--num-samples", "2", "--max-concurrent", "2", "--cpus-per-trial", "1"),
+        *("--storage", tmp_path / "runs", "--best-dir", tmp_path / "best", "--data-dir", real_data),
+        *("--name", "stop", "--verbose", "0", "--grace-period", "30"),
+    ]
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    study_dir = tmp_path / "runs" / "stop"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if study_dir.is_dir() and len([e for e in _epochs_per_trial(study_dir).values() if e]) == 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "study finished before it could be stopped"
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert f"stopped by {sig.name}" in out and "--resume" in out, out[-2000:]
+    assert not (tmp_path / "best" / "hi-fine.yaml").exists()
+    assert not (study_dir / "trials.csv").exists() and not (study_dir / "summary.json").exists()
+    assert min(len(e) for e in _epochs_per_trial(study_dir).values()) < 30  # one was cut short
