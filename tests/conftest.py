@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
-REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
+from .helpers import REAL_DATA, TINY, ray_pids
 
 
 @pytest.fixture
@@ -21,19 +19,6 @@ def real_data() -> Path:
     if not (root / "hi" / "train.conll.gz").is_file():
         pytest.skip(f"real MultiCoNER II data not found under {root}")
     return root
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def ray_pids() -> set[int]:
-    import subprocess
-
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
 
 
 @pytest.fixture

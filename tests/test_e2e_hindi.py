@@ -6,7 +6,7 @@ import pytest
 
 from distner.data import read_conll
 
-from .test_cli import run
+from .helpers import run
 
 
 def test_train_predict_evaluate_on_real_hindi(real_data, tmp_path):

@@ -13,8 +13,7 @@ from distner.errors import DistnerError
 from distner.labels import is_valid_iob2
 from distner.training import Corpus, fit, load_run, predict_tags
 
-from .conftest import write
-from .test_cli import run
+from .helpers import run, write
 
 TINY = ["embedding_dim=8", "hidden_dim=8", "epochs=2", "batch_size=4", "lr=0.05"]
 

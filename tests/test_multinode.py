@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from .conftest import write
-from .test_tune import SPACE
+from .helpers import SPACE, write
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 

@@ -31,7 +31,7 @@ def distner(*args, cwd, data):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from .conftest import REAL_DATA
+    from .helpers import REAL_DATA
 
     if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
         pytest.skip("real data not found")
@@ -155,7 +155,7 @@ def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
 
 
 def test_missing_inputs_name_the_command(tmp_path):
-    from .conftest import REAL_DATA
+    from .helpers import REAL_DATA
 
     proc = distner("report", "--langs", "bn", "--granularities", "fine", cwd=tmp_path, data=REAL_DATA)
     assert proc.returncode == 2 and "distner retrain --lang bn --granularity fine" in proc.stderr

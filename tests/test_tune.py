@@ -18,21 +18,10 @@ from distner.config import load_config
 from distner.errors import DistnerError
 from distner.tuning import TuneOptions, parse_duration, run_study
 
-from .conftest import write
-from .test_cli import run
+from .helpers import SPACE, run, write
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-# Tiny networks, plus the seed's 520 so that the baseline can run as trial one.
-SPACE = """
-embedding_dim: {choice: [16, 520]}
-hidden_dim: {choice: [16, 520]}
-epochs: %d
-batch_size: {choice: [35, 64]}
-lr: {loguniform: [3.0e-3, 3.0e-2]}
-max_train_sentences: 300
-max_eval_sentences: 150
-"""
 START = """
 embedding_dim: 16
 hidden_dim: 16
@@ -45,7 +34,7 @@ _meta: {study: runs/other-cell}
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, request):
-    from .conftest import REAL_DATA
+    from .helpers import REAL_DATA
 
     if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
         pytest.skip("real data not found")
@@ -146,7 +135,7 @@ def test_best_config_trains_again(study, tmp_path):
     assert result.best_config_path.name == "hi-fine.yaml"
     cfg = load_config(result.best_config_path)
     assert cfg.train.max_train_sentences == 300
-    from .conftest import REAL_DATA
+    from .helpers import REAL_DATA
 
     proc = run(
         "train",
@@ -169,7 +158,7 @@ def test_best_config_trains_again(study, tmp_path):
 def test_retrain_top_k_from_the_study(study, tmp_path):
     from distner.retrain import RetrainOptions, retrain_cell
 
-    from .conftest import REAL_DATA
+    from .helpers import REAL_DATA
 
     result, tmp = study
     r = retrain_cell(
