@@ -1,11 +1,28 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
-from .helpers import REAL_DATA, TINY, ray_pids
+from .helpers import RAY_TMPDIR_ENV, REAL_DATA, SESSION_ENV, TINY, ray_left, ray_pids
+
+# Mark every process this test session starts (CLI subprocesses, Ray's raylet, GCS server and
+# workers inherit the environment), so that `no_ray_left` counts only those, whatever else runs
+# Ray on this machine. Ray's own folder is this session's too: its agents are told apart by it,
+# and a bare ray.init() can never join another user's `ray start` cluster.
+os.environ[SESSION_ENV] = uuid.uuid4().hex
+os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_folder():
+    yield
+    shutil.rmtree(os.environ[RAY_TMPDIR_ENV], ignore_errors=True)
 
 
 @pytest.fixture
@@ -24,11 +41,6 @@ def real_data() -> Path:
 @pytest.fixture
 def no_ray_left():
     """Fails the test if Ray processes it started are still running afterwards."""
-    import time
-
     before = ray_pids()
     yield
-    deadline = time.time() + 20
-    while ray_pids() - before and time.time() < deadline:
-        time.sleep(0.5)
-    assert not ray_pids() - before, "a test left Ray processes running"
+    assert not ray_left(before), "a test left Ray processes running"

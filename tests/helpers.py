@@ -3,13 +3,21 @@ never from each other)."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
+# Set by conftest.py to values unique to one test session; every process the tests start inherits
+# them, and Ray keeps its sockets and logs under $RAY_TMPDIR/ray.
+SESSION_ENV = "DISTNER_TEST_SESSION"
+RAY_TMPDIR_ENV = "RAY_TMPDIR"
+
 # Tune search space of the Ray tests: tiny networks, plus the seed's 520 so that the baseline can run
 # as trial one (`% epochs`).
 SPACE = """
@@ -36,6 +44,54 @@ def run(*args, env=None) -> subprocess.CompletedProcess:
     )
 
 
+_RAY_PROCESS = re.compile(rb"raylet|gcs_server|ray::")
+
+
+def started_here(pid: int | str) -> bool:
+    """Whether process `pid` was started by this test session (False once it is gone).
+
+    Its environment carries the session's $DISTNER_TEST_SESSION; but Ray's agents write their
+    process title over their environment, so a process that runs in (has its command line or an
+    open file in) this session's own Ray folder counts too."""
+    d = Path(f"/proc/{pid}")
+    mark, ray_tmp = os.environ[SESSION_ENV], os.environ[RAY_TMPDIR_ENV]
+    try:
+        if f"{SESSION_ENV}={mark}".encode() in (d / "environ").read_bytes().split(b"\0"):
+            return True
+        if f"{ray_tmp}/".encode() in (d / "cmdline").read_bytes():
+            return True
+        fds = list((d / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(f"{ray_tmp}/"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def ray_pids() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
+    """Ray processes (raylet, GCS server, workers, agents) started by this test session, so that
+    Ray of anything else on the machine (a study, another test run) is never counted."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmdline = (d / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if _RAY_PROCESS.search(cmdline) and started_here(d.name):
+            pids.add(int(d.name))
+    return pids
+
+
+def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
+    """Ray processes of this session that were not running `before`, once they had `wait_s`
+    seconds to exit."""
+    deadline = time.time() + wait_s
+    while ray_pids() - before and time.time() < deadline:
+        time.sleep(0.5)
+    return ray_pids() - before
