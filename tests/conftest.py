@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import RAY_TMPDIR_ENV, REAL_DATA, SESSION_ENV, TINY, ray_left, ray_pids
+from .helpers import RAY_TMPDIR_ENV, REAL_DATA, SESSION_ENV, TINY, ray_left, ray_pids, write_corpus
 
 # Mark every process this test session starts (CLI subprocesses, Ray's raylet, GCS server and
 # workers inherit the environment), so that `no_ray_left` counts only those, whatever else runs
@@ -17,6 +17,8 @@ from .helpers import RAY_TMPDIR_ENV, REAL_DATA, SESSION_ENV, TINY, ray_left, ray
 os.environ[SESSION_ENV] = uuid.uuid4().hex
 os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+SYNTHETIC_SEED = 13
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,6 +30,12 @@ def _ray_folder():
 @pytest.fixture
 def tiny_dir() -> Path:
     return TINY
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A MultiCoNER-format data root ({en,hi,bn}/{train,dev,test}.conll.gz) from tests/synthetic.py."""
+    return write_corpus(tmp_path_factory.mktemp("multiconer-synthetic"), seed=SYNTHETIC_SEED)
 
 
 @pytest.fixture

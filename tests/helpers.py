@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from .synthetic import write_corpus  # noqa: F401 - the synthetic MultiCoNER corpus, for the fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
 REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
