@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import RAY_TMPDIR_ENV, REAL_DATA, SESSION_ENV, TINY, ray_left, ray_pids, write_corpus
+from .helpers import (
+    RAY_TMPDIR_ENV,
+    SESSION_ENV,
+    TINY,
+    has_real_data,
+    ray_left,
+    ray_pids,
+    real_data_dir,
+    write_corpus,
+)
 
 # Mark every process this test session starts (CLI subprocesses, Ray's raylet, GCS server and
 # workers inherit the environment), so that `no_ray_left` counts only those, whatever else runs
@@ -38,12 +47,20 @@ def synthetic_data(tmp_path_factory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("multiconer-synthetic"), seed=SYNTHETIC_SEED)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data() -> Path:
-    root = Path(os.environ.get("DISTNER_TEST_DATA", REAL_DATA))
-    if not (root / "hi" / "train.conll.gz").is_file():
-        pytest.skip(f"real MultiCoNER II data not found under {root}")
+    """The real MultiCoNER II data, for the `slow` tests only: $DISTNER_TEST_DATA, else
+    shared/data/multiconer2 beside this checkout."""
+    root = real_data_dir()
+    if not has_real_data(root):
+        pytest.skip(f"real MultiCoNER II data not found under {root} (set DISTNER_TEST_DATA)")
     return root
+
+
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def data_root(request) -> Path:
+    """A test that means something on both: fast on the synthetic corpus, once (slow) on the real data."""
+    return request.getfixturevalue(f"{request.param}_data")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from .synthetic import write_corpus  # noqa: F401 - the synthetic MultiCoNER cor
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
+# the real MultiCoNER II data: $DISTNER_TEST_DATA, else shared/data/multiconer2 beside the checkout
 REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
 # Set by conftest.py to values unique to one test session; every process the tests start inherits
 # them, and Ray keeps its sockets and logs under $RAY_TMPDIR/ray.
@@ -31,6 +32,19 @@ lr: {loguniform: [3.0e-3, 3.0e-2]}
 max_train_sentences: 300
 max_eval_sentences: 150
 """
+
+
+def real_data_dir() -> Path:
+    """Where the tests look for the real data (it may not be there)."""
+    return Path(os.environ.get("DISTNER_TEST_DATA", REAL_DATA)).expanduser().resolve()
+
+
+def has_real_data(root: Path) -> bool:
+    return all(
+        (root / lang / f"{split}.conll.gz").is_file()
+        for lang in ("en", "hi", "bn")
+        for split in ("train", "dev", "test")
+    )
 
 
 def write(path: Path, text: str) -> Path:
