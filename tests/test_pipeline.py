@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from distner.data import read_conll
+from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
+
 SMOKE_PIPELINE = ("pipeline", "--langs", "hi", "--granularities", "fine,coarse", "--smoke", "--verbose", "0")
 
 
@@ -104,20 +107,21 @@ def test_report_md_and_figures(pipeline):
         assert f"]({p.name})" in md
 
 
-def test_final_model_predicts(pipeline, tmp_path):
+@pytest.mark.parametrize("gran", ["fine", "coarse"])
+def test_final_model_predicts(pipeline, tmp_path, gran):
     cwd, data = pipeline
+    src, out = data / "hi" / "dev.conll.gz", tmp_path / "p.conll"
     proc = distner(
-        "predict",
-        "--model",
-        "runs/retrain/hi-fine",
-        "--input",
-        data / "hi" / "dev.conll.gz",
-        "--output",
-        tmp_path / "p.conll",
-        cwd=cwd,
-        data=data,
+        "predict", "--model", f"runs/retrain/hi-{gran}", "--input", src, "--output", out, cwd=cwd, data=data
     )
     assert proc.returncode == 0, proc.stderr
+    gold = read_conll(src)
+    pred = read_conll(out, types=FINE_TYPES if gran == "fine" else COARSE_TYPES)  # IOB2 checked too
+    assert [(s.id, s.tokens) for s in pred] == [(s.id, s.tokens) for s in gold]  # every sentence back
+    assert all(s.tags is not None and len(s.tags) == len(s.tokens) for s in pred)
+    tags = {t for s in pred for t in s.tags}
+    assert tags <= set(tag_set(gran)) and tags != {"O"}  # the cell's labels, and some entities found
+    assert f"tagged {len(gold)} sentences" in proc.stderr
 
 
 def test_rerun_skips_and_deleted_cell_is_redone(pipeline):

@@ -19,7 +19,7 @@ from distner.config import load_config
 from distner.errors import DistnerError
 from distner.tuning import TuneOptions, parse_duration, run_study
 
-from .helpers import SPACE, run, write
+from .helpers import SPACE, ray_left, ray_pids, run, write
 
 START = """
 embedding_dim: 16
@@ -36,6 +36,7 @@ class Study(NamedTuple):
     result: object  # distner's StudyResult
     tmp: Path
     data: Path
+    ray_left: set[int]  # Ray processes of the study still running once it returned
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +57,18 @@ def study(tmp_path_factory, synthetic_data) -> Study:
         start_from=(str(start),),
         checkpoint_every=2,
     )
-    return Study(run_study(opts), tmp, synthetic_data)
+    before = ray_pids()  # the leak check wraps the study itself (no_ray_left would run after it)
+    result = run_study(opts)
+    return Study(result, tmp, synthetic_data, ray_left(before))
 
 
 def _rows(result) -> list[dict]:
     return list(csv.DictReader(open(result.results_dir / "trials.csv")))
 
 
-def test_study_outputs(study, no_ray_left):
+def test_study_outputs(study):
     result = study.result
+    assert not study.ray_left, f"the study left Ray processes running: {sorted(study.ray_left)}"
     rows = _rows(result)
     assert len(rows) == 4
     assert rows[0]["baseline"] == "True"  # the seed is trial one
@@ -76,7 +80,7 @@ def test_study_outputs(study, no_ray_left):
     s = json.loads((result.results_dir / "summary.json").read_text())
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     assert s["best_dev_f1"] >= s["baseline_dev_f1"]
-    assert s["searcher"].startswith("OptunaSearch(TPESampler")
+    assert s["searcher"] == f"OptunaSearch(TPESampler(seed={SEED}))"
     # the warm-start trial is found by its values: what the transferred config scored here
     (started,) = s["start_from"]
     assert started["config"].endswith("start.yaml") and started["trial"] == rows[1]["trial"]
@@ -111,14 +115,35 @@ def test_auto_checkpoints_cost_at_most_a_twentieth():
 
 
 def test_optuna_was_the_searcher(study):
+    """optuna.db is the searcher's own study: one Optuna trial per Tune trial, with that trial's
+    values; and the trials after the two enqueued ones are exactly what TPESampler(seed=3) proposes
+    (its first ten proposals are seeded random draws, whatever the scores). Any other searcher, or
+    another seed, proposes other values."""
     import optuna
 
     result = study.result
-    st = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.results_dir / 'optuna.db'}")
-    assert len(st.trials) == 4
-    assert st.trials[0].params["embedding_dim"] == 520  # enqueued baseline
-    assert isinstance(optuna.distributions.CategoricalDistribution, type)
-    assert "lr" in st.trials[1].distributions
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.results_dir / 'optuna.db'}")
+    trials = sorted(db.trials, key=lambda t: t.number)
+    rows = _rows(result)
+    assert len(trials) == len(rows) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    keys = ("embedding_dim", "hidden_dim", "batch_size", "lr")
+    for t, row in zip(trials, rows):  # Tune's trial order is the order it asked Optuna
+        assert set(t.params) == set(keys)
+        assert [t.params[k] for k in keys] == [pytest.approx(float(row[k])) for k in keys], row["trial"]
+
+    def proposals(seed: int) -> list[dict]:
+        """Replay Ray's OptunaSearch: the baseline and the --start-from point enqueued, then asked
+        with the space's distributions in the space file's order."""
+        replay = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        for t in trials[:2]:
+            replay.enqueue_trial(t.params)
+        space = {k: trials[-1].distributions[k] for k in keys}
+        return [replay.ask(fixed_distributions=space).params for _ in trials]
+
+    assert proposals(SEED) == [t.params for t in trials]
+    assert proposals(SEED + 1)[2:] != [t.params for t in trials[2:]]
 
 
 def test_every_trial_has_tensorboard_events(study):
