@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -25,15 +26,10 @@ from .helpers import (
 # and a bare ray.init() can never join another user's `ray start` cluster.
 os.environ[SESSION_ENV] = uuid.uuid4().hex
 os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
+atexit.register(shutil.rmtree, os.environ[RAY_TMPDIR_ENV], ignore_errors=True)  # --collect-only too
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 SYNTHETIC_SEED = 13
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _ray_folder():
-    yield
-    shutil.rmtree(os.environ[RAY_TMPDIR_ENV], ignore_errors=True)
 
 
 @pytest.fixture
