@@ -1,13 +1,35 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny"
-REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
+from .helpers import (
+    RAY_TMPDIR_ENV,
+    SESSION_ENV,
+    TINY,
+    has_real_data,
+    ray_left,
+    ray_pids,
+    real_data_dir,
+    write_corpus,
+)
+
+# Mark every process this test session starts (CLI subprocesses, Ray's raylet, GCS server and
+# workers inherit the environment), so that `no_ray_left` counts only those, whatever else runs
+# Ray on this machine. Ray's own folder is this session's too: its agents are told apart by it,
+# and a bare ray.init() can never join another user's `ray start` cluster.
+os.environ[SESSION_ENV] = uuid.uuid4().hex
+os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
+atexit.register(shutil.rmtree, os.environ[RAY_TMPDIR_ENV], ignore_errors=True)  # --collect-only too
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+SYNTHETIC_SEED = 13
 
 
 @pytest.fixture
@@ -15,35 +37,31 @@ def tiny_dir() -> Path:
     return TINY
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A MultiCoNER-format data root ({en,hi,bn}/{train,dev,test}.conll.gz) from tests/synthetic.py."""
+    return write_corpus(tmp_path_factory.mktemp("multiconer-synthetic"), seed=SYNTHETIC_SEED)
+
+
+@pytest.fixture(scope="session")
 def real_data() -> Path:
-    root = Path(os.environ.get("DISTNER_TEST_DATA", REAL_DATA))
-    if not (root / "hi" / "train.conll.gz").is_file():
-        pytest.skip(f"real MultiCoNER II data not found under {root}")
+    """The real MultiCoNER II data, for the `slow` tests only: $DISTNER_TEST_DATA, else
+    shared/data/multiconer2 beside this checkout."""
+    root = real_data_dir()
+    if not has_real_data(root):
+        pytest.skip(f"real MultiCoNER II data not found under {root} (set DISTNER_TEST_DATA)")
     return root
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def ray_pids() -> set[int]:
-    import subprocess
-
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
+@pytest.fixture(params=["synthetic", pytest.param("real", marks=pytest.mark.slow)])
+def data_root(request) -> Path:
+    """A test that means something on both: fast on the synthetic corpus, once (slow) on the real data."""
+    return request.getfixturevalue(f"{request.param}_data")
 
 
 @pytest.fixture
 def no_ray_left():
     """Fails the test if Ray processes it started are still running afterwards."""
-    import time
-
     before = ray_pids()
     yield
-    deadline = time.time() + 20
-    while ray_pids() - before and time.time() < deadline:
-        time.sleep(0.5)
-    assert not ray_pids() - before, "a test left Ray processes running"
+    assert not ray_left(before), "a test left Ray processes running"

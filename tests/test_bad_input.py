@@ -25,7 +25,7 @@ from distner.data import read_conll
 from distner.evaluation import predict_file
 from distner.training import load_run
 
-from .conftest import ROOT, TINY
+from .helpers import ROOT, TINY
 
 TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
 

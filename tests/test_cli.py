@@ -2,18 +2,10 @@
 
 import gzip
 import json
-import subprocess
-import sys
 
 import pytest
 
-from .conftest import write
-
-
-def run(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "distner", *map(str, args)], capture_output=True, text=True, env=env
-    )
+from .helpers import run, write
 
 
 def assert_one_line_error(proc, *needles):

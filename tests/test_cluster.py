@@ -10,7 +10,7 @@ import pytest
 from distner.cluster import validate_cluster_file, validate_cluster_files
 from distner.errors import DistnerError
 
-from .conftest import ROOT, write
+from .helpers import ROOT, write
 
 CLUSTER_FILES = sorted((ROOT / "cluster").glob("*.yaml"))
 

@@ -3,7 +3,7 @@ import pytest
 from distner.config import ModelConfig, RunConfig, TrainConfig, load_config
 from distner.errors import DistnerError
 
-from .conftest import ROOT, write
+from .helpers import ROOT, write
 
 
 def test_defaults_are_the_seed():

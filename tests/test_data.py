@@ -6,7 +6,7 @@ from distner.data import Vocab, encode, format_conll, read_conll, split_path
 from distner.errors import DistnerError
 from distner.labels import tag_set
 
-from .conftest import write
+from .helpers import write
 
 
 def test_reads_fixture_with_any_number_of_blank_lines(tiny_dir):

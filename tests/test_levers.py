@@ -13,8 +13,7 @@ from distner.errors import DistnerError
 from distner.labels import is_valid_iob2
 from distner.training import Corpus, fit, load_run, predict_tags
 
-from .conftest import write
-from .test_cli import run
+from .helpers import run, write
 
 TINY = ["embedding_dim=8", "hidden_dim=8", "epochs=2", "batch_size=4", "lr=0.05"]
 
@@ -99,7 +98,7 @@ def test_bad_vectors_files(tmp_path, tiny_dir):
         fit(load_config(None, [*TINY, f"pretrained_vectors={ok}"]), corpus, tmp_path / "r", progress=False)
 
 
-def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
+def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
     """`distner train --set crf=true --set char_features=true` on CPU; Viterbi output is valid IOB2."""
     out = tmp_path / "run"
     proc = run(
@@ -107,7 +106,7 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
         "--lang",
         "hi",
         "--data-dir",
-        real_data,
+        data_root,
         "--out",
         out,
         "--quiet",
@@ -126,7 +125,7 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     run_ = load_run(out)
-    test = read_conll(real_data / "hi" / "test.conll.gz")
+    test = read_conll(data_root / "hi" / "test.conll.gz")
     from distner.data import BatchDataset, encode
 
     enc = encode(test, run_.vocab, run_.tags, None, run_.chars)
@@ -139,7 +138,7 @@ def test_crf_and_chars_end_to_end_on_real_hindi(real_data, tmp_path):
     pred = tmp_path / "pred.conll"
     assert (
         run(
-            "predict", "--model", out, "--input", real_data / "hi" / "test.conll.gz", "--output", pred
+            "predict", "--model", out, "--input", data_root / "hi" / "test.conll.gz", "--output", pred
         ).returncode
         == 0
     )

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import write
-from .test_tune import SPACE
-
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from .helpers import SPACE, write, write_corpus
 
 
 @pytest.fixture
@@ -29,8 +25,9 @@ def two_node_cluster():
         cluster.shutdown()
 
 
-def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real_data, tmp_path):
+def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, tmp_path):
     storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
+    data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 1500, "dev": 150, "test": 150})
     # trials long enough (a larger sample than --smoke) that the second node's worker is up before the
     # first trial ends; otherwise Ray may reuse the first worker for every trial
     space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 1500") % 2).resolve()
@@ -52,7 +49,7 @@ def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real
             "--best-dir",
             str(tmp_path / "best"),
             "--data-dir",
-            str(real_data),
+            str(data),
             "--verbose",
             "0",
         ],
@@ -92,7 +89,7 @@ def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, real
             "--retrain-dir",
             str(storage / "retrain"),
             "--data-dir",
-            str(real_data),
+            str(data),
         ],
         capture_output=True,
         text=True,

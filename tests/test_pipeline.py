@@ -1,4 +1,5 @@
-"""`distner pipeline --smoke` end to end on CPU: tune -> retrain -> report, then idempotent reruns."""
+"""`distner pipeline --smoke` end to end on CPU (synthetic corpus): tune -> retrain -> report, then
+idempotent reruns."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from distner.data import read_conll
+from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
+
 SMOKE_PIPELINE = ("pipeline", "--langs", "hi", "--granularities", "fine,coarse", "--smoke", "--verbose", "0")
 
 
@@ -30,19 +33,11 @@ def distner(*args, cwd, data):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    from .conftest import REAL_DATA
-
-    if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
-        pytest.skip("real data not found")
+def pipeline(tmp_path_factory, synthetic_data):
     cwd = tmp_path_factory.mktemp("pipeline")
-    proc = distner(
-        *SMOKE_PIPELINE,
-        cwd=cwd,
-        data=REAL_DATA,
-    )
+    proc = distner(*SMOKE_PIPELINE, cwd=cwd, data=synthetic_data)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return cwd, REAL_DATA
+    return cwd, synthetic_data
 
 
 def test_report_json_is_consistent_with_run_folders(pipeline):
@@ -112,20 +107,21 @@ def test_report_md_and_figures(pipeline):
         assert f"]({p.name})" in md
 
 
-def test_final_model_predicts(pipeline, tmp_path):
+@pytest.mark.parametrize("gran", ["fine", "coarse"])
+def test_final_model_predicts(pipeline, tmp_path, gran):
     cwd, data = pipeline
+    src, out = data / "hi" / "dev.conll.gz", tmp_path / "p.conll"
     proc = distner(
-        "predict",
-        "--model",
-        "runs/retrain/hi-fine",
-        "--input",
-        data / "hi" / "dev.conll.gz",
-        "--output",
-        tmp_path / "p.conll",
-        cwd=cwd,
-        data=data,
+        "predict", "--model", f"runs/retrain/hi-{gran}", "--input", src, "--output", out, cwd=cwd, data=data
     )
     assert proc.returncode == 0, proc.stderr
+    gold = read_conll(src)
+    pred = read_conll(out, types=FINE_TYPES if gran == "fine" else COARSE_TYPES)  # IOB2 checked too
+    assert [(s.id, s.tokens) for s in pred] == [(s.id, s.tokens) for s in gold]  # every sentence back
+    assert all(s.tags is not None and len(s.tags) == len(s.tokens) for s in pred)
+    tags = {t for s in pred for t in s.tags}
+    assert tags <= set(tag_set(gran)) and tags != {"O"}  # the cell's labels, and some entities found
+    assert f"tagged {len(gold)} sentences" in proc.stderr
 
 
 def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
@@ -154,11 +150,9 @@ def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
     assert fine_model.stat().st_mtime_ns == stamp  # the other cell was left alone
 
 
-def test_missing_inputs_name_the_command(tmp_path):
-    from .conftest import REAL_DATA
-
-    proc = distner("report", "--langs", "bn", "--granularities", "fine", cwd=tmp_path, data=REAL_DATA)
+def test_missing_inputs_name_the_command(tmp_path, synthetic_data):
+    proc = distner("report", "--langs", "bn", "--granularities", "fine", cwd=tmp_path, data=synthetic_data)
     assert proc.returncode == 2 and "distner retrain --lang bn --granularity fine" in proc.stderr
     assert not (tmp_path / "reports").exists()
-    proc = distner("retrain", "--lang", "bn", cwd=tmp_path, data=REAL_DATA)
+    proc = distner("retrain", "--lang", "bn", cwd=tmp_path, data=synthetic_data)
     assert proc.returncode == 2 and "distner tune --lang bn --granularity fine" in proc.stderr

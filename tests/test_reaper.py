@@ -15,6 +15,8 @@ import pytest
 
 from distner.tuning import _agent_session, _cmdline, _reap_orphaned_ray_agents
 
+from .helpers import started_here
+
 DRIVER = (
     "import ray, time; ray.init(num_cpus=1, include_dashboard=False); "
     "print('up', flush=True); time.sleep(300)"
@@ -23,11 +25,16 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def _agents() -> dict[int, str | None]:
-    """pid -> session folder of every Ray agent on this machine."""
+    """pid -> session folder of every Ray agent this test session started (other Ray on the
+    machine, a study or another test run, is none of this test's business)."""
     out = {}
     for d in Path("/proc").iterdir():
         args = _cmdline(d) if d.name.isdigit() else []
-        if args and args[0].startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent")):
+        if (
+            args
+            and args[0].startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))
+            and started_here(d.name)
+        ):
             try:
                 out[int(d.name)] = _agent_session(d)
             except OSError:

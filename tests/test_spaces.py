@@ -4,7 +4,7 @@ from distner.config import FIELD_TYPES, RunConfig
 from distner.errors import DistnerError
 from distner.spaces import load_space
 
-from .conftest import ROOT, write
+from .helpers import ROOT, write
 
 SPACE_FILES = sorted((ROOT / "tune_spaces").glob("*.yaml"))
 

@@ -14,7 +14,7 @@ TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.0
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
-    from .conftest import TINY as tiny_dir
+    from .helpers import TINY as tiny_dir
 
     out = tmp_path_factory.mktemp("run")
     corpus = Corpus.load(tiny_dir, "en", "fine")
@@ -97,14 +97,11 @@ def test_coarse_granularity(tmp_path, tiny_dir):
     corpus = Corpus.load(tiny_dir, "en", "coarse")
     assert corpus.train[0].tags[0] == "B-Person"
     r = fit(load_config(None, [*TINY, "epochs=1"]), corpus, tmp_path, progress=False)
-    assert set(r.metrics["test"]["per_type"]) <= {
-        "Person",
-        "Location",
-        "Group",
-        "Product",
-        "Medical",
-        "CreativeWork",
-    }
+    per_type = r.metrics["test"]["per_type"]
+    # tiny/en/test.conll: Athlete; HumanSettlement x2; Drink; Medication/Vaccine, Disease
+    gold = {"Person": 1, "Location": 2, "Product": 1, "Medical": 2}
+    assert {t: per_type.get(t, {}).get("support") for t in gold} == gold
+    assert set(per_type) <= {"Person", "Location", "Group", "Product", "Medical", "CreativeWork"}
 
 
 def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):

@@ -1,15 +1,16 @@
-"""Real Ray Tune studies (local Ray, 2 CPUs), real Optuna, real Lightning fits on a Hindi slice."""
+"""Real Ray Tune studies (local Ray, 2 CPUs), real Optuna, real Lightning fits on a Hindi slice of
+the synthetic corpus."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -18,21 +19,8 @@ from distner.config import load_config
 from distner.errors import DistnerError
 from distner.tuning import TuneOptions, parse_duration, run_study
 
-from .conftest import write
-from .test_cli import run
+from .helpers import SPACE, ray_left, ray_pids, run, write
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-# Tiny networks, plus the seed's 520 so that the baseline can run as trial one.
-SPACE = """
-embedding_dim: {choice: [16, 520]}
-hidden_dim: {choice: [16, 520]}
-epochs: %d
-batch_size: {choice: [35, 64]}
-lr: {loguniform: [3.0e-3, 3.0e-2]}
-max_train_sentences: 300
-max_eval_sentences: 150
-"""
 START = """
 embedding_dim: 16
 hidden_dim: 16
@@ -41,14 +29,18 @@ lr: 0.0217
 crf: true
 _meta: {study: runs/other-cell}
 """
+SEED = 3
+
+
+class Study(NamedTuple):
+    result: object  # distner's StudyResult
+    tmp: Path
+    data: Path
+    ray_left: set[int]  # Ray processes of the study still running once it returned
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, request):
-    from .conftest import REAL_DATA
-
-    if not (REAL_DATA / "hi" / "train.conll.gz").is_file():
-        pytest.skip("real data not found")
+def study(tmp_path_factory, synthetic_data) -> Study:
     tmp = tmp_path_factory.mktemp("study")
     space = write(tmp / "space.yaml", SPACE % 2)
     # a warm start, as from another cell's best/<cell>.yaml (its _meta and unsearched keys are ignored)
@@ -59,18 +51,25 @@ def study(tmp_path_factory, request):
         num_samples=4,
         storage=str(tmp / "runs"),
         best_dir=str(tmp / "best"),
-        data_dir=str(REAL_DATA),
+        data_dir=str(synthetic_data),
         verbose=0,
-        seed=3,
+        seed=SEED,
         start_from=(str(start),),
         checkpoint_every=2,
     )
-    return run_study(opts), tmp
+    before = ray_pids()  # the leak check wraps the study itself (no_ray_left would run after it)
+    result = run_study(opts)
+    return Study(result, tmp, synthetic_data, ray_left(before))
 
 
-def test_study_outputs(study, no_ray_left):
-    result, tmp = study
-    rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
+def _rows(result) -> list[dict]:
+    return list(csv.DictReader(open(result.results_dir / "trials.csv")))
+
+
+def test_study_outputs(study):
+    result = study.result
+    assert not study.ray_left, f"the study left Ray processes running: {sorted(study.ray_left)}"
+    rows = _rows(result)
     assert len(rows) == 4
     assert rows[0]["baseline"] == "True"  # the seed is trial one
     assert (rows[0]["embedding_dim"], rows[0]["hidden_dim"], rows[0]["batch_size"]) == ("520", "520", "35")
@@ -81,7 +80,7 @@ def test_study_outputs(study, no_ray_left):
     s = json.loads((result.results_dir / "summary.json").read_text())
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     assert s["best_dev_f1"] >= s["baseline_dev_f1"]
-    assert s["searcher"].startswith("OptunaSearch(TPESampler")
+    assert s["searcher"] == f"OptunaSearch(TPESampler(seed={SEED}))"
     # the warm-start trial is found by its values: what the transferred config scored here
     (started,) = s["start_from"]
     assert started["config"].endswith("start.yaml") and started["trial"] == rows[1]["trial"]
@@ -93,8 +92,8 @@ def test_trials_checkpoint_every_k_epochs(study):
     stopped after epoch 1 never saved one."""
     import torch
 
-    result, _ = study
-    rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
+    result = study.result
+    rows = _rows(result)
     assert {r["epochs_run"] for r in rows} <= {"1", "2"}
     for r in rows:
         ckpts = sorted(Path(result.study_path, r["trial_dir"]).glob("checkpoint_*/last.ckpt"))
@@ -116,18 +115,39 @@ def test_auto_checkpoints_cost_at_most_a_twentieth():
 
 
 def test_optuna_was_the_searcher(study):
+    """optuna.db is the searcher's own study: one Optuna trial per Tune trial, with that trial's
+    values; and the trials after the two enqueued ones are exactly what TPESampler(seed=3) proposes
+    (its first ten proposals are seeded random draws, whatever the scores). Any other searcher, or
+    another seed, proposes other values."""
     import optuna
 
-    result, _ = study
-    st = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.results_dir / 'optuna.db'}")
-    assert len(st.trials) == 4
-    assert st.trials[0].params["embedding_dim"] == 520  # enqueued baseline
-    assert isinstance(optuna.distributions.CategoricalDistribution, type)
-    assert "lr" in st.trials[1].distributions
+    result = study.result
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = optuna.load_study(study_name=result.name, storage=f"sqlite:///{result.results_dir / 'optuna.db'}")
+    trials = sorted(db.trials, key=lambda t: t.number)
+    rows = _rows(result)
+    assert len(trials) == len(rows) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    keys = ("embedding_dim", "hidden_dim", "batch_size", "lr")
+    for t, row in zip(trials, rows):  # Tune's trial order is the order it asked Optuna
+        assert set(t.params) == set(keys)
+        assert [t.params[k] for k in keys] == [pytest.approx(float(row[k])) for k in keys], row["trial"]
+
+    def proposals(seed: int) -> list[dict]:
+        """Replay Ray's OptunaSearch: the baseline and the --start-from point enqueued, then asked
+        with the space's distributions in the space file's order."""
+        replay = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        for t in trials[:2]:
+            replay.enqueue_trial(t.params)
+        space = {k: trials[-1].distributions[k] for k in keys}
+        return [replay.ask(fixed_distributions=space).params for _ in trials]
+
+    assert proposals(SEED) == [t.params for t in trials]
+    assert proposals(SEED + 1)[2:] != [t.params for t in trials[2:]]
 
 
 def test_every_trial_has_tensorboard_events(study):
-    result, _ = study
+    result = study.result
     trial_dirs = [
         p for p in Path(result.study_path).iterdir() if p.is_dir() and p.name.startswith("run_trial")
     ]
@@ -142,12 +162,10 @@ def test_every_trial_has_tensorboard_events(study):
 
 
 def test_best_config_trains_again(study, tmp_path):
-    result, _ = study
+    result = study.result
     assert result.best_config_path.name == "hi-fine.yaml"
     cfg = load_config(result.best_config_path)
     assert cfg.train.max_train_sentences == 300
-    from .conftest import REAL_DATA
-
     proc = run(
         "train",
         "--lang",
@@ -157,7 +175,7 @@ def test_best_config_trains_again(study, tmp_path):
         "--set",
         "epochs=1",
         "--data-dir",
-        REAL_DATA,
+        study.data,
         "--out",
         tmp_path / "again",
         "--quiet",
@@ -169,9 +187,7 @@ def test_best_config_trains_again(study, tmp_path):
 def test_retrain_top_k_from_the_study(study, tmp_path):
     from distner.retrain import RetrainOptions, retrain_cell
 
-    from .conftest import REAL_DATA
-
-    result, tmp = study
+    result, tmp = study.result, study.tmp
     r = retrain_cell(
         RetrainOptions(
             lang="hi",
@@ -179,22 +195,20 @@ def test_retrain_top_k_from_the_study(study, tmp_path):
             studies=str(tmp / "runs"),
             seeds=1,
             out=str(tmp_path),
-            data_dir=str(REAL_DATA),
+            data_dir=str(study.data),
             overrides=("epochs=1",),
             progress=False,
         )
     )
     assert list(r["variants"]) == ["tuned-1", "tuned-2", "baseline"]
-    rows = sorted(
-        csv.DictReader(open(result.results_dir / "trials.csv")), key=lambda x: -float(x["best_dev_f1"])
-    )
+    rows = sorted(_rows(result), key=lambda x: -float(x["best_dev_f1"]))
     assert r["variants"]["tuned-1"]["config"]["embedding_dim"] == int(rows[0]["embedding_dim"])
     assert r["study"] == str(tmp / "runs" / "hi-fine")
     assert (tmp_path / "hi-fine" / "final.json").is_file()
 
 
 def test_existing_study_needs_resume(study):
-    result, tmp = study
+    tmp = study.tmp
     opts = TuneOptions(lang="hi", space=str(tmp / "space.yaml"), storage=str(tmp / "runs"))
     with pytest.raises(DistnerError, match="study exists; add --resume"):
         run_study(opts)
@@ -215,7 +229,7 @@ def _epochs_per_trial(study_dir: Path) -> dict[str, list[int]]:
     return out
 
 
-def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
+def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
     space = write(tmp_path / "space.yaml", SPACE % 3)
     cmd = [
         sys.executable,
@@ -235,7 +249,7 @@ def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
         "--best-dir",
         tmp_path / "best",
         "--data-dir",
-        real_data,
+        synthetic_data,
         "--name",
         "resume",
         "--verbose",
@@ -273,14 +287,14 @@ def test_interrupted_study_resumes(tmp_path, real_data, no_ray_left):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
-def test_stop_after_every_trial_started(tmp_path, real_data, no_ray_left, sig):
+def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left, sig):
     """A stop once the last trial is running: Tune then marks the running trials TERMINATED, so
     without distner's own signal check the study looked finished and wrote a best config."""
     space = write(tmp_path / "space.yaml", SPACE.replace("epochs: %d", "epochs: 30"))
     cmd = [
         *(sys.executable, "-m", "distner", "tune", "--lang", "hi", "--space", space),
         *("--num-samples", "2", "--max-concurrent", "2", "--cpus-per-trial", "1"),
-        *("--storage", tmp_path / "runs", "--best-dir", tmp_path / "best", "--data-dir", real_data),
+        *("--storage", tmp_path / "runs", "--best-dir", tmp_path / "best", "--data-dir", synthetic_data),
         *("--name", "stop", "--verbose", "0", "--grace-period", "30"),
     ]
     cmd = [str(c) for c in cmd]
