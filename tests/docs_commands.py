@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,19 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    """GET a URL; a server that has printed its URL may take a moment more to accept."""
+    for wait in (0.5, 1, 2, 4, 8, 0):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.URLError:
+            if not wait:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def smoke_space(path: Path, out: Path) -> Path:
@@ -170,11 +184,10 @@ class Runner:
                     return "failed", f"exited {proc.returncode} before serving"
                 m = re.search(r"(http://[^\s]+)", line)
                 if marker in line and m:
-                    with urllib.request.urlopen(m.group(1) + path, timeout=10) as r:
-                        body = r.read().decode(errors="replace")
-                        if r.status != 200 or expect not in body:
-                            return "failed", f"HTTP {r.status}, {expect!r} not in {body[:300]!r}"
-                        return "ran", " ".join(argv)
+                    status, body = _get(m.group(1) + path)
+                    if status != 200 or expect not in body:
+                        return "failed", f"HTTP {status}, {expect!r} not in {body[:300]!r}"
+                    return "ran", " ".join(argv)
             return "failed", "no URL printed within 90 s"
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
