@@ -13,7 +13,10 @@ from . import __version__
 from .errors import DistnerError, StudyInterrupted, one_line
 
 LANG_HELP = "en|english, hi|hindi, bn|bengali|bangla"
-DATA_HELP = "data root laid out as {lang}/{split}.conll[.gz] (default: $DISTNER_DATA)"
+DATA_HELP = (
+    "data root laid out as {lang}/{split}.conll[.gz], or the official release's "
+    "EN-English/en_train.conll ... (default: $DISTNER_DATA)"
+)
 
 
 def _csv(text: str) -> list[str]:

@@ -145,13 +145,23 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return root
 
 
+# The official MultiCoNER II release names its folders and files this way (EN-English/en_train.conll).
+RELEASE_DIRS = {"en": "EN-English", "hi": "HI-Hindi", "bn": "BN-Bangla"}
+
+
 def split_path(data_dir: str | os.PathLike | None, lang: str, split: str) -> Path:
-    """`{root}/{lang}/{split}.conll` or `.conll.gz`."""
+    """distner's layout `{root}/{lang}/{split}.conll[.gz]`, else the official release's
+    `{root}/EN-English/en_{split}.conll[.gz]` (HI-Hindi/hi_..., BN-Bangla/bn_...)."""
     root, code = resolve_data_dir(data_dir), normalize_lang(lang)
-    for name in (f"{split}.conll", f"{split}.conll.gz"):
-        if (root / code / name).is_file():
-            return root / code / name
-    raise DistnerError(f"{root / code / split}.conll[.gz]: split {split!r} not found")
+    release = root / RELEASE_DIRS[code] / f"{code}_{split}"
+    for base in (root / code / split, release):
+        for path in (base.with_name(base.name + ".conll"), base.with_name(base.name + ".conll.gz")):
+            if path.is_file():
+                return path
+    raise DistnerError(
+        f"{root / code / split}.conll[.gz]: split {split!r} not found "
+        f"(nor the release's {release.relative_to(root)}.conll)"
+    )
 
 
 def with_granularity(sentences: Iterable[Sentence], granularity: str) -> list[Sentence]:

@@ -10,6 +10,7 @@ This module only parses and validates; tuning.py turns a Space into Ray Tune dis
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import os
 from dataclasses import dataclass
@@ -28,7 +29,6 @@ KINDS = {  # kind -> number of arguments
     "randint": 2,
     "qrandint": 3,
 }
-SPACES_DIR = Path(__file__).resolve().parent.parent / "tune_spaces"
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,28 @@ class Space:
         return int(self.base()["epochs"])
 
 
+def builtin_space(name: str) -> Path | None:
+    """A space that ships with distner, by file name: package data `distner.tune_spaces`, which a
+    wheel builds from the project's `tune_spaces/` (the one copy). An editable install or a bare
+    checkout cannot import that folder as a subpackage, so there it is read in place."""
+    try:
+        found = importlib.resources.files("distner.tune_spaces").joinpath(name)
+    except ModuleNotFoundError:
+        found = Path(__file__).resolve().parent.parent / "tune_spaces" / name
+    # installs unpack to plain files (Path); a zipped install is not supported
+    return found if isinstance(found, Path) and found.is_file() else None
+
+
 def resolve_space_path(path: str | os.PathLike) -> Path:
-    """As given, else relative to the distner checkout's tune_spaces/ (so defaults work anywhere)."""
+    """As given, else the built-in space of that file name (so `tune_spaces/default.yaml`, the
+    defaults, work from any folder)."""
     p = Path(path)
     if p.is_file():
         return p.resolve()
-    fallback = SPACES_DIR / p.name
-    if not p.is_absolute() and fallback.is_file():
-        return fallback
-    raise DistnerError(f"{p}: search space file not found")
+    builtin = None if p.is_absolute() else builtin_space(p.name)
+    if builtin is None:
+        raise DistnerError(f"{p}: search space file not found")
+    return builtin
 
 
 def _param(name: str, spec: dict, source: str) -> Param:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,25 @@ def _value(args: list[str], flag: str) -> str | None:
         if a == flag and i + 1 < len(args):
             return args[i + 1]
     return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    """GET a URL; a server that has printed its URL may take a moment more to accept."""
+    for wait in (0.5, 1, 2, 4, 8, 0):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.URLError:
+            if not wait:
+                raise
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def smoke_space(path: Path, out: Path) -> Path:
@@ -145,7 +165,8 @@ class Runner:
             return "failed", f"exit {proc.returncode}: {proc.stderr[-1500:] or proc.stdout[-1500:]}"
         return "ran", " ".join(argv)
 
-    def _serve(self, argv: list[str], marker: str) -> tuple[str, str]:
+    def _serve(self, argv: list[str], marker: str, path: str = "", expect: str = "") -> tuple[str, str]:
+        """Start a server, open the URL it prints (plus `path`; its body must hold `expect`), stop it."""
         proc = subprocess.Popen(
             argv,
             cwd=self.sandbox,
@@ -163,8 +184,10 @@ class Runner:
                     return "failed", f"exited {proc.returncode} before serving"
                 m = re.search(r"(http://[^\s]+)", line)
                 if marker in line and m:
-                    with urllib.request.urlopen(m.group(1), timeout=10) as r:
-                        return ("ran", " ".join(argv)) if r.status == 200 else ("failed", f"HTTP {r.status}")
+                    status, body = _get(m.group(1) + path)
+                    if status != 200 or expect not in body:
+                        return "failed", f"HTTP {status}, {expect!r} not in {body[:300]!r}"
+                    return "ran", " ".join(argv)
             return "failed", "no URL printed within 90 s"
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -209,6 +232,9 @@ class Runner:
             )
         if tool == "tensorboard":
             return self._serve(["tensorboard", *_drop(rest, "--port"), "--port", "0"], "TensorBoard")
+        if tool == "optuna-dashboard":  # its --port 0 prints port 0, so pick a free one here
+            argv = ["optuna-dashboard", *_drop(rest, "--port"), "--port", str(_free_port())]
+            return self._serve(argv, "Listening on", "api/studies", '"study_name"')
         if tool == "python" and rest and rest[0].startswith("benchmarks/"):
             script, bargs = rest[0], rest[1:]
             if _value(bargs, "--device") == "cuda":
@@ -247,9 +273,7 @@ class Runner:
                 # A head of our own: its temp dir (short, for Ray's socket paths) marks its processes for
                 # close(), and RAY_ADDRESS points `--address auto` at it rather than any other Ray here.
                 self.ray_tmp = tempfile.mkdtemp(prefix="dnray", dir="/tmp")
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", 0))
-                    port = sock.getsockname()[1]
+                port = _free_port()
                 st, detail = self._run(
                     [
                         "ray",

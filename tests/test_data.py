@@ -2,9 +2,9 @@ import gzip
 
 import pytest
 
-from distner.data import Vocab, encode, format_conll, read_conll, split_path
+from distner.data import Vocab, encode, format_conll, load_split, read_conll, split_path
 from distner.errors import DistnerError
-from distner.labels import tag_set
+from distner.labels import COARSE_TO_FINE, tag_set
 
 from .helpers import write
 
@@ -166,3 +166,18 @@ def test_long_tag_is_not_echoed_whole(tmp_path):
     with pytest.raises(DistnerError, match="unknown entity type") as e:
         read_conll(p)
     assert len(str(e.value)) < 500
+
+
+def test_official_release_layout(tmp_path, tiny_dir):
+    """The MultiCoNER II download as it comes (EN-English/en_train.conll, ...), no renaming."""
+    for split in ("train", "dev", "test"):
+        write(tmp_path / "EN-English" / f"en_{split}.conll", (tiny_dir / "en" / f"{split}.conll").read_text())
+    assert split_path(tmp_path, "english", "dev") == tmp_path / "EN-English" / "en_dev.conll"
+    train, dev = (load_split(tmp_path, "en", split, "coarse") for split in ("train", "dev"))
+    assert len(train) == len(read_conll(tiny_dir / "en" / "train.conll"))
+    assert {t[2:] for s in dev for t in s.tags if t != "O"} <= set(COARSE_TO_FINE)
+    # distner's own layout wins where both are present; a missing split names both places
+    write(tmp_path / "en" / "dev.conll", (tiny_dir / "en" / "test.conll").read_text())
+    assert split_path(tmp_path, "en", "dev") == tmp_path / "en" / "dev.conll"
+    with pytest.raises(DistnerError, match=r"split 'train' not found \(nor the release's BN-Bangla/bn_train"):
+        split_path(tmp_path, "bn", "train")

@@ -79,3 +79,21 @@ def test_start_point_takes_the_searched_keys_and_checks_them(tmp_path):
         space.start_point(bad)
     with pytest.raises(DistnerError, match="missing.yaml"):
         space.start_point(tmp_path / "missing.yaml")
+
+
+def test_builtin_spaces_from_any_folder(tmp_path, monkeypatch):
+    """The defaults name `tune_spaces/...`; from a folder without one, the spaces that ship with
+    distner answer, and a name that none of them has is an error."""
+    from distner.spaces import builtin_space, resolve_space_path
+
+    monkeypatch.chdir(tmp_path)
+    found = resolve_space_path("tune_spaces/default.yaml")
+    assert found == builtin_space("default.yaml") and found.parent.name == "tune_spaces"
+    assert load_space("smoke.yaml").params
+    (tmp_path / "tune_spaces").mkdir()
+    mine = write(tmp_path / "tune_spaces" / "default.yaml", "lr: {loguniform: [1.0e-3, 1.0e-1]}\n")
+    assert resolve_space_path("tune_spaces/default.yaml") == mine  # a file that is there wins
+    with pytest.raises(DistnerError, match="nope.yaml: search space file not found"):
+        resolve_space_path("tune_spaces/nope.yaml")
+    with pytest.raises(DistnerError, match="search space file not found"):
+        resolve_space_path(tmp_path / "default.yaml")  # absolute paths are taken as given
