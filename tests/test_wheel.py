@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _build_wheel(tmp: Path) -> Path:
     return wheel
 
 
-def test_wheel_runs_a_study_from_another_folder(tmp_path, real_data, no_ray_left):
+def test_wheel_runs_a_study_from_another_folder(tmp_path, synthetic_data, no_ray_left):
     wheel = _build_wheel(tmp_path)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch, ray, ... from this Python
@@ -66,7 +66,7 @@ def test_wheel_runs_a_study_from_another_folder(tmp_path, real_data, no_ray_left
     where = found.stdout.split()
     assert all(Path(p).is_relative_to(env_dir) for p in where), where  # the wheel's copy, not the checkout
 
-    cmd = [env_dir / "bin" / "distner", "tune", "--lang", "hindi", "--smoke", "--data-dir", real_data]
+    cmd = [env_dir / "bin" / "distner", "tune", "--lang", "hindi", "--smoke", "--data-dir", synthetic_data]
     done = subprocess.run(
         [str(c) for c in cmd], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
     )
