@@ -6,7 +6,7 @@ import pytest
 
 from .docs_commands import PAGES, Runner, extract
 
-KNOWN = ("distner", "python", "tensorboard", "pip", "export", "ray", "ssh")
+KNOWN = ("distner", "python", "tensorboard", "optuna-dashboard", "pip", "export", "ray", "ssh")
 
 
 def test_pages_follow_the_command_convention():
