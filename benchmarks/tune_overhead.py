@@ -31,7 +31,8 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import RunConfig
-from distner.training import Corpus, fit
+from distner.data import Corpus
+from distner.training import fit
 from distner.tuning import TuneOptions, run_study
 
 SPACE = """# benchmark space: only lr varies; fixed sizes

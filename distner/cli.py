@@ -356,8 +356,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     out = check_run_out(args.out or f"runs/train/{lang}-{gran}", args.overwrite)  # before data is read
 
+    from .data import Corpus
     from .tables import metrics_table
-    from .training import Corpus, fit_into
+    from .training import fit_into
 
     corpus = Corpus.load(args.data_dir, lang, gran)
     print(f"distner train: {lang}-{gran}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)

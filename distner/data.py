@@ -1,4 +1,5 @@
-"""MultiCoNER CoNLL reading, vocabularies and tensor encoding.
+"""MultiCoNER CoNLL reading, the `Corpus` of one language x granularity, vocabularies and tensor
+encoding.
 
 File format: `# id <uuid>\\tdomain=<lang>` header per sentence, then `TOKEN _ _ TAG` lines (columns
 separated by spaces or tabs), sentences separated by any number of blank lines; plain or
@@ -165,6 +166,29 @@ def with_granularity(sentences: Iterable[Sentence], granularity: str) -> list[Se
 
 def load_split(data_dir: str | os.PathLike | None, lang: str, split: str, granularity: str) -> list[Sentence]:
     return with_granularity(read_conll(split_path(data_dir, lang, split)), granularity)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Parsed sentences of one language x granularity; parse once, encode per config."""
+
+    lang: str
+    granularity: str
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    data_dir: str
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
+        lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
+        root = resolve_data_dir(data_dir)
+        splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
+        return cls(lang, granularity, *splits, data_dir=str(root))
+
+    def with_dev_in_train(self) -> Corpus:
+        """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
+        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
+from .data import Corpus
 from .errors import DistnerError, shorten
 from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file
 from .spaces import resolve_space_path
-from .training import Corpus, fit_into
+from .training import fit_into
 
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
 # config so that both are trained on the same data (e.g. the sample of a smoke study).

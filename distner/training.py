@@ -37,11 +37,11 @@ from .data import (
     Batch,
     BatchDataset,
     BucketBatchSampler,
+    Corpus,
     Encoded,
     Sentence,
     Vocab,
     encode,
-    load_split,
     make_loader,
     read_vectors,
 )
@@ -57,31 +57,6 @@ MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
 FINITE_CHECK_EVERY = 50
 EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Parsed sentences of one language x granularity; parse once, encode per config."""
-
-    lang: str
-    granularity: str
-    train: list[Sentence]
-    dev: list[Sentence]
-    test: list[Sentence]
-    data_dir: str
-
-    @classmethod
-    def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
-        from .data import resolve_data_dir
-
-        lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
-        root = resolve_data_dir(data_dir)
-        splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
-        return cls(lang, granularity, *splits, data_dir=str(root))
-
-    def with_dev_in_train(self) -> Corpus:
-        """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
-        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
 
 
 @dataclass(frozen=True)

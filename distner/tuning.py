@@ -26,13 +26,14 @@ import pytorch_lightning as pl
 import torch
 
 from .config import RunConfig
+from .data import Corpus
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file, check_path_component
 from .spaces import Param, Space, load_space
 from .tables import table
-from .training import MONITOR, Corpus, fit, fit_into
+from .training import MONITOR, fit, fit_into
 
 # When a trial saves a resumable checkpoint (weights + Adam state: 156 MB at the seed's size on
 # Hindi, ~0.8 s to save and copy; docs/performance.md). By default ("auto", 0) once this many seconds
