@@ -10,8 +10,9 @@ import torch
 from distner.config import load_config
 from distner.data import Corpus, Vocab, read_conll, read_vectors
 from distner.errors import DistnerError
+from distner.evaluation import load_run, predict_tags
 from distner.labels import is_valid_iob2
-from distner.training import fit, load_run, predict_tags
+from distner.training import fit
 
 from .conftest import write
 from .test_cli import run
