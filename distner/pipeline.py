@@ -15,10 +15,10 @@ from typing import Any
 from .config import read_yaml_mapping
 from .fileio import read_json
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir
+from .paths import check_output_dir, is_remote
 from .report import build_report
 from .retrain import RetrainOptions, retrain_cell
-from .tuning import TuneOptions, is_remote, run_study, study_exists
+from .tuning import TuneOptions, run_study, study_exists
 
 
 def _made_by(best: Path, study_name: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file
+from .paths import check_output_dir, check_output_file, is_remote
 
 METHOD = """\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
@@ -53,7 +53,7 @@ def _md_table(rows: list[list[str]]) -> str:
 def _rel(path: str | None) -> str | None:
     """A local path as written into reports: relative to the folder distner runs in (the project
     root), so committed reports name no folder of the machine that made them."""
-    if not path or "://" in path:
+    if not path or is_remote(path):
         return path
     return os.path.relpath(Path(path).resolve(), Path.cwd())
 
@@ -79,7 +79,7 @@ def _study(study: str | None) -> dict[str, Any]:
         "importances": None,
         "start_from": [],
     }
-    if not study or "://" in study or not Path(study).is_dir():
+    if not study or is_remote(study) or not Path(study).is_dir():
         return out
     d = Path(study)
     if (d / "summary.json").is_file():

@@ -19,7 +19,7 @@ from .data import Corpus
 from .errors import DistnerError, shorten
 from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file
+from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import resolve_space_path
 from .training import fit_into
 
@@ -231,4 +231,4 @@ def _study_of(source: str, opts: RetrainOptions) -> str | None:
         return str(Path(source).parent.parent)
     meta = read_yaml_mapping(source).get("_meta") or {}
     study = meta.get("study")
-    return str(Path(study).resolve()) if study and "://" not in study else study
+    return str(Path(study).resolve()) if study and not is_remote(study) else study

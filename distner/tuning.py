@@ -30,7 +30,7 @@ from .data import Corpus
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
 from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file, check_path_component
+from .paths import check_output_dir, check_output_file, check_path_component, is_remote
 from .spaces import Param, Space, load_space
 from .tables import table
 from .training import MONITOR, fit, fit_into
@@ -42,9 +42,6 @@ from .training import MONITOR, fit, fit_into
 # (or one epoch, where an epoch takes longer). A 1 s GPU epoch is never worth a 0.8 s checkpoint.
 AUTO_CHECKPOINT_S = 60.0
 CHECKPOINT_COST_FACTOR = 20.0
-
-# Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
-REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
 
 
 @dataclass(frozen=True)
@@ -108,10 +105,6 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(a + b for a, b in parts) != text:
         raise DistnerError(f"--time-budget {shorten(text)}: use e.g. 2h, 90m, 1h30m or 45s")
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def is_remote(storage: str) -> bool:
-    return storage.startswith(REMOTE_PREFIXES)
 
 
 # ---------------------------------------------------------------- inside a trial (a Ray worker)
