@@ -203,7 +203,7 @@ def _run_jobs(
     import torch
 
     if opts.address or torch.cuda.device_count() > 0:
-        from .tuning import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist
+        from .ray_runtime import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist
 
         fit_on_ray(jobs, corpus, address=opts.address, gpus_per_run=opts.gpus_per_run, keep=keep)
         return
