@@ -447,7 +447,8 @@ def _retrain_options(
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .labels import normalize_lang
-    from .tuning import run_study, summary_table
+    from .tables import study_table
+    from .tuning import run_study
 
     grans = ["fine", "coarse"] if args.granularity == "both" else [args.granularity]
     for gran in grans:
@@ -456,7 +457,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             name = f"{normalize_lang(args.lang)}-{gran}-smoke"
         opts = _tune_options(args, args.lang, gran)
         result = run_study(replace(opts, name=name, resume=args.resume, results_only=args.results_only))
-        print(summary_table(result))
+        print(study_table(result.summary))
         print(
             f"study: {result.study_path}\ntrials: {result.results_dir / 'trials.csv'}\n"
             f"best config: {result.best_config_path}"

@@ -12,12 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml_mapping
 from .fileio import read_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, is_remote
 from .report import build_report
 from .retrain import RetrainOptions, retrain_cell
+from .study import best_meta
 from .tuning import TuneOptions, run_study, study_exists
 
 
@@ -25,14 +25,14 @@ def _made_by(best: Path, study_name: str) -> bool:
     """best/<cell>.yaml exists and came from this study (not, say, an earlier smoke study)."""
     if not best.is_file():
         return False
-    study = (read_yaml_mapping(best).get("_meta") or {}).get("study", "")
+    study = (best_meta(best) or {}).get("study", "")
     return Path(study).name == study_name
 
 
 def _retrained_from(done: Path, best: Path) -> bool:
     """retrain.json was made from the current best config (same study and trial)."""
     done_meta = read_json(done)
-    return isinstance(done_meta, dict) and done_meta.get("best_meta") == read_yaml_mapping(best).get("_meta")
+    return isinstance(done_meta, dict) and done_meta.get("best_meta") == best_meta(best)
 
 
 def run_pipeline(

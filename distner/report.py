@@ -1,12 +1,12 @@
 """Final reports from files only: retrain results, study results and the class report's table.
 
 Reads `<retrain>/<cell>/retrain.json` (+ the final model's metrics.json), the study's `trials.csv`,
-`summary.json` and `optuna.db`; writes `<out>/report.md`, `<out>/report.json` and PNG figures.
+`summary.json` and `optuna.db` (through study.StudyFiles); writes `<out>/report.md`,
+`<out>/report.json` and PNG figures.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -18,6 +18,7 @@ from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file, is_remote
+from .study import StudyFiles
 
 METHOD = """\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
@@ -81,9 +82,9 @@ def _study(study: str | None) -> dict[str, Any]:
     }
     if not study or is_remote(study) or not Path(study).is_dir():
         return out
-    d = Path(study)
-    if (d / "summary.json").is_file():
-        s = read_json(d / "summary.json")
+    files = StudyFiles(Path(study))
+    s = files.summary()
+    if s is not None:
         out.update(
             trials=s["trials"],
             gpu_hours=s["gpu_hours"],
@@ -94,16 +95,16 @@ def _study(study: str | None) -> dict[str, Any]:
             # the warm-start trials: e.g. another cell's winner, transferred unchanged
             start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],
         )
-    if (d / "trials.csv").is_file():
+    if files.has_trials():
         best, curve = -math.inf, []
-        for row in csv.DictReader(open(d / "trials.csv", encoding="utf-8")):
-            v = float(row["best_dev_f1"])
+        for row in files.trials():
+            v = row["best_dev_f1"]
             if not math.isnan(v):
                 best = max(best, v)
             curve.append(best if best > -math.inf else float("nan"))
         out["best_so_far"] = curve
-    if (d / "optuna.db").is_file():
-        out["importances"] = _importances(d / "optuna.db")
+    if files.optuna_db is not None:
+        out["importances"] = _importances(files.optuna_db)
     return out
 
 

@@ -1,13 +1,13 @@
 """Retrain the winners: the tuned config(s) and the seed baseline, from scratch, with several seeds.
 
-Reads `best/<cell>.yaml` (or the study's top-k trials) and `tune_spaces/baseline.yaml`; writes
-`<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders, `<out>/<cell>/retrain.json` and
-`<out>/<cell>/final.json`, which names the cell's final model (best dev score, never test).
+Reads `best/<cell>.yaml` (or the study's top-k trials, through study.StudyFiles) and
+`tune_spaces/baseline.yaml`; writes `<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders,
+`<out>/<cell>/retrain.json` and `<out>/<cell>/final.json`, which names the cell's final model (best
+dev score, never test).
 """
 
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import resolve_space_path
+from .study import StudyFiles, best_meta
 from .training import fit_into
 
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
@@ -76,28 +77,13 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
                 f"distner tune --lang {lang} --granularity {gran}"
             )
         return [("tuned", load_config(path), str(path.resolve()))]
-    best = Path(opts.best_dir) / f"{opts.cell}.yaml"
-    meta = (read_yaml_mapping(best).get("_meta") or {}) if best.is_file() else {}
-    study = Path(meta.get("study") or Path(opts.studies) / opts.cell)  # the study that wrote best/, if known
-    table = study / "trials.csv"
-    if not table.is_file():
-        raise DistnerError(f"{table}: study results not found; run distner tune for {opts.cell} first")
-    rows = [
-        r
-        for r in csv.DictReader(open(table, encoding="utf-8"))
-        if r["state"] in ("completed", "stopped_early")
-    ]
-    rows.sort(key=lambda r: -float(r["best_dev_f1"]))
+    meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
+    # the study that wrote best/, if known
+    study = StudyFiles(Path(meta.get("study") or Path(opts.studies) / opts.cell))
     out = []
-    for k, row in enumerate(rows[: opts.top_k], 1):
-        cfg_file = study / row["trial_dir"] / "config.yaml"
-        out.append(
-            (
-                f"tuned-{k}",
-                RunConfig.from_flat(read_yaml_mapping(cfg_file)["config"], str(cfg_file)),
-                str(cfg_file),
-            )
-        )
+    for k, row in enumerate(study.ranked()[: opts.top_k], 1):
+        cfg, cfg_file = study.trial_config(row)
+        out.append((f"tuned-{k}", cfg, str(cfg_file)))
     return out
 
 
@@ -182,9 +168,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
         }
     result["study"] = _study_of(variants[0][2], opts)
     src = Path(variants[0][2])
-    result["best_meta"] = (
-        read_yaml_mapping(src).get("_meta") if src.suffix == ".yaml" and opts.top_k == 1 else None
-    )
+    result["best_meta"] = best_meta(src) if src.suffix == ".yaml" and opts.top_k == 1 else None
     tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
     final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
     result["final"] = {
@@ -229,6 +213,5 @@ def _study_of(source: str, opts: RetrainOptions) -> str | None:
     """The study a tuned config came from (recorded in best/*.yaml by distner tune)."""
     if source.endswith("config.yaml"):  # top-k: a trial folder inside the study
         return str(Path(source).parent.parent)
-    meta = read_yaml_mapping(source).get("_meta") or {}
-    study = meta.get("study")
+    study = (best_meta(source) or {}).get("study")
     return str(Path(study).resolve()) if study and not is_remote(study) else study

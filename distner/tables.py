@@ -1,7 +1,9 @@
-"""Plain-text tables for the terminal (the Markdown report is report.py)."""
+"""Every table distner prints or writes: plain text for the terminal (`table`) and Markdown for
+report.md (`markdown_table`), with the rows of metrics, per-type scores, studies and retraining."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 COLUMNS = (
@@ -37,4 +39,36 @@ def per_type_table(m: dict[str, Any]) -> str:
     rows = [["type", "precision", "recall", "f1", "support"]]
     for t, v in m["per_type"].items():
         rows.append([t, *(f"{100 * v[k]:.1f}" for k in ("precision", "recall", "f1")), str(v["support"])])
+    return table(rows)
+
+
+def study_table(s: dict[str, Any]) -> str:
+    """One row from a study's summary.json: best and baseline dev F1, trials by state, time."""
+    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
+    rows = [
+        [
+            "study",
+            "best dev F1",
+            "baseline dev F1",
+            "trials",
+            "completed",
+            "stopped early",
+            "failed",
+            "not run",
+            "wall",
+            "GPU-h",
+        ],
+        [
+            s["study"],
+            pct(s["best_dev_f1"]),
+            pct(s["baseline_dev_f1"]),
+            str(s["trials"]),
+            str(s["completed"]),
+            str(s["stopped_early"]),
+            str(s["failed"] + s["diverged"]),
+            str(s["not_run"]),
+            "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
+            f"{s['gpu_hours']:.3f}",
+        ],
+    ]
     return table(rows)

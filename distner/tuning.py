@@ -4,14 +4,13 @@ ray_runtime.py.
 
 Reads: the data root, a search space YAML. Writes, per study: Ray's experiment folder under
 `<storage>/<name>/` (per trial: params, per-epoch metrics, last checkpoint, TensorBoard events,
-model.pt of its best epoch), then `trials.csv`, `summary.json` and `optuna.db` beside it (or
-under `runs/<name>/` when storage is remote), and `best/<lang>-<granularity>.yaml`.
+model.pt of its best epoch), then the study's output files, written by study.py: `trials.csv`,
+`summary.json` and `optuna.db` beside it (or under `runs/<name>/` when storage is remote), and
+`best/<lang>-<granularity>.yaml`.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import re
 import shutil
@@ -19,7 +18,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,20 @@ import torch
 from .config import RunConfig
 from .data import Corpus
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
-from .fileio import write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file, check_path_component, is_remote
+from .paths import check_output_dir, check_output_file, check_path_component
 from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
 from .spaces import Param, Space, load_space
-from .tables import table
+from .study import (
+    Study,
+    StudyResult,
+    start_rows,
+    storage_root,
+    study_path,
+    summarise,
+    trial_rows,
+    write_outputs,
+)
 from .training import MONITOR, fit
 
 # When a trial saves a resumable checkpoint (weights + Adam state: 156 MB at the seed's size on
@@ -86,16 +93,6 @@ class TuneOptions:
             raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
         if self.name is not None:  # a folder under --storage: it must not climb out of it
             check_path_component(self.name, "--name")
-
-
-@dataclass
-class StudyResult:
-    name: str
-    study_path: str
-    results_dir: Path
-    best_config_path: Path
-    summary: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse_duration(text: str) -> float:
@@ -240,8 +237,7 @@ class _StopSignals:
 def study_exists(storage: str, name: str) -> bool:
     from ray import tune
 
-    path = storage if is_remote(storage) else str(Path(storage).resolve())
-    return tune.Tuner.can_restore(f"{path.rstrip('/')}/{name}")
+    return tune.Tuner.can_restore(study_path(storage, name))
 
 
 def run_study(opts: TuneOptions) -> StudyResult:
@@ -257,16 +253,14 @@ def run_study(opts: TuneOptions) -> StudyResult:
     starts = [space.start_point(p) for p in opts.start_from]  # bad files fail before Ray starts
     if opts.resume and starts:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
-    name = opts.name or f"{lang}-{gran}"
-    storage = opts.storage if is_remote(opts.storage) else str(Path(opts.storage).resolve())
-    study_path = f"{storage.rstrip('/')}/{name}"
-    results_dir = Path(study_path) if not is_remote(storage) else Path("runs", name).resolve()
-    _check_outputs(opts, results_dir, lang, gran)
-    exists = tune.Tuner.can_restore(study_path)
+    study = Study(opts.name or f"{lang}-{gran}", lang, gran, opts.storage, opts.best_dir)
+    name, path, storage = study.name, study.path, storage_root(opts.storage)
+    _check_outputs(study)
+    exists = tune.Tuner.can_restore(path)
     if exists and not (opts.resume or opts.results_only):
-        raise DistnerError(f"{study_path}: study exists; add --resume to continue it, or --name NEW")
+        raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
     if (opts.resume or opts.results_only) and not exists:
-        raise DistnerError(f"{study_path}: no study to resume (run without --resume to start it)")
+        raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
 
     corpus = Corpus.load(opts.data_dir, lang, gran)
     corpus = replace(corpus, test=[])  # tuning never sees test
@@ -318,11 +312,11 @@ def run_study(opts: TuneOptions) -> StudyResult:
         )
         t0 = time.time()
         if opts.results_only:
-            grid = tune.Tuner.restore(study_path, trainable=trainable, param_space=param_space).get_results()
-            return _finish(grid, float("nan"), space, opts, name, lang, gran, gpus, study_path, results_dir)
+            grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
+            return _finish(grid, float("nan"), space, opts, study, gpus)
         if opts.resume:
             tuner = tune.Tuner.restore(
-                study_path,
+                path,
                 trainable=trainable,
                 param_space=param_space,
                 resume_unfinished=True,
@@ -345,258 +339,32 @@ def run_study(opts: TuneOptions) -> StudyResult:
                 else f"interrupted with {finished} of {opts.num_samples} trials ended"
             )
             raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
-        return _finish(grid, wall, space, opts, name, lang, gran, gpus, study_path, results_dir)
+        return _finish(grid, wall, space, opts, study, gpus)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _check_outputs(opts: TuneOptions, results_dir: Path, lang: str, gran: str) -> None:
+def _check_outputs(study: Study) -> None:
     """Every local place a study writes (the study folder itself, or its results when storage
     is remote; best/), checked before data is read or Ray starts."""
-    check_output_dir(results_dir, "--storage")
-    check_output_file(_best_path(opts, lang, gran), "--best-dir")
-
-
-def _best_path(opts: TuneOptions, lang: str, gran: str) -> Path:
-    return Path(opts.best_dir).resolve() / f"{lang}-{gran}.yaml"
+    check_output_dir(study.results_dir, "--storage")
+    check_output_file(study.best_path, "--best-dir")
 
 
 def _finish(
-    grid: Any,
-    wall: float,
-    space: Space,
-    opts: TuneOptions,
-    name: str,
-    lang: str,
-    gran: str,
-    gpus: float,
-    study_path: str,
-    results_dir: Path,
+    grid: Any, wall: float, space: Space, opts: TuneOptions, study: Study, gpus: float
 ) -> StudyResult:
-    """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml from a study's results."""
-    rows = _trial_rows(grid, space, space.max_epochs())
-    summary = _summarise(rows, name, lang, gran, opts, space, wall, gpus)
-    summary["start_from"] = _start_rows(rows, space, opts.start_from)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    _write_trials_csv(results_dir / "trials.csv", rows, space)
-    write_json(results_dir / "summary.json", summary)
-    _export_optuna(study_path, results_dir / "optuna.db", name)
-    best_path = _write_best(rows, space, opts, lang, gran, name)
-    return StudyResult(name, study_path, results_dir, best_path, summary, rows)
-
-
-def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
-    baseline = space.baseline_point()
-    rows = []
-    for r in grid:
-        df = r.metrics_dataframe
-        last = r.metrics or {}
-        params = r.config or _params_on_disk(r.path)  # None: the trial never reported (time budget)
-        cfg = {p.name: params.get(p.name) for p in space.params}
-        f1s = df[MONITOR].dropna().tolist() if df is not None and MONITOR in df else []
-        epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
-        if r.error is not None:
-            state = "failed"
-        elif last.get("diverged"):
-            state = "diverged"
-        elif epochs == 0:
-            state = "not_run"
-        elif epochs < int(params.get("epochs", space.base()["epochs"])):
-            state = "stopped_early"
-        else:
-            state = "completed"
-        trial_dir = Path(r.path).name if r.path else ""
-        rows.append(
-            {
-                "trial": last.get("trial_id", trial_dir),
-                "index": _trial_index(trial_dir),
-                **cfg,
-                "best_dev_f1": max(f1s) if f1s else float("nan"),
-                "epochs_run": epochs,
-                "state": state,
-                "seconds": round(float(last.get("time_total_s", 0.0)), 2),
-                "node_id": last.get("node_id", ""),
-                "baseline": cfg == baseline,
-                "error": str(r.error).splitlines()[0][:200] if r.error else "",
-                "trial_dir": trial_dir,
-            }
-        )
-    rows.sort(key=lambda row: row["index"])
-    return rows
-
-
-def _params_on_disk(path: str | None) -> dict[str, Any]:
-    import json
-
-    p = Path(path or "", "params.json")
-    return json.loads(p.read_text()) if path and p.is_file() else {}
-
-
-def _trial_index(trial_dir_name: str) -> int:
-    """Creation order: Ray names trial folders `<trainable>_<id>_<n>_<params>_<date>`, n from 1."""
-    m = re.match(r".*?_[0-9a-f]{8}_(\d+)_", trial_dir_name)
-    return int(m.group(1)) if m else 0
-
-
-def _start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each --start-from file with the trial that ran its values (found by value, so a resumed
-    study given the same files finds them too): what a transferred config scored on this cell."""
-    out = []
-    for f in files:
-        point = space.start_point(f)
-        row = next((r for r in rows if all(_same(r[k], v) for k, v in point.items())), None)
-        out.append(
-            {
-                "config": f,
-                "trial": row["trial"] if row else None,
-                "best_dev_f1": row["best_dev_f1"] if row else None,
-                "epochs_run": row["epochs_run"] if row else None,
-            }
-        )
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
-
-
-def _summarise(
-    rows: list[dict],
-    name: str,
-    lang: str,
-    gran: str,
-    opts: TuneOptions,
-    space: Space,
-    wall: float,
-    gpus: float,
-) -> dict[str, Any]:
-    scored = [
-        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
-    ]
-    best = max(scored, key=lambda r: r["best_dev_f1"], default=None)
-    base = next((r for r in rows if r["baseline"]), None)
-    count = {
-        s: sum(r["state"] == s for r in rows)
-        for s in ("completed", "stopped_early", "failed", "diverged", "not_run")
-    }
-    return {
-        "study": name,
-        "lang": lang,
-        "granularity": gran,
-        "space": os.path.relpath(space.source),  # relative: summaries get committed
+    """The study's output files (study.py) from its results, with how this study searched."""
+    rows = trial_rows(grid, space)
+    search = {
         "searcher": f"OptunaSearch(TPESampler(seed={opts.seed}))",
         "scheduler": f"ASHAScheduler(max_t={space.max_epochs()}, grace_period={opts.grace_period}, "
         f"reduction_factor={opts.reduction_factor})",
         "seed": opts.seed,
         "checkpoint_every": opts.checkpoint_every or "auto",
-        "trials": len(rows),
-        **count,
-        "best_trial": best["trial"] if best else None,
-        "best_dev_f1": best["best_dev_f1"] if best else None,
-        "baseline_dev_f1": base["best_dev_f1"] if base else None,
-        "wall_seconds": None if math.isnan(wall) else round(wall, 1),
-        "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
-        "gpu_hours": round(sum(r["seconds"] for r in rows) * gpus / 3600, 4),
-        "gpus_per_trial": gpus,
-        "cpus_per_trial": opts.cpus_per_trial,
-        "nodes": sorted({r["node_id"] for r in rows if r["node_id"]}),
     }
-
-
-def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
-    cols = [
-        "index",
-        "trial",
-        *(p.name for p in space.params),
-        "best_dev_f1",
-        "epochs_run",
-        "state",
-        "seconds",
-        "node_id",
-        "baseline",
-        "error",
-        "trial_dir",
-    ]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, path)
-
-
-def _export_optuna(study_path: str, db: Path, name: str) -> None:
-    """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch()
-    searcher.restore_from_dir(study_path)
-    study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
-    tmp = db.with_name(f".{db.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
-    out.add_trials([t for t in study.trials if t.state.is_finished()])
-    del out
-    os.replace(tmp, db)
-
-
-def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gran: str, name: str) -> Path:
-    scored = [
-        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
-    ]
-    if not scored:
-        raise DistnerError(f"study {name}: no trial produced a dev score; see {opts.storage}/{name}")
-    best = max(scored, key=lambda r: r["best_dev_f1"])
-    flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
-    cfg = RunConfig.from_flat(flat)  # validates, normalises types
-    path = _best_path(opts, lang, gran)
-    header = (
-        f"# Best config of study {name!r} ({lang}-{gran}): trial {best['trial']},\n"
-        f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
-        f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
-    )
-    meta = {
-        "study": str(Path(opts.storage, name)) if not is_remote(opts.storage) else f"{opts.storage}/{name}",
-        "trial": best["trial"],
-        "dev_entity_macro_f1": best["best_dev_f1"],
-        "epochs_run": best["epochs_run"],
-    }
-    write_yaml(path, {**cfg.to_flat(), "_meta": meta}, header=header)
-    return path
-
-
-def summary_table(result: StudyResult) -> str:
-    s = result.summary
-    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
-    rows = [
-        [
-            "study",
-            "best dev F1",
-            "baseline dev F1",
-            "trials",
-            "completed",
-            "stopped early",
-            "failed",
-            "not run",
-            "wall",
-            "GPU-h",
-        ],
-        [
-            s["study"],
-            pct(s["best_dev_f1"]),
-            pct(s["baseline_dev_f1"]),
-            str(s["trials"]),
-            str(s["completed"]),
-            str(s["stopped_early"]),
-            str(s["failed"] + s["diverged"]),
-            str(s["not_run"]),
-            "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
-            f"{s['gpu_hours']:.3f}",
-        ],
-    ]
-    return table(rows)
+    resources = {"gpus_per_trial": gpus, "cpus_per_trial": opts.cpus_per_trial}
+    summary = summarise(rows, study, space, search, resources, wall)
+    summary["start_from"] = start_rows(rows, space, opts.start_from)
+    return write_outputs(study, rows, summary, space)
