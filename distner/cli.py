@@ -531,6 +531,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from .config import SEED_SEQ_LEN
     from .data import SPLITS, corpus_stats, load_split
     from .labels import LANGUAGE_CODES, normalize_lang
     from .tables import table
@@ -546,7 +547,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
     for lang, per_split in stats.items():
-        rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", ">25 tokens"]]
+        rows = [
+            ["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{SEED_SEQ_LEN} tokens"]
+        ]
         for split, s in per_split.items():
             ln = s["length"]
             rows.append(
@@ -558,7 +561,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                     str(ln["p50"]),
                     str(ln["p95"]),
                     str(ln["max"]),
-                    f"{100 * s['truncated_at_25']:.1f}%",
+                    f"{100 * s[f'truncated_at_{SEED_SEQ_LEN}']:.1f}%",
                 ]
             )
         print(f"== {lang} ==\n{table(rows)}")

@@ -20,6 +20,8 @@ from .errors import DistnerError, shorten
 MAX_SEED = 2**32 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
+# The seed's sequence length: its training truncation, and the window of the seed-style scores.
+SEED_SEQ_LEN = 25
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 35
-    seq_len: int = 25  # training truncation; 0 = no truncation. Evaluation never truncates.
+    seq_len: int = SEED_SEQ_LEN  # training truncation; 0 = no truncation. Evaluation never truncates.
     # The seed names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -97,6 +99,11 @@ class TrainConfig:
             raise DistnerError(f"lr: must be in (0, {MAX_LR:g}], got {self.lr}")
         if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
             raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
+
+    @property
+    def scoring_len(self) -> int:
+        """The window of the seed-style scores: the training truncation, or the seed's without one."""
+        return self.seq_len or SEED_SEQ_LEN
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ from typing import NamedTuple
 
 import torch
 
+from .config import SEED_SEQ_LEN
 from .errors import DistnerError, shorten
 from .labels import FINE_TYPES, normalize_granularity, normalize_lang, to_coarse
 
 PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1  # their ids in every Vocab
 IGNORE_INDEX = -100  # label id for padding: never enters the loss or a metric
 SPLITS = ("train", "dev", "test")
 
@@ -193,7 +195,7 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Vocab:
-    """Index <-> string maps; index 0 is padding, 1 unknown."""
+    """Index <-> string maps; index PAD_ID (0) is padding, UNK_ID (1) unknown."""
 
     itos: tuple[str, ...]
 
@@ -218,7 +220,7 @@ class Vocab:
 
     def lookup(self, tokens: Sequence[str]) -> list[int]:
         stoi = self._stoi
-        return [stoi.get(t, 1) for t in tokens]
+        return [stoi.get(t, UNK_ID) for t in tokens]
 
     @property
     def _stoi(self) -> dict[str, int]:
@@ -408,7 +410,7 @@ def padding_share(data: Encoded, sampler: Iterable[list[int]]) -> float:
     return 1 - real / max(total, 1)
 
 
-def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = 25) -> dict:
+def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = SEED_SEQ_LEN) -> dict:
     """Counts for `distner data stats`: sizes, entities per type, length percentiles."""
     from .metrics import get_entities
 

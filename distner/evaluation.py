@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .config import FIELD_TYPES, RunConfig, read_yaml_mapping
+from .config import FIELD_TYPES, SEED_SEQ_LEN, RunConfig, read_yaml_mapping
 from .data import (
     PAD,
     UNK,
@@ -80,7 +80,7 @@ def evaluate(
     sentences: Sequence[Sentence],
     vocab: Vocab,
     tags: Sequence[str],
-    seq_len: int = 25,
+    seq_len: int = SEED_SEQ_LEN,
     device: torch.device | str = "cpu",
     chars: Vocab | None = None,
 ) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def evaluate_run(
     name += "-predictions" if predictions is not None else ""
     out = check_output_file(run.run_dir / f"eval-{name}.json", "--model", inputs=[path, predictions])
     gold = with_granularity(read_conll(path), run.granularity)
-    seq_len = run.cfg.train.seq_len or 25
+    seq_len = run.cfg.train.scoring_len
     if predictions is not None:
         types = FINE_TYPES if run.granularity == "fine" else COARSE_TYPES
         pred = read_conll(predictions, types=types)

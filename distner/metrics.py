@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from .config import SEED_SEQ_LEN
+
 PAD_LABEL = "<pad>"
 Span = tuple[str, int, int]  # (type, start, end exclusive)
 
@@ -86,7 +88,7 @@ def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
 
 
 def seed_style_scores(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = 25
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN
 ) -> dict:
     """The class report's method, reproduced only to put our numbers beside its published ones.
 
@@ -127,7 +129,7 @@ def coarse_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
     return {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
 
 
-def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = 25) -> dict:
+def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN) -> dict:
     """Everything `metrics.json` holds for one split."""
     out = entity_scores(gold, pred)
     out.update(token_scores(gold, pred))

@@ -14,13 +14,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .config import SEED_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file, is_remote
 from .study import StudyFiles
 
-METHOD = """\
+METHOD = f"""\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
 in which Optuna's TPE sampler proposed configurations (the class report's seed configuration was
 always trial one) and ASHA stopped weak trials early, all scored by dev entity macro-F1. The best
@@ -29,7 +30,7 @@ run's best-dev-epoch model was scored once on the test split; tables show mean +
 deviation over seeds. Test data never influenced a choice. **Entity macro-F1** is the official
 MultiCoNER measure: exact-match spans (type and both boundaries), F1 per entity type, averaged over
 types; micro-F1 pools all spans. **Seed-style** numbers reproduce the class report's method:
-token-level scikit-learn scores with every sentence padded or truncated to 25 tokens and padded
+token-level scikit-learn scores with every sentence padded or truncated to {SEED_SEQ_LEN} tokens and padded
 positions counted as a class of their own. Most positions are padding or `O`, which any model gets
 right, so accuracy sits near 0.9 even for a model that finds no entity at all: those numbers are
 inflated and are shown only to put ours beside the published ones. The published figures come from

@@ -36,6 +36,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from . import __version__
 from .config import RunConfig
 from .data import (
+    UNK_ID,
     Batch,
     Corpus,
     Encoded,
@@ -90,7 +91,7 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
             )
         vocab = Vocab.build(train, t.min_freq, extra=words)  # vector words reach dev/test OOVs
         ids = vocab.lookup(words)
-        keep = [k for k, i in enumerate(ids) if i > 1]
+        keep = [k for k, i in enumerate(ids) if i > UNK_ID]  # words the vocabulary holds
         vectors = ([ids[k] for k in keep], vecs[keep])
     else:
         vocab = Vocab.build(train, t.min_freq)
@@ -327,7 +328,7 @@ def fit(
     logger.log_metrics({f"best/{MONITOR}": best.best}, step=trainer.global_step)
     logger.finalize("success")
 
-    seq_len = cfg.train.seq_len or 25
+    seq_len = cfg.train.scoring_len
     metrics: dict[str, Any] = {
         "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device, data.chars),
     }
