@@ -467,21 +467,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from .retrain import retrain_cell
-    from .tables import table
+    from .tables import retrain_table
 
     r = retrain_cell(_retrain_options(args, args.lang, args.granularity))
-    rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
-    for name, v in r["variants"].items():
-        t = v["test"]
-        rows.append(
-            [
-                name,
-                f"{100 * t['entity_macro_f1']['mean']:.2f} +- {100 * t['entity_macro_f1']['std']:.2f}",
-                f"{100 * t['entity_micro_f1']['mean']:.2f} +- {100 * t['entity_micro_f1']['std']:.2f}",
-                str(len(v["runs"])),
-            ]
-        )
-    print(table(rows))
+    print(retrain_table(r))
     print(f"final model ({r['final']['selected_by']}): {r['final']['run_dir']}")
     return 0
 
@@ -531,10 +520,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from .config import SEED_SEQ_LEN
     from .data import SPLITS, corpus_stats, load_split
     from .labels import LANGUAGE_CODES, normalize_lang
-    from .tables import table
+    from .tables import stats_table
 
     langs = [normalize_lang(x) for x in args.lang] if args.lang else list(LANGUAGE_CODES)
     stats = {
@@ -547,24 +535,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
     for lang, per_split in stats.items():
-        rows = [
-            ["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{SEED_SEQ_LEN} tokens"]
-        ]
-        for split, s in per_split.items():
-            ln = s["length"]
-            rows.append(
-                [
-                    split,
-                    str(s["sentences"]),
-                    str(s["tokens"]),
-                    str(s["entities"]),
-                    str(ln["p50"]),
-                    str(ln["p95"]),
-                    str(ln["max"]),
-                    f"{100 * s[f'truncated_at_{SEED_SEQ_LEN}']:.1f}%",
-                ]
-            )
-        print(f"== {lang} ==\n{table(rows)}")
+        print(f"== {lang} ==\n{stats_table(per_split)}")
         types = per_split["train"]["entities_per_type"]
         print("train entities per type: " + ", ".join(f"{t} {n}" for t, n in types.items()) + "\n")
     return 0

@@ -20,6 +20,7 @@ from .fileio import atomic_write_text, read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .paths import check_output_dir, check_output_file, is_remote
 from .study import StudyFiles
+from .tables import markdown_table, mean_std
 
 METHOD = f"""\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
@@ -40,16 +41,6 @@ a different test split (the official one), so compare them only loosely.
 
 def _published() -> dict[str, Any]:
     return json.loads(resources.files("distner").joinpath("reference/seed_report.json").read_text())
-
-
-def _ms(d: dict[str, Any]) -> str:
-    return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
 
 
 def _rel(path: str | None) -> str | None:
@@ -261,11 +252,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows.append(
             [
                 cell,
-                _ms(c["tuned"]["entity_macro_f1"]),
-                _ms(c["baseline"]["entity_macro_f1"]),
+                mean_std(c["tuned"]["entity_macro_f1"]),
+                mean_std(c["baseline"]["entity_macro_f1"]),
                 f"{100 * c['gain']['entity_macro_f1']:+.2f}",
-                _ms(c["tuned"]["entity_micro_f1"]),
-                _ms(c["baseline"]["entity_micro_f1"]),
+                mean_std(c["tuned"]["entity_micro_f1"]),
+                mean_std(c["baseline"]["entity_micro_f1"]),
                 f"{100 * ss['seed_style_accuracy']['mean']:.1f} / "
                 f"{100 * ss['seed_style_macro_f1']['mean']:.1f}",
                 f"{100 * pub['accuracy']:.0f} / {100 * pub['macro_f1']:.0f}",
@@ -278,7 +269,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Test-split entity-level scores, mean +- std over retraining seeds (percent).",
         "",
-        _md_table(rows),
+        markdown_table(rows),
         "",
         "\\* inflated token-level numbers (padding counted); published ones are the class report's "
         f"({report['published_source']}), on a different test split.",
@@ -299,7 +290,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if c["hyperparameters"]["tuned"][k] != c["hyperparameters"]["baseline"][k]
             or k in ("epochs", "lr")
         ]
-        parts += ["### Winning hyperparameters", "", _md_table(hp), ""]
+        parts += ["### Winning hyperparameters", "", markdown_table(hp), ""]
         pt = [["type", "precision", "recall", "F1", "support"]]
         pt += [
             [
@@ -311,7 +302,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
             for t, v in sorted(c["final"]["per_type"].items())
         ]
-        parts += ["### Per type (final model, test)", "", _md_table(pt), ""]
+        parts += ["### Per type (final model, test)", "", markdown_table(pt), ""]
         st = c["study"]
         if st.get("start_from") and st.get("best_dev_f1") is not None:
             lines = [["study trial", "dev entity macro-F1", "epochs"]]
@@ -326,7 +317,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
             if st.get("baseline_dev_f1") is not None:
                 lines.append(["seed baseline (trial 1)", f"{100 * st['baseline_dev_f1']:.2f}", "-"])
-            parts += ["### What tuning this cell bought (dev, inside the study)", "", _md_table(lines), ""]
+            parts += [
+                "### What tuning this cell bought (dev, inside the study)",
+                "",
+                markdown_table(lines),
+                "",
+            ]
         if c["study"]["importances"]:
             imp = ", ".join(f"{k} {v:.2f}" for k, v in c["study"]["importances"].items())
             parts += [f"Optuna parameter importances: {imp}.", ""]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .config import SEED_SEQ_LEN
+
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
     ("entity_micro_f1", "entity micro-F1"),
@@ -16,6 +18,7 @@ COLUMNS = (
 
 
 def table(rows: list[list[str]]) -> str:
+    """Aligned plain-text columns (the first left-aligned, the rest right-aligned) under a rule."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -23,6 +26,18 @@ def table(rows: list[list[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def mean_std(d: dict[str, Any]) -> str:
+    """A {mean, std} score over seeds in percent: "75.66 +- 0.41"."""
+    return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """A GitHub Markdown table: the first row is the header."""
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
@@ -71,4 +86,31 @@ def study_table(s: dict[str, Any]) -> str:
             f"{s['gpu_hours']:.3f}",
         ],
     ]
+    return table(rows)
+
+
+def retrain_table(r: dict[str, Any]) -> str:
+    """One row per variant of a cell's retrain.json: test entity F1, mean +- std over seeds."""
+    rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
+    for name, v in r["variants"].items():
+        t = v["test"]
+        rows.append(
+            [name, mean_std(t["entity_macro_f1"]), mean_std(t["entity_micro_f1"]), str(len(v["runs"]))]
+        )
+    return table(rows)
+
+
+def stats_table(per_split: dict[str, dict[str, Any]]) -> str:
+    """`distner data stats`: one row per split of data.corpus_stats' counts."""
+    rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{SEED_SEQ_LEN} tokens"]]
+    for split, s in per_split.items():
+        ln = s["length"]
+        rows.append(
+            [
+                split,
+                *(str(s[k]) for k in ("sentences", "tokens", "entities")),
+                *(str(ln[k]) for k in ("p50", "p95", "max")),
+                f"{100 * s[f'truncated_at_{SEED_SEQ_LEN}']:.1f}%",
+            ]
+        )
     return table(rows)
