@@ -17,10 +17,9 @@ import torch
 from .config import RunConfig
 from .data import Corpus
 from .errors import DistnerError
+from .options import DEFAULT_GPU_SHARE
 from .paths import is_remote
 from .training import fit_into
-
-DEFAULT_GPU_SHARE = 0.25  # of one GPU per trial or retraining run, when GPUs exist and none is asked
 
 
 def init_ray(address: str | None = None, verbose: int = 1) -> bool:
@@ -138,8 +137,8 @@ def check_storage_for_cluster(storage: str) -> None:
 
 
 def gpu_share(requested: float | None) -> float:
-    """GPU share per trial or run: as requested, else 0.25 when the cluster has GPUs (four runs of
-    the small tagger per GPU), else 0."""
+    """GPU share per trial or run: as requested, else DEFAULT_GPU_SHARE when the cluster has GPUs,
+    else 0."""
     import ray
 
     if requested is not None:

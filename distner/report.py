@@ -17,7 +17,7 @@ from typing import Any
 from .config import SEED_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json
-from .labels import normalize_granularity, normalize_lang
+from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .study import StudyFiles
 from .tables import markdown_table, mean_std
@@ -176,21 +176,15 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def build_report(
-    langs: list[str],
-    granularities: list[str],
-    retrain_dir: str = "runs/retrain",
-    out: str = "reports",
-    finished_only: bool = False,
-) -> dict[str, Any]:
+def build_report(opts: ReportOptions) -> dict[str, Any]:
     """Collect every cell, write report.json, report.md and figures; returns the report dict.
     With `finished_only`, cells without retrain results are left out instead of being an error."""
-    cells = [f"{normalize_lang(lang)}-{normalize_granularity(g)}" for lang in langs for g in granularities]
+    cells = opts.cells
     published = _published()
-    rdir, odir = Path(retrain_dir).resolve(), check_output_dir(out, "--out").resolve()
+    rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.out, "--out").resolve()
     for name in ("report.md", "report.json"):
         check_output_file(odir / name, "--out")
-    if finished_only:
+    if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
     odir.mkdir(parents=True, exist_ok=True)

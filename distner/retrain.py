@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .data import Corpus
-from .errors import DistnerError, shorten
+from .errors import DistnerError
 from .fileio import read_json, write_json
-from .labels import normalize_granularity, normalize_lang
+from .options import RetrainOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import resolve_space_path
 from .study import StudyFiles, best_meta
@@ -34,36 +33,6 @@ REPORTED = (
     "seed_style_macro_f1",
     "seed_style_accuracy",
 )
-
-
-@dataclass(frozen=True)
-class RetrainOptions:
-    lang: str
-    granularity: str = "fine"
-    config: str | None = None  # default: <best_dir>/<cell>.yaml
-    best_dir: str = "best"
-    top_k: int = 1
-    studies: str = "runs"  # where the study <cell> lives (for --top-k > 1)
-    seeds: int = 3
-    train_on: str = "train"
-    out: str = "runs/retrain"
-    data_dir: str | None = None
-    baseline: str = "tune_spaces/baseline.yaml"
-    overrides: tuple[str, ...] = ()
-    address: str | None = None
-    gpus_per_run: float | None = None
-    accelerator: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.seeds < 1 or self.top_k < 1:
-            raise DistnerError("--seeds and --top-k must be >= 1")
-        if self.train_on not in ("train", "train+dev"):
-            raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
-
-    @property
-    def cell(self) -> str:
-        return f"{normalize_lang(self.lang)}-{normalize_granularity(self.granularity)}"
 
 
 def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:

@@ -23,6 +23,7 @@ from typing import Any
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
 from .fileio import read_json, write_json, write_yaml
+from .options import STORAGE
 from .paths import is_remote
 from .spaces import Space
 
@@ -71,9 +72,9 @@ class Study:
 
     @property
     def results_dir(self) -> Path:
-        """Where trials.csv, summary.json and optuna.db go: the study folder, or runs/<name> on
-        this machine when the study lives in remote storage."""
-        return Path(self.path) if not is_remote(self.storage) else Path("runs", self.name).resolve()
+        """Where trials.csv, summary.json and optuna.db go: the study folder, or runs/<name> (the
+        default storage) on this machine when the study lives in remote storage."""
+        return Path(self.path) if not is_remote(self.storage) else Path(STORAGE, self.name).resolve()
 
     @property
     def best_path(self) -> Path:

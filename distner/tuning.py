@@ -12,13 +12,12 @@ model.pt of its best epoch), then the study's output files, written by study.py:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,10 @@ import torch
 
 from .config import RunConfig
 from .data import Corpus
-from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
+from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file, check_path_component
+from .options import TuneOptions
+from .paths import check_output_dir, check_output_file
 from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
 from .spaces import Param, Space, load_space
 from .study import (
@@ -51,59 +51,6 @@ from .training import MONITOR, fit
 # (or one epoch, where an epoch takes longer). A 1 s GPU epoch is never worth a 0.8 s checkpoint.
 AUTO_CHECKPOINT_S = 60.0
 CHECKPOINT_COST_FACTOR = 20.0
-
-
-@dataclass(frozen=True)
-class TuneOptions:
-    lang: str
-    granularity: str = "fine"
-    space: str = "tune_spaces/default.yaml"
-    num_samples: int = 64
-    max_concurrent: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 0.25 when the cluster has GPUs, else 0
-    time_budget_s: float | None = None
-    address: str | None = None
-    storage: str = "runs"
-    name: str | None = None
-    resume: bool = False
-    seed: int = 0
-    data_dir: str | None = None
-    best_dir: str = "best"
-    grace_period: int = 1
-    reduction_factor: int = 3
-    max_failures: int = 2
-    verbose: int = 1
-    start_from: tuple[str, ...] = ()  # config YAMLs run right after the baseline (warm start)
-    results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
-    checkpoint_every: int = 0  # a trial's resumable checkpoint every K epochs; 0 = auto (see above)
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise DistnerError(f"--num-samples: must be >= 1, got {self.num_samples}")
-        if self.cpus_per_trial <= 0:
-            raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
-            raise DistnerError(f"--gpus-per-trial: must be >= 0, got {self.gpus_per_trial}")
-        if self.grace_period < 1:
-            raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
-        if self.checkpoint_every < 0:
-            raise DistnerError(f"--checkpoint-every: must be auto or >= 1, got {self.checkpoint_every}")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
-        if self.name is not None:  # a folder under --storage: it must not climb out of it
-            check_path_component(self.name, "--name")
-
-
-def parse_duration(text: str) -> float:
-    """'2h', '90m', '1h30m', '45s' or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise DistnerError(f"--time-budget {shorten(text)}: use e.g. 2h, 90m, 1h30m or 45s")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
 # ---------------------------------------------------------------- inside a trial (a Ray worker)
