@@ -185,8 +185,8 @@ class Corpus:
     def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
         lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
         root = resolve_data_dir(data_dir)
-        splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
-        return cls(lang, granularity, *splits, data_dir=str(root))
+        train, dev, test = (load_split(root, lang, s, granularity) for s in ("train", "dev", "test"))
+        return cls(lang, granularity, train, dev, test, data_dir=str(root))
 
     def with_dev_in_train(self) -> Corpus:
         """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
