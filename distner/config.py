@@ -11,11 +11,14 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
 from .errors import DistnerError, shorten
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MAX_SEED = 2**32 - 1
 FLOAT32_MAX = 3.4028234663852886e38
@@ -65,7 +68,8 @@ class ModelConfig:
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))
 
 
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+Precision = Literal["32", "bf16-mixed", "16-mixed"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class TrainConfig:
     max_train_sentences: int = 0  # 0 = all; a seeded sample otherwise (smoke runs, tests)
     max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
     # Lightning's precision: "32", or "bf16-mixed" (autocast; the CRF still sums in float32)
-    precision: str = "32"
+    precision: Precision = "32"
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -168,10 +172,10 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     return want(value)
 
 
-def _finite(obj: object) -> None:
+def _finite(obj: DataclassInstance) -> None:
     """NaN and infinity pass every `<`/`>` range check, then crash inside torch: refuse them, and
     values that are infinite in the float32 arithmetic torch trains with."""
-    for f in fields(obj):  # type: ignore[arg-type]
+    for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             raise DistnerError(f"{f.name}: must be a finite number (at most {FLOAT32_MAX:.3g}), got {value}")

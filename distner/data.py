@@ -305,9 +305,16 @@ class Batch(NamedTuple):
     word_index: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        chars, index = self.word_chars, self.word_index
         return Batch(
-            move(self.tokens), move(self.labels), self.lengths, move(self.word_chars), move(self.word_index)
+            move(self.tokens),
+            move(self.labels),
+            self.lengths,
+            None if chars is None else move(chars),
+            None if index is None else move(index),
         )
 
 

@@ -85,12 +85,18 @@ def evaluate(
     chars: Vocab | None = None,
 ) -> dict[str, Any]:
     """The one evaluation used for dev, test and any labelled file."""
-    gold = []
+    gold = labels_of(sentences)
+    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
+
+
+def labels_of(sentences: Sequence[Sentence], what: str = "gold") -> list[list[str]]:
+    """Every sentence's tags; a sentence without any cannot be scored."""
+    out = []
     for s in sentences:
         if s.tags is None:
-            raise DistnerError(f"sentence {s.id}: evaluation needs gold tags")
-        gold.append(list(s.tags))
-    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
+            raise DistnerError(f"sentence {s.id}: evaluation needs {what} tags")
+        out.append(list(s.tags))
+    return out
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def evaluate_run(
         types = FINE_TYPES if run.granularity == "fine" else COARSE_TYPES
         pred = read_conll(predictions, types=types)
         _check_aligned(gold, pred, predictions)
-        metrics = score([list(s.tags) for s in gold], [list(s.tags) for s in pred], seq_len)  # type: ignore[arg-type]
+        metrics = score(labels_of(gold), labels_of(pred, "predicted"), seq_len)
     else:
         metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
     metrics["source"] = str(Path(predictions or path).resolve())

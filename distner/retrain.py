@@ -136,8 +136,8 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
             "test": _summarise(runs),
         }
     result["study"] = _study_of(variants[0][2], opts)
-    src = Path(variants[0][2])
-    result["best_meta"] = best_meta(src) if src.suffix == ".yaml" and opts.top_k == 1 else None
+    tuned_src = Path(variants[0][2])
+    result["best_meta"] = best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None
     tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
     final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
     result["final"] = {

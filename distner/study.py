@@ -251,6 +251,8 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
     searcher = OptunaSearch()
     searcher.restore_from_dir(study_path)
     study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+    if study is None:
+        raise DistnerError(f"{study_path}: the searcher saved no Optuna study")
     tmp = db.with_name(f".{db.name}.tmp")
     tmp.unlink(missing_ok=True)
     out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")

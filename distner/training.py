@@ -198,6 +198,8 @@ class BestWeights(pl.Callback):
         if trainer.sanity_checking:
             return
         value = float(trainer.callback_metrics.get(MONITOR, -math.inf))
+        if not isinstance(module, TaggerModule):
+            raise TypeError(f"BestWeights keeps a TaggerModule's weights, not a {type(module).__name__}'s")
         if value > self.best or self.keep_last:
             self.best, self.best_epoch = value, trainer.current_epoch
             self.state = copy.deepcopy({k: v.cpu() for k, v in module.model.state_dict().items()})

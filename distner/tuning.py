@@ -78,7 +78,7 @@ class TuneReport(pl.Callback):
         from ray import tune
 
         epoch = trainer.current_epoch + 1
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(epoch=epoch, node_id=self.node_id)
         start = time.perf_counter()
         if not due_for_checkpoint(epoch, self.checkpoint_every, start - self._last, self._cost):
