@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from distner.config import RunConfig, load_config
-from distner.data import IGNORE_INDEX, BucketBatchSampler, Encoded
-from distner.training import Corpus, fit, prepare
+from distner.data import IGNORE_INDEX, BucketBatchSampler, Corpus, Encoded
+from distner.training import fit, prepare
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 

@@ -31,8 +31,10 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import RunConfig
-from distner.training import Corpus, fit
-from distner.tuning import TuneOptions, run_study
+from distner.data import Corpus
+from distner.options import TuneOptions
+from distner.training import fit
+from distner.tuning import run_study
 
 SPACE = """# benchmark space: only lr varies; fixed sizes
 lr: {{loguniform: [3.0e-3, 3.0e-2]}}

@@ -8,15 +8,40 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import DistnerError, StudyInterrupted, one_line
+from .options import (
+    DEFAULT_GPU_SHARE,
+    SMOKE_EPOCHS,
+    SMOKE_SAMPLES,
+    SMOKE_SEEDS,
+    SMOKE_SPACE,
+    ReportOptions,
+    RetrainOptions,
+    TuneOptions,
+    default,
+    parse_duration,
+)
 
 LANG_HELP = "en|english, hi|hindi, bn|bengali|bangla"
 DATA_HELP = (
     "data root laid out as {lang}/{split}.conll[.gz], or the official release's "
     "EN-English/en_train.conll ... (default: $DISTNER_DATA)"
 )
+
+
+def _tune(name: str) -> Any:  # the options dataclasses hold every default; flags and help read them
+    return default(TuneOptions, name)
+
+
+def _retrain(name: str) -> Any:
+    return default(RetrainOptions, name)
+
+
+def _report(name: str) -> Any:
+    return default(ReportOptions, name)
 
 
 def _csv(text: str) -> list[str]:
@@ -43,29 +68,37 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("study")
     g.add_argument(
         "--space",
-        default=None,
+        default=None,  # the default depends on --smoke
         metavar="YAML",
-        help="search space (default: tune_spaces/default.yaml; smoke.yaml with --smoke)",
+        help=f"search space (default: {_tune('space')}; {Path(SMOKE_SPACE).name} with --smoke)",
     )
     g.add_argument(
-        "--num-samples", type=int, default=None, metavar="N", help="trials (default 64; 4 with --smoke)"
+        "--num-samples",
+        type=int,
+        default=None,  # the default depends on --smoke
+        metavar="N",
+        help=f"trials (default {_tune('num_samples')}; {SMOKE_SAMPLES} with --smoke)",
     )
     g.add_argument(
         "--max-concurrent",
         type=int,
-        default=None,
+        default=_tune("max_concurrent"),
         metavar="N",
         help="cap on trials running at once (default: as many as resources allow)",
     )
     g.add_argument(
-        "--cpus-per-trial", type=float, default=1.0, metavar="C", help="CPUs per trial (default 1)"
+        "--cpus-per-trial",
+        type=float,
+        default=_tune("cpus_per_trial"),
+        metavar="C",
+        help="CPUs per trial (default %(default)g)",
     )
     g.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=None,
+        default=_tune("gpus_per_trial"),
         metavar="G",
-        help="fraction of a GPU per trial (default: 0.25 when GPUs exist, else 0)",
+        help=f"fraction of a GPU per trial (default: {DEFAULT_GPU_SHARE} when GPUs exist, else 0)",
     )
     g.add_argument(
         "--time-budget",
@@ -75,33 +108,33 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--address",
-        default=None,
+        default=_tune("address"),
         metavar="auto|HOST:PORT",
         help="join a running Ray cluster (default: start a local instance)",
     )
     g.add_argument(
         "--storage",
-        default="runs",
+        default=_tune("storage"),
         metavar="DIR|s3://...|gs://...",
-        help="where studies live (default: runs/); shared storage on multi-node clusters",
+        help="where studies live (default: %(default)s/); shared storage on multi-node clusters",
     )
     g.add_argument(
         "--smoke",
         action="store_true",
-        help="quick end-to-end check: data sample, tiny space, 4 trials x 2 epochs",
+        help=f"quick end-to-end check: data sample, tiny space, {SMOKE_SAMPLES} trials x 2 epochs",
     )
     g.add_argument(
         "--grace-period",
         type=int,
-        default=1,
+        default=_tune("grace_period"),
         metavar="E",
-        help="epochs every trial runs before ASHA may stop it (default 1; raise it when slow "
+        help="epochs every trial runs before ASHA may stop it (default %(default)s; raise it when slow "
         "starters such as CRF or heavy dropout are in the space)",
     )
     g.add_argument(
         "--checkpoint-every",
         type=_checkpoint_every,
-        default=0,
+        default=_tune("checkpoint_every"),  # 0: auto
         metavar="K|auto",
         help="a trial's resumable checkpoint every K epochs (--resume then repeats at most K-1); "
         "default auto: after a minute of the trial at the earliest, and at most ~5%% of its time",
@@ -114,11 +147,18 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         help="a config (e.g. another cell's best/<cell>.yaml) whose searched keys run as a trial "
         "right after the baseline; repeatable",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of the Optuna TPE sampler (default 0)")
     g.add_argument(
-        "--best-dir", default="best", metavar="DIR", help="where <lang>-<gran>.yaml goes (default best/)"
+        "--seed", type=int, default=_tune("seed"), help="seed of the Optuna TPE sampler (default %(default)s)"
     )
-    g.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Ray Tune's progress output")
+    g.add_argument(
+        "--best-dir",
+        default=_tune("best_dir"),
+        metavar="DIR",
+        help="where <lang>-<gran>.yaml goes (default %(default)s/)",
+    )
+    g.add_argument(
+        "--verbose", type=int, default=_tune("verbose"), choices=[0, 1, 2], help="Ray Tune's progress output"
+    )
 
 
 def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> None:
@@ -126,17 +166,17 @@ def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> Non
     g.add_argument(
         "--seeds",
         type=int,
-        default=None,
+        default=None,  # the default depends on --smoke
         metavar="N",
-        help="seeds per config (default 3; pipeline --smoke: 2)",
+        help=f"seeds per config (default {_retrain('seeds')}; pipeline --smoke: {SMOKE_SEEDS})",
     )
     g.add_argument(
         "--train-on",
-        default="train",
+        default=_retrain("train_on"),
         choices=["train", "train+dev"],
         help="train+dev keeps each run's last epoch (dev is no longer unseen)",
     )
-    g.add_argument("--retrain-dir", default="runs/retrain", metavar="DIR", help="default runs/retrain")
+    g.add_argument("--retrain-dir", default=_retrain("out"), metavar="DIR", help="default %(default)s")
     g.add_argument(
         "--set",
         dest="overrides",
@@ -147,33 +187,58 @@ def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> Non
     )
     if not pipeline:
         g.add_argument(
-            "--config", metavar="YAML", help="config to retrain (default: best/<lang>-<gran>.yaml)"
+            "--config",
+            default=_retrain("config"),
+            metavar="YAML",
+            help="config to retrain (default: <best-dir>/<lang>-<gran>.yaml)",
         )
-        g.add_argument("--best-dir", default="best", metavar="DIR")
+        g.add_argument("--best-dir", default=_retrain("best_dir"), metavar="DIR", help="default %(default)s/")
         g.add_argument(
             "--baseline",
-            default="tune_spaces/baseline.yaml",
+            default=_retrain("baseline"),
             metavar="YAML",
-            help="seed baseline config retrained beside the tuned one (default tune_spaces/baseline.yaml)",
+            help="seed baseline config retrained beside the tuned one (default %(default)s)",
         )
         g.add_argument(
             "--top-k",
             type=int,
-            default=1,
+            default=_retrain("top_k"),
             metavar="K",
-            help="retrain the K best trials of the study (read from --storage)",
+            help="retrain the K best trials of the study (read from --storage; default %(default)s)",
         )
-        g.add_argument("--storage", default="runs", metavar="DIR", help="where the study lives (for --top-k)")
         g.add_argument(
-            "--address", default=None, metavar="auto|HOST:PORT", help="run the seeds on a Ray cluster"
+            "--storage",
+            default=_retrain("studies"),
+            metavar="DIR",
+            help="where the study lives (for --top-k; default %(default)s/)",
+        )
+        g.add_argument(
+            "--address",
+            default=_retrain("address"),
+            metavar="auto|HOST:PORT",
+            help="run the seeds on a Ray cluster",
         )
     g.add_argument(
         "--gpus-per-run",
         type=float,
-        default=None,
+        default=_retrain("gpus_per_run"),
         metavar="G",
-        help="GPU share per retraining run when Ray runs them (default 0.25 with GPUs)",
+        help=f"GPU share per retraining run when Ray runs them (default {DEFAULT_GPU_SHARE} with GPUs)",
     )
+
+
+def _add_report_args(p: argparse.ArgumentParser, pipeline: bool = False) -> None:
+    langs, grans = _report("langs"), _report("granularities")
+    p.add_argument(
+        "--langs", type=_csv, default=list(langs), help=f"comma-separated (default {','.join(langs)})"
+    )
+    p.add_argument("--granularities", type=_csv, default=list(grans), help=f"default {','.join(grans)}")
+    if not pipeline:  # the pipeline reports on what its retrain step wrote (--retrain-dir)
+        p.add_argument(
+            "--retrain-dir", default=_report("retrain_dir"), metavar="DIR", help="default %(default)s"
+        )
+    out = "--report-dir" if pipeline else "--out"
+    p.add_argument(out, default=_report("out"), metavar="DIR", help="default %(default)s/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--lang", required=True, help=LANG_HELP)
-    p.add_argument("--granularity", default="fine", choices=["fine", "coarse", "both"])
+    p.add_argument("--granularity", default=_tune("granularity"), choices=["fine", "coarse", "both"])
     p.add_argument("--name", default=None, help="study name (default: <lang>-<granularity>[-smoke])")
     p.add_argument("--resume", action="store_true", help="continue an interrupted study of this name")
     p.add_argument(
@@ -283,19 +348,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--lang", required=True, help=LANG_HELP)
-    p.add_argument("--granularity", default="fine", choices=["fine", "coarse"])
+    p.add_argument("--granularity", default=_retrain("granularity"), choices=["fine", "coarse"])
     _add_retrain_args(p)
     _add_data_dir(p)
 
     p = sub.add_parser(
         "report", help="write report.md, report.json and figures from finished runs (reads files only)"
     )
-    p.add_argument(
-        "--langs", type=_csv, default=["en", "hi", "bn"], help="comma-separated (default en,hi,bn)"
-    )
-    p.add_argument("--granularities", type=_csv, default=["fine", "coarse"], help="default fine,coarse")
-    p.add_argument("--retrain-dir", default="runs/retrain", metavar="DIR")
-    p.add_argument("--out", default="reports", metavar="DIR", help="default reports/")
+    _add_report_args(p)
     p.add_argument(
         "--finished-only",
         action="store_true",
@@ -311,11 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
             "exists; unfinished studies are resumed. The report is rebuilt at the end."
         ),
     )
-    p.add_argument(
-        "--langs", type=_csv, default=["en", "hi", "bn"], help="comma-separated (default en,hi,bn)"
-    )
-    p.add_argument("--granularities", type=_csv, default=["fine", "coarse"], help="default fine,coarse")
-    p.add_argument("--report-dir", default="reports", metavar="DIR", help="default reports/")
+    _add_report_args(p, pipeline=True)
     _add_tune_args(p)
     _add_retrain_args(p, pipeline=True)
     _add_data_dir(p)
@@ -326,7 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start TensorBoard over every trial of a study (or a folder of runs); prints its URL.",
     )
     p.add_argument(
-        "logdir", nargs="?", default="runs", help="study or run folder, local or s3://, gs:// (default runs)"
+        "logdir",
+        nargs="?",
+        default=_tune("storage"),
+        help="study or run folder, local or s3://, gs:// (default %(default)s)",
     )
     p.add_argument("--port", type=int, default=6006, help="0 picks a free port")
     p.add_argument("--host", default="localhost", help="interface to bind (default: localhost only)")
@@ -359,8 +418,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     out = check_run_out(args.out or f"runs/train/{lang}-{gran}", args.overwrite)  # before data is read
 
+    from .data import Corpus
     from .tables import metrics_table
-    from .training import Corpus, fit_into
+    from .training import fit_into
 
     corpus = Corpus.load(args.data_dir, lang, gran)
     print(f"distner train: {lang}-{gran}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
@@ -399,14 +459,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOptions
-    from .tuning import TuneOptions, parse_duration
+def _given(**values: Any) -> dict[str, Any]:
+    """The options a flag set (not None), so that the dataclass supplies every other default."""
+    return {k: v for k, v in values.items() if v is not None}
 
+
+def _smoke(value: Any, preset: Any, smoke: bool) -> Any:
+    """A flag's value, else its --smoke preset with --smoke, else None (the dataclass default)."""
+    return value if value is not None else preset if smoke else None
+
+
+def _tune_options(args: argparse.Namespace, lang: str, gran: str) -> TuneOptions:
     return TuneOptions(
         lang=lang,
         granularity=gran,
-        space=args.space or ("tune_spaces/smoke.yaml" if args.smoke else "tune_spaces/default.yaml"),
-        num_samples=args.num_samples or (4 if args.smoke else 64),
+        **_given(
+            space=_smoke(args.space, SMOKE_SPACE, args.smoke),
+            num_samples=_smoke(args.num_samples, SMOKE_SAMPLES, args.smoke),
+        ),
         max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
@@ -423,33 +493,30 @@ def _tune_options(args: argparse.Namespace, lang: str, gran: str):  # -> TuneOpt
     )
 
 
-def _retrain_options(
-    args: argparse.Namespace, lang: str, gran: str, smoke: bool = False
-):  # -> RetrainOptions
-    from .retrain import RetrainOptions
-
-    overrides = list(args.overrides) + (["epochs=2"] if smoke else [])
+def _retrain_options(args: argparse.Namespace, lang: str, gran: str, smoke: bool = False) -> RetrainOptions:
+    overrides = list(args.overrides) + ([f"epochs={SMOKE_EPOCHS}"] if smoke else [])
+    # retrain's own flags; the pipeline has none of these and leaves them to the dataclass
+    own = {k: getattr(args, k) for k in ("config", "top_k", "baseline") if hasattr(args, k)}
     return RetrainOptions(
         lang=lang,
         granularity=gran,
-        config=getattr(args, "config", None),
+        **own,
         best_dir=args.best_dir,
-        top_k=getattr(args, "top_k", 1),
         studies=args.storage,
-        seeds=args.seeds or (2 if smoke else 3),
+        **_given(seeds=_smoke(args.seeds, SMOKE_SEEDS, smoke)),
         train_on=args.train_on,
         out=args.retrain_dir,
         data_dir=args.data_dir,
         overrides=tuple(overrides),
         address=args.address,
         gpus_per_run=args.gpus_per_run,
-        baseline=getattr(args, "baseline", "tune_spaces/baseline.yaml"),
     )
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .labels import normalize_lang
-    from .tuning import run_study, summary_table
+    from .tables import study_table
+    from .tuning import run_study
 
     grans = ["fine", "coarse"] if args.granularity == "both" else [args.granularity]
     for gran in grans:
@@ -458,7 +525,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             name = f"{normalize_lang(args.lang)}-{gran}-smoke"
         opts = _tune_options(args, args.lang, gran)
         result = run_study(replace(opts, name=name, resume=args.resume, results_only=args.results_only))
-        print(summary_table(result))
+        print(study_table(result.summary))
         print(
             f"study: {result.study_path}\ntrials: {result.results_dir / 'trials.csv'}\n"
             f"best config: {result.best_config_path}"
@@ -468,21 +535,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from .retrain import retrain_cell
-    from .tables import table
+    from .tables import retrain_table
 
     r = retrain_cell(_retrain_options(args, args.lang, args.granularity))
-    rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
-    for name, v in r["variants"].items():
-        t = v["test"]
-        rows.append(
-            [
-                name,
-                f"{100 * t['entity_macro_f1']['mean']:.2f} +- {100 * t['entity_macro_f1']['std']:.2f}",
-                f"{100 * t['entity_micro_f1']['mean']:.2f} +- {100 * t['entity_micro_f1']['std']:.2f}",
-                str(len(v["runs"])),
-            ]
-        )
-    print(table(rows))
+    print(retrain_table(r))
     print(f"final model ({r['final']['selected_by']}): {r['final']['run_dir']}")
     return 0
 
@@ -490,9 +546,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    report = build_report(
-        args.langs, args.granularities, args.retrain_dir, args.out, finished_only=args.finished_only
+    opts = ReportOptions(
+        tuple(args.langs), tuple(args.granularities), args.retrain_dir, args.out, args.finished_only
     )
+    report = build_report(opts)
     print(f"report for {', '.join(report['cells'])} -> {Path(args.out).resolve() / 'report.md'}")
     return 0
 
@@ -501,11 +558,14 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     run_pipeline(
-        args.langs,
-        args.granularities,
         _tune_options(args, "en", "fine"),
         _retrain_options(args, "en", "fine", smoke=args.smoke),
-        report_out=args.report_dir,
+        replace(
+            ReportOptions(),
+            langs=tuple(args.langs),
+            granularities=tuple(args.granularities),
+            out=args.report_dir,
+        ),
         smoke=args.smoke,
     )
     print((Path(args.report_dir) / "report.md").read_text().split("\n## ")[0])
@@ -534,7 +594,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from .data import SPLITS, corpus_stats, load_split
     from .labels import LANGUAGE_CODES, normalize_lang
-    from .tables import table
+    from .tables import stats_table
 
     langs = [normalize_lang(x) for x in args.lang] if args.lang else list(LANGUAGE_CODES)
     stats = {
@@ -547,22 +607,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
     for lang, per_split in stats.items():
-        rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", ">25 tokens"]]
-        for split, s in per_split.items():
-            ln = s["length"]
-            rows.append(
-                [
-                    split,
-                    str(s["sentences"]),
-                    str(s["tokens"]),
-                    str(s["entities"]),
-                    str(ln["p50"]),
-                    str(ln["p95"]),
-                    str(ln["max"]),
-                    f"{100 * s['truncated_at_25']:.1f}%",
-                ]
-            )
-        print(f"== {lang} ==\n{table(rows)}")
+        print(f"== {lang} ==\n{stats_table(per_split)}")
         types = per_split["train"]["entities_per_type"]
         print("train entities per type: " + ", ".join(f"{t} {n}" for t, n in types.items()) + "\n")
     return 0

@@ -11,15 +11,20 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
 from .errors import DistnerError, shorten
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 MAX_SEED = 2**32 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
+# The seed's sequence length: its training truncation, and the window of the seed-style scores.
+SEED_SEQ_LEN = 25
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ class ModelConfig:
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))
 
 
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+Precision = Literal["32", "bf16-mixed", "16-mixed"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 35
-    seq_len: int = 25  # training truncation; 0 = no truncation. Evaluation never truncates.
+    seq_len: int = SEED_SEQ_LEN  # training truncation; 0 = no truncation. Evaluation never truncates.
     # The seed names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -82,7 +88,7 @@ class TrainConfig:
     max_train_sentences: int = 0  # 0 = all; a seeded sample otherwise (smoke runs, tests)
     max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
     # Lightning's precision: "32", or "bf16-mixed" (autocast; the CRF still sums in float32)
-    precision: str = "32"
+    precision: Precision = "32"
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -97,6 +103,11 @@ class TrainConfig:
             raise DistnerError(f"lr: must be in (0, {MAX_LR:g}], got {self.lr}")
         if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
             raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
+
+    @property
+    def scoring_len(self) -> int:
+        """The window of the seed-style scores: the training truncation, or the seed's without one."""
+        return self.seq_len or SEED_SEQ_LEN
 
 
 @dataclass(frozen=True)
@@ -161,10 +172,10 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     return want(value)
 
 
-def _finite(obj: object) -> None:
+def _finite(obj: DataclassInstance) -> None:
     """NaN and infinity pass every `<`/`>` range check, then crash inside torch: refuse them, and
     values that are infinite in the float32 arithmetic torch trains with."""
-    for f in fields(obj):  # type: ignore[arg-type]
+    for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
             raise DistnerError(f"{f.name}: must be a finite number (at most {FLOAT32_MAX:.3g}), got {value}")

@@ -30,6 +30,9 @@ def iob2_constraints(tags: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class CRF(nn.Module):
+    start_mask: torch.Tensor  # buffers, registered in __init__
+    trans_mask: torch.Tensor
+
     def __init__(self, tags: Sequence[str]):
         super().__init__()
         n = len(tags)

@@ -1,4 +1,5 @@
-"""MultiCoNER CoNLL reading, vocabularies and tensor encoding.
+"""MultiCoNER CoNLL reading, the `Corpus` of one language x granularity, vocabularies and tensor
+encoding.
 
 File format: `# id <uuid>\\tdomain=<lang>` header per sentence, then `TOKEN _ _ TAG` lines (columns
 separated by spaces or tabs), sentences separated by any number of blank lines; plain or
@@ -20,10 +21,12 @@ from typing import NamedTuple
 
 import torch
 
+from .config import SEED_SEQ_LEN
 from .errors import DistnerError, shorten
 from .labels import FINE_TYPES, normalize_granularity, normalize_lang, to_coarse
 
 PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1  # their ids in every Vocab
 IGNORE_INDEX = -100  # label id for padding: never enters the loss or a metric
 SPLITS = ("train", "dev", "test")
 
@@ -178,8 +181,31 @@ def load_split(data_dir: str | os.PathLike | None, lang: str, split: str, granul
 
 
 @dataclass(frozen=True)
+class Corpus:
+    """Parsed sentences of one language x granularity; parse once, encode per config."""
+
+    lang: str
+    granularity: str
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    data_dir: str
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
+        lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
+        root = resolve_data_dir(data_dir)
+        train, dev, test = (load_split(root, lang, s, granularity) for s in ("train", "dev", "test"))
+        return cls(lang, granularity, train, dev, test, data_dir=str(root))
+
+    def with_dev_in_train(self) -> Corpus:
+        """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
+        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
+
+
+@dataclass(frozen=True)
 class Vocab:
-    """Index <-> string maps; index 0 is padding, 1 unknown."""
+    """Index <-> string maps; index PAD_ID (0) is padding, UNK_ID (1) unknown."""
 
     itos: tuple[str, ...]
 
@@ -204,7 +230,7 @@ class Vocab:
 
     def lookup(self, tokens: Sequence[str]) -> list[int]:
         stoi = self._stoi
-        return [stoi.get(t, 1) for t in tokens]
+        return [stoi.get(t, UNK_ID) for t in tokens]
 
     @property
     def _stoi(self) -> dict[str, int]:
@@ -289,9 +315,16 @@ class Batch(NamedTuple):
     word_index: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        chars, index = self.word_chars, self.word_index
         return Batch(
-            move(self.tokens), move(self.labels), self.lengths, move(self.word_chars), move(self.word_index)
+            move(self.tokens),
+            move(self.labels),
+            self.lengths,
+            None if chars is None else move(chars),
+            None if index is None else move(index),
         )
 
 
@@ -394,7 +427,7 @@ def padding_share(data: Encoded, sampler: Iterable[list[int]]) -> float:
     return 1 - real / max(total, 1)
 
 
-def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = 25) -> dict:
+def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = SEED_SEQ_LEN) -> dict:
     """Counts for `distner data stats`: sizes, entities per type, length percentiles."""
     from .metrics import get_entities
 

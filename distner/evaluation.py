@@ -1,18 +1,203 @@
-"""Evaluate and predict with a finished run folder (used by `distner evaluate` / `predict`)."""
+"""Inference and scoring with a trained model: decoding, `predict_tags`, the one `evaluate` used for
+dev, test and any labelled file, and rebuilding a finished run from its folder (`load_run`), used
+by `distner evaluate` / `predict`.
+
+Reads: a run folder's `config.yaml` and `model.pt` (or a retrain cell's `final.json` naming one),
+CoNLL files. Writes: `<run>/eval-<name>.json` (evaluate_run), a tagged CoNLL file (predict_file).
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .data import Sentence, format_conll, read_conll, split_path, with_granularity
-from .errors import DistnerError
-from .fileio import atomic_write_text, write_json
-from .labels import COARSE_TYPES, FINE_TYPES
+import torch
+
+from .config import FIELD_TYPES, SEED_SEQ_LEN, RunConfig, read_yaml_mapping
+from .data import (
+    PAD,
+    UNK,
+    BatchDataset,
+    BucketBatchSampler,
+    Sentence,
+    Vocab,
+    encode,
+    format_conll,
+    read_conll,
+    split_path,
+    with_granularity,
+)
+from .errors import DistnerError, one_line
+from .fileio import atomic_write_text, read_json, write_json
+from .labels import COARSE_TYPES, FINE_TYPES, normalize_granularity, normalize_lang, repair_iob2, tag_set
 from .metrics import score
+from .model import Tagger
 from .paths import RUN_FILES, check_output_file
-from .training import evaluate, load_run, predict_tags
+
+EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
+
+
+def decode(
+    model: Tagger, scores: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]
+) -> list[list[str]]:
+    """Tag names per real token, made valid IOB2 (a no-op for the CRF; entity scores unaffected)."""
+    return [repair_iob2([tags[j] for j in row]) for row in model.decode(scores, lengths)]
+
+
+@torch.no_grad()
+def predict_tags(
+    model: Tagger,
+    sentences: Sequence[Sentence],
+    vocab: Vocab,
+    tags: Sequence[str],
+    device: torch.device | str = "cpu",
+    batch_size: int = EVAL_BATCH,
+    chars: Vocab | None = None,
+) -> list[list[str]]:
+    """Tags for every token of every sentence (no truncation), in input order."""
+    model.eval().to(device)
+    # sentences without tokens keep their empty tag list; the network needs length >= 1
+    keep = [i for i, s in enumerate(sentences) if len(s)]
+    enc = encode(
+        [Sentence(sentences[i].id, sentences[i].tokens, None) for i in keep], vocab, tags, None, chars
+    )
+    data = BatchDataset(enc, device)
+    out: list[list[str]] = [[] for _ in sentences]
+    for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
+        b = data[idx]
+        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index)
+        for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
+            out[keep[i]] = tag_seq
+    return out
+
+
+def evaluate(
+    model: Tagger,
+    sentences: Sequence[Sentence],
+    vocab: Vocab,
+    tags: Sequence[str],
+    seq_len: int = SEED_SEQ_LEN,
+    device: torch.device | str = "cpu",
+    chars: Vocab | None = None,
+) -> dict[str, Any]:
+    """The one evaluation used for dev, test and any labelled file."""
+    gold = labels_of(sentences)
+    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
+
+
+def labels_of(sentences: Sequence[Sentence], what: str = "gold") -> list[list[str]]:
+    """Every sentence's tags; a sentence without any cannot be scored."""
+    out = []
+    for s in sentences:
+        if s.tags is None:
+            raise DistnerError(f"sentence {s.id}: evaluation needs {what} tags")
+        out.append(list(s.tags))
+    return out
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    run_dir: Path
+    model: Tagger
+    cfg: RunConfig
+    vocab: Vocab
+    tags: tuple[str, ...]
+    lang: str
+    granularity: str
+    data_dir: str
+    chars: Vocab | None = None
+
+
+def resolve_final(path: str | os.PathLike) -> Path:
+    """A retrain cell folder (with final.json, written by distner retrain) means its final model."""
+    p = Path(path)
+    final = p / "final.json"
+    if final.is_file() and not (p / "config.yaml").is_file():
+        data = read_json(final)
+        run_dir = data.get("run_dir") if isinstance(data, dict) else None
+        if not isinstance(run_dir, str) or not run_dir:
+            raise DistnerError(f"{final}: no 'run_dir' naming the final model")
+        return Path(run_dir)
+    return p
+
+
+def load_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
+    must hold every config key (a default filled in could silently build another network) and
+    model.pt must be readable weights of exactly that network."""
+    run = resolve_final(run_dir).resolve()
+    meta = read_yaml_mapping(run / "config.yaml")
+    weights = run / "model.pt"
+    if not weights.is_file():
+        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
+    cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
+    model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
+    try:
+        model.load_state_dict(_read_weights(weights))
+    except RuntimeError as e:  # missing, unexpected or differently shaped tensors
+        detail = one_line(str(e).partition(":")[2], 200)
+        raise DistnerError(f"{weights}: weights do not fit the network in config.yaml ({detail})") from None
+    model.eval()
+    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
+
+
+LATER_KEYS = {"precision": "32"}
+
+
+def _run_meta(
+    meta: dict[str, Any], path: Path
+) -> tuple[RunConfig, Vocab, tuple[str, ...], Vocab | None, str, str]:
+    """config, vocabularies, tag set, language and granularity of a run's config.yaml."""
+
+    def need(key: str, kind: type) -> Any:
+        if key not in meta:
+            raise DistnerError(f"{path}: missing key {key!r}")
+        if not isinstance(meta[key], kind):
+            raise DistnerError(f"{path}: key {key!r} must be a {kind.__name__}")
+        return meta[key]
+
+    def strings(key: str) -> tuple[str, ...]:
+        items = need(key, list)
+        if not all(isinstance(x, str) for x in items):
+            raise DistnerError(f"{path}: key {key!r} must be a list of strings")
+        return tuple(items)
+
+    flat = need("config", dict)
+    # keys added after runs were first written, that do not shape the network: their default holds
+    flat = {**{k: v for k, v in LATER_KEYS.items() if k not in flat}, **flat}
+    missing = [k for k in FIELD_TYPES if k not in flat]
+    if missing:
+        raise DistnerError(f"{path}: missing key 'config.{missing[0]}' (a run records every config key)")
+    cfg = RunConfig.from_flat(flat, source=str(path))
+    lang, granularity = normalize_lang(need("lang", str)), normalize_granularity(need("granularity", str))
+    tags, words = strings("tags"), strings("vocab")
+    if tags != tag_set(granularity):
+        raise DistnerError(f"{path}: key 'tags' is not the {granularity} tag set")
+    if words[:2] != (PAD, UNK):
+        raise DistnerError(f"{path}: key 'vocab' must start with {PAD!r}, {UNK!r}")
+    chars = Vocab(strings("chars")) if meta.get("chars") is not None else None
+    if (chars is None) == cfg.model.char_features:
+        raise DistnerError(f"{path}: key 'chars' does not match char_features={cfg.model.char_features}")
+    return cfg, Vocab(words), tags, chars, lang, granularity
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """model.pt as a state dict. The unpickler fails on damaged bytes with arbitrary exception
+    types (IndexError, KeyError, OSError, ...), so any failure here is the file's."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes on a foreign file
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any type: see docstring
+        reason = one_line(f"{type(e).__name__}: {e}", 100)
+        raise DistnerError(f"{path}: not readable as weights, damaged or truncated? ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DistnerError(f"{path}: not a distner weights file (expected tensors by name)")
+    return state
 
 
 def _check_aligned(gold: list[Sentence], pred: list[Sentence], pred_path: str | os.PathLike) -> None:
@@ -43,12 +228,12 @@ def evaluate_run(
     name += "-predictions" if predictions is not None else ""
     out = check_output_file(run.run_dir / f"eval-{name}.json", "--model", inputs=[path, predictions])
     gold = with_granularity(read_conll(path), run.granularity)
-    seq_len = run.cfg.train.seq_len or 25
+    seq_len = run.cfg.train.scoring_len
     if predictions is not None:
         types = FINE_TYPES if run.granularity == "fine" else COARSE_TYPES
         pred = read_conll(predictions, types=types)
         _check_aligned(gold, pred, predictions)
-        metrics = score([list(s.tags) for s in gold], [list(s.tags) for s in pred], seq_len)  # type: ignore[arg-type]
+        metrics = score(labels_of(gold), labels_of(pred, "predicted"), seq_len)
     else:
         metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
     metrics["source"] = str(Path(predictions or path).resolve())

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from .config import SEED_SEQ_LEN
+
 PAD_LABEL = "<pad>"
 Span = tuple[str, int, int]  # (type, start, end exclusive)
 
@@ -47,14 +49,14 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     tp: Counter[str] = Counter()
     n_gold: Counter[str] = Counter()
     n_pred: Counter[str] = Counter()
-    for g, p in zip(gold, pred):
-        if len(g) != len(p):
-            raise ValueError(f"sentence lengths differ: {len(g)} gold vs {len(p)} predicted tags")
-        gs, ps = set(get_entities(g)), set(get_entities(p))
+    for g_tags, p_tags in zip(gold, pred):
+        if len(g_tags) != len(p_tags):
+            raise ValueError(f"sentence lengths differ: {len(g_tags)} gold vs {len(p_tags)} predicted tags")
+        gs, ps = set(get_entities(g_tags)), set(get_entities(p_tags))
         n_gold.update(s[0] for s in gs)
         n_pred.update(s[0] for s in ps)
         tp.update(s[0] for s in gs & ps)
-    per_type = {}
+    per_type: dict[str, dict[str, float]] = {}
     for t in sorted(set(n_gold) | set(n_pred)):
         p, r, f = _prf(tp[t], n_pred[t], n_gold[t])
         per_type[t] = {"precision": p, "recall": r, "f1": f, "support": n_gold[t], "predicted": n_pred[t]}
@@ -86,7 +88,7 @@ def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
 
 
 def seed_style_scores(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = 25
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN
 ) -> dict:
     """The class report's method, reproduced only to put our numbers beside its published ones.
 
@@ -127,7 +129,7 @@ def coarse_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
     return {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
 
 
-def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = 25) -> dict:
+def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN) -> dict:
     """Everything `metrics.json` holds for one split."""
     out = entity_scores(gold, pred)
     out.update(token_scores(gold, pred))

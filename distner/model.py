@@ -10,9 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
 from .crf import CRF
-from .data import IGNORE_INDEX
-
-UNK_ID = 1
+from .data import IGNORE_INDEX, PAD_ID, UNK_ID
 
 
 class CharCNN(nn.Module):
@@ -20,7 +18,7 @@ class CharCNN(nn.Module):
 
     def __init__(self, num_chars: int, dim: int, channels: int, kernel: int):
         super().__init__()
-        self.embedding = nn.Embedding(num_chars, dim, padding_idx=0)
+        self.embedding = nn.Embedding(num_chars, dim, padding_idx=PAD_ID)
         self.conv = nn.Conv1d(dim, channels, kernel, padding=kernel // 2)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
@@ -48,7 +46,7 @@ class Tagger(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD_ID)
         width = cfg.embedding_dim
         self.chars = None
         if cfg.char_features:

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 from .errors import DistnerError
+from .paths import is_remote
 
 
 def serve_tensorboard(logdir: str, port: int = 6006, host: str = "localhost", block: bool = True) -> str:
     """Start TensorBoard in this process, print its URL, and serve until Ctrl-C."""
     from tensorboard import program
 
-    remote = logdir.startswith(("s3://", "gs://"))
-    if not remote and not Path(logdir).is_dir():
+    if not is_remote(logdir) and not Path(logdir).is_dir():
         raise DistnerError(f"{logdir}: no such study or run folder")
     tb = program.TensorBoard()
     tb.configure(argv=[None, "--logdir", logdir, "--port", str(port), "--host", host])

@@ -2,7 +2,8 @@
 
 Every command that writes calls these first: an output that names a folder where a file is meant
 (or the reverse), a path under a file, a place the user cannot write, or a file that is also an
-input is one line naming the path, before data is read or Ray starts.
+input is one line naming the path, before data is read or Ray starts. `is_remote` says whether a
+location is a storage URI (s3://, gs://, ...) rather than a path on this machine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from pathlib import Path
 from .errors import DistnerError, shorten
 
 RUN_FILES = ("config.yaml", "model.pt", "metrics.json")  # what makes a folder a distner run
+# Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
+REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
+
+
+def is_remote(location: str) -> bool:
+    """A storage URI (a study, a run folder, a TensorBoard logdir) rather than a local path."""
+    return location.startswith(REMOTE_PREFIXES)
 
 
 def _writable_place(path: Path, what: str) -> None:

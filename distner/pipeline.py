@@ -12,39 +12,38 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import read_yaml_mapping
 from .fileio import read_json
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir
+from .options import ReportOptions, RetrainOptions, TuneOptions
+from .paths import check_output_dir, is_remote
 from .report import build_report
-from .retrain import RetrainOptions, retrain_cell
-from .tuning import TuneOptions, is_remote, run_study, study_exists
+from .retrain import retrain_cell
+from .study import best_meta
+from .tuning import run_study, study_exists
 
 
 def _made_by(best: Path, study_name: str) -> bool:
     """best/<cell>.yaml exists and came from this study (not, say, an earlier smoke study)."""
     if not best.is_file():
         return False
-    study = (read_yaml_mapping(best).get("_meta") or {}).get("study", "")
+    study = (best_meta(best) or {}).get("study", "")
     return Path(study).name == study_name
 
 
 def _retrained_from(done: Path, best: Path) -> bool:
     """retrain.json was made from the current best config (same study and trial)."""
     done_meta = read_json(done)
-    return isinstance(done_meta, dict) and done_meta.get("best_meta") == read_yaml_mapping(best).get("_meta")
+    return isinstance(done_meta, dict) and done_meta.get("best_meta") == best_meta(best)
 
 
 def run_pipeline(
-    langs: list[str],
-    granularities: list[str],
-    tune: TuneOptions,
-    retrain: RetrainOptions,
-    report_out: str = "reports",
-    smoke: bool = False,
+    tune: TuneOptions, retrain: RetrainOptions, report: ReportOptions, smoke: bool = False
 ) -> dict[str, Any]:
-    langs = [normalize_lang(x) for x in langs]
-    granularities = [normalize_granularity(g) for g in granularities]
+    """Every cell of `report` (its langs x granularities), then the report over them. Each cell's
+    tune and retrain options are `tune` and `retrain` with the cell filled in."""
+    langs = [normalize_lang(x) for x in report.langs]
+    granularities = [normalize_granularity(g) for g in report.granularities]
+    report_out = report.out
     # every step checks its own outputs; checking all of them first fails before hours of tuning
     if not is_remote(tune.storage):
         check_output_dir(tune.storage, "--storage")
@@ -82,6 +81,8 @@ def run_pipeline(
                         studies=tune.storage,
                     )
                 )
-    report = build_report(langs, granularities, retrain_dir=retrain.out, out=report_out)
+    result = build_report(
+        replace(report, langs=tuple(langs), granularities=tuple(granularities), retrain_dir=retrain.out)
+    )
     print(f"pipeline: report -> {Path(report_out).resolve() / 'report.md'}", file=sys.stderr)
-    return report
+    return result

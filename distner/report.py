@@ -1,12 +1,12 @@
 """Final reports from files only: retrain results, study results and the class report's table.
 
 Reads `<retrain>/<cell>/retrain.json` (+ the final model's metrics.json), the study's `trials.csv`,
-`summary.json` and `optuna.db`; writes `<out>/report.md`, `<out>/report.json` and PNG figures.
+`summary.json` and `optuna.db` (through study.StudyFiles); writes `<out>/report.md`,
+`<out>/report.json` and PNG figures.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -14,12 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .config import SEED_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json
-from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file
+from .options import ReportOptions
+from .paths import check_output_dir, check_output_file, is_remote
+from .study import StudyFiles
+from .tables import markdown_table, mean_std
 
-METHOD = """\
+METHOD = f"""\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
 in which Optuna's TPE sampler proposed configurations (the class report's seed configuration was
 always trial one) and ASHA stopped weak trials early, all scored by dev entity macro-F1. The best
@@ -28,7 +31,7 @@ run's best-dev-epoch model was scored once on the test split; tables show mean +
 deviation over seeds. Test data never influenced a choice. **Entity macro-F1** is the official
 MultiCoNER measure: exact-match spans (type and both boundaries), F1 per entity type, averaged over
 types; micro-F1 pools all spans. **Seed-style** numbers reproduce the class report's method:
-token-level scikit-learn scores with every sentence padded or truncated to 25 tokens and padded
+token-level scikit-learn scores with every sentence padded or truncated to {SEED_SEQ_LEN} tokens and padded
 positions counted as a class of their own. Most positions are padding or `O`, which any model gets
 right, so accuracy sits near 0.9 even for a model that finds no entity at all: those numbers are
 inflated and are shown only to put ours beside the published ones. The published figures come from
@@ -40,20 +43,10 @@ def _published() -> dict[str, Any]:
     return json.loads(resources.files("distner").joinpath("reference/seed_report.json").read_text())
 
 
-def _ms(d: dict[str, Any]) -> str:
-    return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(out)
-
-
 def _rel(path: str | None) -> str | None:
     """A local path as written into reports: relative to the folder distner runs in (the project
     root), so committed reports name no folder of the machine that made them."""
-    if not path or "://" in path:
+    if not path or is_remote(path):
         return path
     return os.path.relpath(Path(path).resolve(), Path.cwd())
 
@@ -79,11 +72,11 @@ def _study(study: str | None) -> dict[str, Any]:
         "importances": None,
         "start_from": [],
     }
-    if not study or "://" in study or not Path(study).is_dir():
+    if not study or is_remote(study) or not Path(study).is_dir():
         return out
-    d = Path(study)
-    if (d / "summary.json").is_file():
-        s = read_json(d / "summary.json")
+    files = StudyFiles(Path(study))
+    s = files.summary()
+    if s is not None:
         out.update(
             trials=s["trials"],
             gpu_hours=s["gpu_hours"],
@@ -94,16 +87,16 @@ def _study(study: str | None) -> dict[str, Any]:
             # the warm-start trials: e.g. another cell's winner, transferred unchanged
             start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],
         )
-    if (d / "trials.csv").is_file():
+    if files.has_trials():
         best, curve = -math.inf, []
-        for row in csv.DictReader(open(d / "trials.csv", encoding="utf-8")):
-            v = float(row["best_dev_f1"])
+        for row in files.trials():
+            v = row["best_dev_f1"]
             if not math.isnan(v):
                 best = max(best, v)
             curve.append(best if best > -math.inf else float("nan"))
         out["best_so_far"] = curve
-    if (d / "optuna.db").is_file():
-        out["importances"] = _importances(d / "optuna.db")
+    if files.optuna_db is not None:
+        out["importances"] = _importances(files.optuna_db)
     return out
 
 
@@ -183,21 +176,15 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def build_report(
-    langs: list[str],
-    granularities: list[str],
-    retrain_dir: str = "runs/retrain",
-    out: str = "reports",
-    finished_only: bool = False,
-) -> dict[str, Any]:
+def build_report(opts: ReportOptions) -> dict[str, Any]:
     """Collect every cell, write report.json, report.md and figures; returns the report dict.
     With `finished_only`, cells without retrain results are left out instead of being an error."""
-    cells = [f"{normalize_lang(lang)}-{normalize_granularity(g)}" for lang in langs for g in granularities]
+    cells = opts.cells
     published = _published()
-    rdir, odir = Path(retrain_dir).resolve(), check_output_dir(out, "--out").resolve()
+    rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.out, "--out").resolve()
     for name in ("report.md", "report.json"):
         check_output_file(odir / name, "--out")
-    if finished_only:
+    if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
     odir.mkdir(parents=True, exist_ok=True)
@@ -259,11 +246,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows.append(
             [
                 cell,
-                _ms(c["tuned"]["entity_macro_f1"]),
-                _ms(c["baseline"]["entity_macro_f1"]),
+                mean_std(c["tuned"]["entity_macro_f1"]),
+                mean_std(c["baseline"]["entity_macro_f1"]),
                 f"{100 * c['gain']['entity_macro_f1']:+.2f}",
-                _ms(c["tuned"]["entity_micro_f1"]),
-                _ms(c["baseline"]["entity_micro_f1"]),
+                mean_std(c["tuned"]["entity_micro_f1"]),
+                mean_std(c["baseline"]["entity_micro_f1"]),
                 f"{100 * ss['seed_style_accuracy']['mean']:.1f} / "
                 f"{100 * ss['seed_style_macro_f1']['mean']:.1f}",
                 f"{100 * pub['accuracy']:.0f} / {100 * pub['macro_f1']:.0f}",
@@ -276,7 +263,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "Test-split entity-level scores, mean +- std over retraining seeds (percent).",
         "",
-        _md_table(rows),
+        markdown_table(rows),
         "",
         "\\* inflated token-level numbers (padding counted); published ones are the class report's "
         f"({report['published_source']}), on a different test split.",
@@ -297,7 +284,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if c["hyperparameters"]["tuned"][k] != c["hyperparameters"]["baseline"][k]
             or k in ("epochs", "lr")
         ]
-        parts += ["### Winning hyperparameters", "", _md_table(hp), ""]
+        parts += ["### Winning hyperparameters", "", markdown_table(hp), ""]
         pt = [["type", "precision", "recall", "F1", "support"]]
         pt += [
             [
@@ -309,7 +296,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
             for t, v in sorted(c["final"]["per_type"].items())
         ]
-        parts += ["### Per type (final model, test)", "", _md_table(pt), ""]
+        parts += ["### Per type (final model, test)", "", markdown_table(pt), ""]
         st = c["study"]
         if st.get("start_from") and st.get("best_dev_f1") is not None:
             lines = [["study trial", "dev entity macro-F1", "epochs"]]
@@ -324,7 +311,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
             if st.get("baseline_dev_f1") is not None:
                 lines.append(["seed baseline (trial 1)", f"{100 * st['baseline_dev_f1']:.2f}", "-"])
-            parts += ["### What tuning this cell bought (dev, inside the study)", "", _md_table(lines), ""]
+            parts += [
+                "### What tuning this cell bought (dev, inside the study)",
+                "",
+                markdown_table(lines),
+                "",
+            ]
         if c["study"]["importances"]:
             imp = ", ".join(f"{k} {v:.2f}" for k, v in c["study"]["importances"].items())
             parts += [f"Optuna parameter importances: {imp}.", ""]

@@ -1,26 +1,27 @@
 """Retrain the winners: the tuned config(s) and the seed baseline, from scratch, with several seeds.
 
-Reads `best/<cell>.yaml` (or the study's top-k trials) and `tune_spaces/baseline.yaml`; writes
-`<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders, `<out>/<cell>/retrain.json` and
-`<out>/<cell>/final.json`, which names the cell's final model (best dev score, never test).
+Reads `best/<cell>.yaml` (or the study's top-k trials, through study.StudyFiles) and
+`tune_spaces/baseline.yaml`; writes `<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders,
+`<out>/<cell>/retrain.json` and `<out>/<cell>/final.json`, which names the cell's final model (best
+dev score, never test).
 """
 
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
-from .errors import DistnerError, shorten
+from .data import Corpus
+from .errors import DistnerError
 from .fileio import read_json, write_json
-from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file
+from .options import RetrainOptions
+from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import resolve_space_path
-from .training import Corpus, fit_into
+from .study import StudyFiles, best_meta
+from .training import fit_into
 
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
 # config so that both are trained on the same data (e.g. the sample of a smoke study).
@@ -34,36 +35,6 @@ REPORTED = (
 )
 
 
-@dataclass(frozen=True)
-class RetrainOptions:
-    lang: str
-    granularity: str = "fine"
-    config: str | None = None  # default: <best_dir>/<cell>.yaml
-    best_dir: str = "best"
-    top_k: int = 1
-    studies: str = "runs"  # where the study <cell> lives (for --top-k > 1)
-    seeds: int = 3
-    train_on: str = "train"
-    out: str = "runs/retrain"
-    data_dir: str | None = None
-    baseline: str = "tune_spaces/baseline.yaml"
-    overrides: tuple[str, ...] = ()
-    address: str | None = None
-    gpus_per_run: float | None = None
-    accelerator: str = "auto"
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.seeds < 1 or self.top_k < 1:
-            raise DistnerError("--seeds and --top-k must be >= 1")
-        if self.train_on not in ("train", "train+dev"):
-            raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
-
-    @property
-    def cell(self) -> str:
-        return f"{normalize_lang(self.lang)}-{normalize_granularity(self.granularity)}"
-
-
 def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
     """(variant name, config, where it came from) for the top-k tuned configs."""
     if opts.top_k == 1:
@@ -75,28 +46,13 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
                 f"distner tune --lang {lang} --granularity {gran}"
             )
         return [("tuned", load_config(path), str(path.resolve()))]
-    best = Path(opts.best_dir) / f"{opts.cell}.yaml"
-    meta = (read_yaml_mapping(best).get("_meta") or {}) if best.is_file() else {}
-    study = Path(meta.get("study") or Path(opts.studies) / opts.cell)  # the study that wrote best/, if known
-    table = study / "trials.csv"
-    if not table.is_file():
-        raise DistnerError(f"{table}: study results not found; run distner tune for {opts.cell} first")
-    rows = [
-        r
-        for r in csv.DictReader(open(table, encoding="utf-8"))
-        if r["state"] in ("completed", "stopped_early")
-    ]
-    rows.sort(key=lambda r: -float(r["best_dev_f1"]))
+    meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
+    # the study that wrote best/, if known
+    study = StudyFiles(Path(meta.get("study") or Path(opts.studies) / opts.cell))
     out = []
-    for k, row in enumerate(rows[: opts.top_k], 1):
-        cfg_file = study / row["trial_dir"] / "config.yaml"
-        out.append(
-            (
-                f"tuned-{k}",
-                RunConfig.from_flat(read_yaml_mapping(cfg_file)["config"], str(cfg_file)),
-                str(cfg_file),
-            )
-        )
+    for k, row in enumerate(study.ranked()[: opts.top_k], 1):
+        cfg, cfg_file = study.trial_config(row)
+        out.append((f"tuned-{k}", cfg, str(cfg_file)))
     return out
 
 
@@ -180,10 +136,8 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
             "test": _summarise(runs),
         }
     result["study"] = _study_of(variants[0][2], opts)
-    src = Path(variants[0][2])
-    result["best_meta"] = (
-        read_yaml_mapping(src).get("_meta") if src.suffix == ".yaml" and opts.top_k == 1 else None
-    )
+    tuned_src = Path(variants[0][2])
+    result["best_meta"] = best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None
     tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
     final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
     result["final"] = {
@@ -202,7 +156,7 @@ def _run_jobs(
     import torch
 
     if opts.address or torch.cuda.device_count() > 0:
-        from .tuning import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist
+        from .ray_runtime import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist
 
         fit_on_ray(jobs, corpus, address=opts.address, gpus_per_run=opts.gpus_per_run, keep=keep)
         return
@@ -228,6 +182,5 @@ def _study_of(source: str, opts: RetrainOptions) -> str | None:
     """The study a tuned config came from (recorded in best/*.yaml by distner tune)."""
     if source.endswith("config.yaml"):  # top-k: a trial folder inside the study
         return str(Path(source).parent.parent)
-    meta = read_yaml_mapping(source).get("_meta") or {}
-    study = meta.get("study")
-    return str(Path(study).resolve()) if study and "://" not in study else study
+    study = (best_meta(source) or {}).get("study")
+    return str(Path(study).resolve()) if study and not is_remote(study) else study

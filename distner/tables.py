@@ -1,8 +1,12 @@
-"""Plain-text tables for the terminal (the Markdown report is report.py)."""
+"""Every table distner prints or writes: plain text for the terminal (`table`) and Markdown for
+report.md (`markdown_table`), with the rows of metrics, per-type scores, studies and retraining."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from .config import SEED_SEQ_LEN
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -14,6 +18,7 @@ COLUMNS = (
 
 
 def table(rows: list[list[str]]) -> str:
+    """Aligned plain-text columns (the first left-aligned, the rest right-aligned) under a rule."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -21,6 +26,18 @@ def table(rows: list[list[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def mean_std(d: dict[str, Any]) -> str:
+    """A {mean, std} score over seeds in percent: "75.66 +- 0.41"."""
+    return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    """A GitHub Markdown table: the first row is the header."""
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
 
 
 def metrics_table(metrics: dict[str, Any]) -> str:
@@ -37,4 +54,63 @@ def per_type_table(m: dict[str, Any]) -> str:
     rows = [["type", "precision", "recall", "f1", "support"]]
     for t, v in m["per_type"].items():
         rows.append([t, *(f"{100 * v[k]:.1f}" for k in ("precision", "recall", "f1")), str(v["support"])])
+    return table(rows)
+
+
+def study_table(s: dict[str, Any]) -> str:
+    """One row from a study's summary.json: best and baseline dev F1, trials by state, time."""
+    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
+    rows = [
+        [
+            "study",
+            "best dev F1",
+            "baseline dev F1",
+            "trials",
+            "completed",
+            "stopped early",
+            "failed",
+            "not run",
+            "wall",
+            "GPU-h",
+        ],
+        [
+            s["study"],
+            pct(s["best_dev_f1"]),
+            pct(s["baseline_dev_f1"]),
+            str(s["trials"]),
+            str(s["completed"]),
+            str(s["stopped_early"]),
+            str(s["failed"] + s["diverged"]),
+            str(s["not_run"]),
+            "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
+            f"{s['gpu_hours']:.3f}",
+        ],
+    ]
+    return table(rows)
+
+
+def retrain_table(r: dict[str, Any]) -> str:
+    """One row per variant of a cell's retrain.json: test entity F1, mean +- std over seeds."""
+    rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
+    for name, v in r["variants"].items():
+        t = v["test"]
+        rows.append(
+            [name, mean_std(t["entity_macro_f1"]), mean_std(t["entity_micro_f1"]), str(len(v["runs"]))]
+        )
+    return table(rows)
+
+
+def stats_table(per_split: dict[str, dict[str, Any]]) -> str:
+    """`distner data stats`: one row per split of data.corpus_stats' counts."""
+    rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{SEED_SEQ_LEN} tokens"]]
+    for split, s in per_split.items():
+        ln = s["length"]
+        rows.append(
+            [
+                split,
+                *(str(s[k]) for k in ("sentences", "tokens", "entities")),
+                *(str(ln[k]) for k in ("p50", "p95", "max")),
+                f"{100 * s[f'truncated_at_{SEED_SEQ_LEN}']:.1f}%",
+            ]
+        )
     return table(rows)

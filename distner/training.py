@@ -1,7 +1,11 @@
-"""Training: the LightningModule around the Tagger, and plain `fit` / `evaluate` / `predict`.
+"""Training: the LightningModule around the Tagger, and plain `fit` / `fit_into`.
 
 Nothing here knows about Ray: tuning passes extra Lightning callbacks (and a checkpoint to resume
 from) into `fit`, exactly as a user's own script could.
+
+Reads: a `Corpus` and a `RunConfig`. Writes, per run folder: `config.yaml` (everything needed to
+rebuild the model; `evaluation.load_run` reads it back), `model.pt` (the kept epoch's weights),
+`tb/` (TensorBoard) and `metrics.json` (dev and test scores from `evaluation.evaluate`).
 """
 
 from __future__ import annotations
@@ -32,23 +36,21 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from . import __version__
 from .config import RunConfig
 from .data import (
-    PAD,
-    UNK,
+    UNK_ID,
     Batch,
-    BatchDataset,
-    BucketBatchSampler,
+    Corpus,
     Encoded,
     Sentence,
     Vocab,
     encode,
-    load_split,
     make_loader,
     read_vectors,
 )
-from .errors import DistnerError, TrainingDiverged, TrainingInterrupted, one_line
-from .fileio import read_json, replace_dir, write_json, write_yaml
-from .labels import normalize_granularity, normalize_lang, repair_iob2, tag_set
-from .metrics import entity_scores, score
+from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
+from .evaluation import EVAL_BATCH, decode, evaluate
+from .fileio import replace_dir, write_json, write_yaml
+from .labels import tag_set
+from .metrics import entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
 
@@ -56,32 +58,6 @@ MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
 FINITE_CHECK_EVERY = 50
-EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Parsed sentences of one language x granularity; parse once, encode per config."""
-
-    lang: str
-    granularity: str
-    train: list[Sentence]
-    dev: list[Sentence]
-    test: list[Sentence]
-    data_dir: str
-
-    @classmethod
-    def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
-        from .data import resolve_data_dir
-
-        lang, granularity = normalize_lang(lang), normalize_granularity(granularity)
-        root = resolve_data_dir(data_dir)
-        splits = [load_split(root, lang, s, granularity) for s in ("train", "dev", "test")]
-        return cls(lang, granularity, *splits, data_dir=str(root))
-
-    def with_dev_in_train(self) -> Corpus:
-        """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
-        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
 
 
 @dataclass(frozen=True)
@@ -115,7 +91,7 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
             )
         vocab = Vocab.build(train, t.min_freq, extra=words)  # vector words reach dev/test OOVs
         ids = vocab.lookup(words)
-        keep = [k for k, i in enumerate(ids) if i > 1]
+        keep = [k for k, i in enumerate(ids) if i > UNK_ID]  # words the vocabulary holds
         vectors = ([ids[k] for k in keep], vecs[keep])
     else:
         vocab = Vocab.build(train, t.min_freq)
@@ -143,13 +119,6 @@ def build_model(cfg: RunConfig, data: Prepared) -> Tagger:
             model.embedding.weight[ids] = vecs
         model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)
     return model
-
-
-def decode(
-    model: Tagger, scores: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]
-) -> list[list[str]]:
-    """Tag names per real token, made valid IOB2 (a no-op for the CRF; entity scores unaffected)."""
-    return [repair_iob2([tags[j] for j in row]) for row in model.decode(scores, lengths)]
 
 
 class TaggerModule(pl.LightningModule):
@@ -229,6 +198,8 @@ class BestWeights(pl.Callback):
         if trainer.sanity_checking:
             return
         value = float(trainer.callback_metrics.get(MONITOR, -math.inf))
+        if not isinstance(module, TaggerModule):
+            raise TypeError(f"BestWeights keeps a TaggerModule's weights, not a {type(module).__name__}'s")
         if value > self.best or self.keep_last:
             self.best, self.best_epoch = value, trainer.current_epoch
             self.state = copy.deepcopy({k: v.cpu() for k, v in module.model.state_dict().items()})
@@ -359,7 +330,7 @@ def fit(
     logger.log_metrics({f"best/{MONITOR}": best.best}, step=trainer.global_step)
     logger.finalize("success")
 
-    seq_len = cfg.train.seq_len or 25
+    seq_len = cfg.train.scoring_len
     metrics: dict[str, Any] = {
         "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device, data.chars),
     }
@@ -464,152 +435,3 @@ def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) 
         },
         header="# Written by distner: everything needed to rebuild this run's model (model.pt).\n",
     )
-
-
-@torch.no_grad()
-def predict_tags(
-    model: Tagger,
-    sentences: Sequence[Sentence],
-    vocab: Vocab,
-    tags: Sequence[str],
-    device: torch.device | str = "cpu",
-    batch_size: int = EVAL_BATCH,
-    chars: Vocab | None = None,
-) -> list[list[str]]:
-    """Tags for every token of every sentence (no truncation), in input order."""
-    model.eval().to(device)
-    # sentences without tokens keep their empty tag list; the network needs length >= 1
-    keep = [i for i, s in enumerate(sentences) if len(s)]
-    enc = encode(
-        [Sentence(sentences[i].id, sentences[i].tokens, None) for i in keep], vocab, tags, None, chars
-    )
-    data = BatchDataset(enc, device)
-    out: list[list[str]] = [[] for _ in sentences]
-    for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
-        b = data[idx]
-        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index)
-        for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
-            out[keep[i]] = tag_seq
-    return out
-
-
-def evaluate(
-    model: Tagger,
-    sentences: Sequence[Sentence],
-    vocab: Vocab,
-    tags: Sequence[str],
-    seq_len: int = 25,
-    device: torch.device | str = "cpu",
-    chars: Vocab | None = None,
-) -> dict[str, Any]:
-    """The one evaluation used for dev, test and any labelled file."""
-    gold = []
-    for s in sentences:
-        if s.tags is None:
-            raise DistnerError(f"sentence {s.id}: evaluation needs gold tags")
-        gold.append(list(s.tags))
-    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
-
-
-@dataclass(frozen=True)
-class LoadedRun:
-    run_dir: Path
-    model: Tagger
-    cfg: RunConfig
-    vocab: Vocab
-    tags: tuple[str, ...]
-    lang: str
-    granularity: str
-    data_dir: str
-    chars: Vocab | None = None
-
-
-def resolve_final(path: str | os.PathLike) -> Path:
-    """A retrain cell folder (with final.json, written by distner retrain) means its final model."""
-    p = Path(path)
-    final = p / "final.json"
-    if final.is_file() and not (p / "config.yaml").is_file():
-        data = read_json(final)
-        run_dir = data.get("run_dir") if isinstance(data, dict) else None
-        if not isinstance(run_dir, str) or not run_dir:
-            raise DistnerError(f"{final}: no 'run_dir' naming the final model")
-        return Path(run_dir)
-    return p
-
-
-def load_run(run_dir: str | os.PathLike) -> LoadedRun:
-    """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
-    must hold every config key (a default filled in could silently build another network) and
-    model.pt must be readable weights of exactly that network."""
-    from .config import read_yaml_mapping
-
-    run = resolve_final(run_dir).resolve()
-    meta = read_yaml_mapping(run / "config.yaml")
-    weights = run / "model.pt"
-    if not weights.is_file():
-        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
-    cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
-    model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
-    try:
-        model.load_state_dict(_read_weights(weights))
-    except RuntimeError as e:  # missing, unexpected or differently shaped tensors
-        detail = one_line(str(e).partition(":")[2], 200)
-        raise DistnerError(f"{weights}: weights do not fit the network in config.yaml ({detail})") from None
-    model.eval()
-    return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
-
-
-LATER_KEYS = {"precision": "32"}
-
-
-def _run_meta(
-    meta: dict[str, Any], path: Path
-) -> tuple[RunConfig, Vocab, tuple[str, ...], Vocab | None, str, str]:
-    """config, vocabularies, tag set, language and granularity of a run's config.yaml."""
-    from .config import FIELD_TYPES
-
-    def need(key: str, kind: type) -> Any:
-        if key not in meta:
-            raise DistnerError(f"{path}: missing key {key!r}")
-        if not isinstance(meta[key], kind):
-            raise DistnerError(f"{path}: key {key!r} must be a {kind.__name__}")
-        return meta[key]
-
-    def strings(key: str) -> tuple[str, ...]:
-        items = need(key, list)
-        if not all(isinstance(x, str) for x in items):
-            raise DistnerError(f"{path}: key {key!r} must be a list of strings")
-        return tuple(items)
-
-    flat = need("config", dict)
-    # keys added after runs were first written, that do not shape the network: their default holds
-    flat = {**{k: v for k, v in LATER_KEYS.items() if k not in flat}, **flat}
-    missing = [k for k in FIELD_TYPES if k not in flat]
-    if missing:
-        raise DistnerError(f"{path}: missing key 'config.{missing[0]}' (a run records every config key)")
-    cfg = RunConfig.from_flat(flat, source=str(path))
-    lang, granularity = normalize_lang(need("lang", str)), normalize_granularity(need("granularity", str))
-    tags, words = strings("tags"), strings("vocab")
-    if tags != tag_set(granularity):
-        raise DistnerError(f"{path}: key 'tags' is not the {granularity} tag set")
-    if words[:2] != (PAD, UNK):
-        raise DistnerError(f"{path}: key 'vocab' must start with {PAD!r}, {UNK!r}")
-    chars = Vocab(strings("chars")) if meta.get("chars") is not None else None
-    if (chars is None) == cfg.model.char_features:
-        raise DistnerError(f"{path}: key 'chars' does not match char_features={cfg.model.char_features}")
-    return cfg, Vocab(words), tags, chars, lang, granularity
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """model.pt as a state dict. The unpickler fails on damaged bytes with arbitrary exception
-    types (IndexError, KeyError, OSError, ...), so any failure here is the file's."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes on a foreign file
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any type: see docstring
-        reason = one_line(f"{type(e).__name__}: {e}", 100)
-        raise DistnerError(f"{path}: not readable as weights, damaged or truncated? ({reason})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DistnerError(f"{path}: not a distner weights file (expected tensors by name)")
-    return state

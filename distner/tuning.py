@@ -1,24 +1,23 @@
 """Ray Tune studies: Optuna (TPE) proposes configs, ASHA stops weak trials early, trials are plain
-`distner.training.fit` runs with a reporting callback. All Ray code of distner lives here.
+`distner.training.fit` runs with a reporting callback. Starting Ray (shared with retraining) is
+ray_runtime.py.
 
 Reads: the data root, a search space YAML. Writes, per study: Ray's experiment folder under
 `<storage>/<name>/` (per trial: params, per-epoch metrics, last checkpoint, TensorBoard events,
-model.pt of its best epoch), then `trials.csv`, `summary.json` and `optuna.db` beside it (or
-under `runs/<name>/` when storage is remote), and `best/<lang>-<granularity>.yaml`.
+model.pt of its best epoch), then the study's output files, written by study.py: `trials.csv`,
+`summary.json` and `optuna.db` beside it (or under `runs/<name>/` when storage is remote), and
+`best/<lang>-<granularity>.yaml`.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,24 @@ import pytorch_lightning as pl
 import torch
 
 from .config import RunConfig
-from .errors import DistnerError, StudyInterrupted, TrainingDiverged, shorten
-from .fileio import write_json, write_yaml
+from .data import Corpus
+from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .labels import normalize_granularity, normalize_lang
-from .paths import check_output_dir, check_output_file, check_path_component
+from .options import TuneOptions
+from .paths import check_output_dir, check_output_file
+from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
 from .spaces import Param, Space, load_space
-from .tables import table
-from .training import MONITOR, Corpus, fit, fit_into
+from .study import (
+    Study,
+    StudyResult,
+    start_rows,
+    storage_root,
+    study_path,
+    summarise,
+    trial_rows,
+    write_outputs,
+)
+from .training import MONITOR, fit
 
 # When a trial saves a resumable checkpoint (weights + Adam state: 156 MB at the seed's size on
 # Hindi, ~0.8 s to save and copy; docs/performance.md). By default ("auto", 0) once this many seconds
@@ -41,76 +51,6 @@ from .training import MONITOR, Corpus, fit, fit_into
 # (or one epoch, where an epoch takes longer). A 1 s GPU epoch is never worth a 0.8 s checkpoint.
 AUTO_CHECKPOINT_S = 60.0
 CHECKPOINT_COST_FACTOR = 20.0
-
-# Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
-REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
-
-
-@dataclass(frozen=True)
-class TuneOptions:
-    lang: str
-    granularity: str = "fine"
-    space: str = "tune_spaces/default.yaml"
-    num_samples: int = 64
-    max_concurrent: int | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 0.25 when the cluster has GPUs, else 0
-    time_budget_s: float | None = None
-    address: str | None = None
-    storage: str = "runs"
-    name: str | None = None
-    resume: bool = False
-    seed: int = 0
-    data_dir: str | None = None
-    best_dir: str = "best"
-    grace_period: int = 1
-    reduction_factor: int = 3
-    max_failures: int = 2
-    verbose: int = 1
-    start_from: tuple[str, ...] = ()  # config YAMLs run right after the baseline (warm start)
-    results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
-    checkpoint_every: int = 0  # a trial's resumable checkpoint every K epochs; 0 = auto (see above)
-
-    def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise DistnerError(f"--num-samples: must be >= 1, got {self.num_samples}")
-        if self.cpus_per_trial <= 0:
-            raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")
-        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
-            raise DistnerError(f"--gpus-per-trial: must be >= 0, got {self.gpus_per_trial}")
-        if self.grace_period < 1:
-            raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
-        if self.checkpoint_every < 0:
-            raise DistnerError(f"--checkpoint-every: must be auto or >= 1, got {self.checkpoint_every}")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
-        if self.name is not None:  # a folder under --storage: it must not climb out of it
-            check_path_component(self.name, "--name")
-
-
-@dataclass
-class StudyResult:
-    name: str
-    study_path: str
-    results_dir: Path
-    best_config_path: Path
-    summary: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def parse_duration(text: str) -> float:
-    """'2h', '90m', '1h30m', '45s' or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise DistnerError(f"--time-budget {shorten(text)}: use e.g. 2h, 90m, 1h30m or 45s")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def is_remote(storage: str) -> bool:
-    return storage.startswith(REMOTE_PREFIXES)
 
 
 # ---------------------------------------------------------------- inside a trial (a Ray worker)
@@ -138,7 +78,7 @@ class TuneReport(pl.Callback):
         from ray import tune
 
         epoch = trainer.current_epoch + 1
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(epoch=epoch, node_id=self.node_id)
         start = time.perf_counter()
         if not due_for_checkpoint(epoch, self.checkpoint_every, start - self._last, self._cost):
@@ -207,153 +147,6 @@ def _ray_domain(p: Param) -> Any:
     }[p.kind]()
 
 
-def _init_ray(opts: TuneOptions) -> bool:
-    """Join a cluster (--address) or start a local instance sized to this machine. Returns
-    whether we started it (and so must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if opts.address:
-        ray.init(address=opts.address, log_to_driver=opts.verbose > 1)
-        return True
-    _reap_orphaned_ray_agents()
-    gib = 1024**3
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    ray.init(
-        address="local",  # a new instance even when `ray start` left a cluster running here
-        num_cpus=os.cpu_count() or 1,
-        num_gpus=torch.cuda.device_count(),
-        include_dashboard=False,
-        object_store_memory=int(min(2 * gib, max(0.1 * mem, 0.25 * gib))),
-        log_to_driver=opts.verbose > 1,
-        # Ray's default starts workers at niceness 15, so trials starve beside any other job; a
-        # study distner starts itself runs its trials at the priority of the command that started it
-        _system_config={"worker_niceness": 0},
-    )
-    return True
-
-
-_RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
-_SESSION_KEEPERS = ("raylet", "gcs_server")  # a session with either still running is alive
-_SESSION_DIR = re.compile(r"/[^\0\s=]*?/session_[^/\0\s]+")
-
-
-def _reap_orphaned_ray_agents() -> None:
-    """A SIGKILLed driver takes its local Ray's raylet and GCS server down but leaves their
-    DashboardAgent/RuntimeEnvAgent running (they ignore SIGTERM). End this user's agents whose
-    session has no raylet or GCS server left. Agents of live sessions (anyone's other Ray work on
-    this machine) and agents whose session cannot be told are never touched."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return
-    cmdlines = {d: _cmdline(d) for d in proc.iterdir() if d.name.isdigit()}
-    live = {
-        m.group(0)
-        for args in cmdlines.values()
-        if args and Path(args[0]).name in _SESSION_KEEPERS
-        for m in _SESSION_DIR.finditer("\0".join(args))
-    }
-    for d, args in cmdlines.items():
-        if not args or not args[0].startswith(_RAY_AGENTS):
-            continue
-        try:
-            session = _agent_session(d)
-            if session is not None and session not in live and d.stat().st_uid == os.getuid():
-                os.kill(int(d.name), 9)
-        except (OSError, ValueError):
-            continue  # gone meanwhile, or not ours to inspect
-
-
-def _cmdline(d: Path) -> list[str]:
-    try:
-        return [a.decode(errors="replace") for a in (d / "cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _agent_session(d: Path) -> str | None:
-    """An agent's session folder, from the log files it holds open (its own command line is
-    overwritten with its title, so it does not say)."""
-    for fd in (d / "fd").iterdir():
-        try:
-            m = _SESSION_DIR.match(os.readlink(fd))
-        except OSError:
-            continue
-        if m:
-            return m.group(0)
-    return None
-
-
-def _check_storage_for_cluster(storage: str) -> None:
-    """On several nodes a local path only works if every node sees it (NFS): check for real by
-    writing a marker here and looking for it from a task pinned to each node."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) < 2 or is_remote(storage):
-        return
-    Path(storage).mkdir(parents=True, exist_ok=True)
-    marker = Path(storage) / f".distner-visible-{os.getpid()}"
-    marker.write_text("ok")
-
-    @ray.remote(num_cpus=0)
-    def sees(path: str) -> bool:
-        return os.path.exists(path)
-
-    try:
-        seen = ray.get(
-            [
-                sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(
-                    str(marker)
-                )
-                for n in nodes
-            ]
-        )
-    finally:
-        marker.unlink(missing_ok=True)
-    if not all(seen):
-        raise DistnerError(
-            f"--storage {storage}: {seen.count(False)} of {len(nodes)} cluster nodes cannot see this "
-            "local path; use s3://..., gs://... or an NFS path mounted on every node"
-        )
-
-
-def fit_on_ray(
-    jobs: list,
-    corpus: Corpus,
-    address: str | None = None,
-    gpus_per_run: float | None = None,
-    keep: str = "best",
-) -> None:
-    """Run independent fits (retraining seeds) as Ray tasks spread over GPUs and nodes."""
-    import ray
-
-    started = _init_ray(TuneOptions(lang=corpus.lang, address=address, verbose=1))
-    try:
-        gpus = gpus_per_run
-        if gpus is None:
-            gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        if jobs:  # every node must see the run folders the head reads back
-            _check_storage_for_cluster(str(Path(jobs[0][2]).parent.parent))
-        ref = ray.put(corpus)
-
-        @ray.remote(num_cpus=1, num_gpus=gpus)
-        def one(cfg: RunConfig, corpus: Corpus, out: str) -> str:
-            accel = "gpu" if gpus > 0 else "cpu"
-            fit_into(cfg, corpus, out, overwrite=True, accelerator=accel, progress=False, keep=keep)
-            return out
-
-        pending = [one.remote(cfg, ref, str(out)) for _, cfg, out in jobs]
-        for i in range(len(pending)):
-            done, pending = ray.wait(pending, num_returns=1)
-            print(f"[{i + 1}/{len(jobs)}] finished {ray.get(done[0])}", flush=True)
-    finally:
-        if started:
-            ray.shutdown()
-
-
 class _StopSignals:
     """Ctrl-C (SIGINT) or SIGTERM during a study: ask Tune for its graceful stop (it saves the
     experiment state so --resume continues) and remember that a signal came. Tune's own SIGINT
@@ -391,8 +184,7 @@ class _StopSignals:
 def study_exists(storage: str, name: str) -> bool:
     from ray import tune
 
-    path = storage if is_remote(storage) else str(Path(storage).resolve())
-    return tune.Tuner.can_restore(f"{path.rstrip('/')}/{name}")
+    return tune.Tuner.can_restore(study_path(storage, name))
 
 
 def run_study(opts: TuneOptions) -> StudyResult:
@@ -408,27 +200,23 @@ def run_study(opts: TuneOptions) -> StudyResult:
     starts = [space.start_point(p) for p in opts.start_from]  # bad files fail before Ray starts
     if opts.resume and starts:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
-    name = opts.name or f"{lang}-{gran}"
-    storage = opts.storage if is_remote(opts.storage) else str(Path(opts.storage).resolve())
-    study_path = f"{storage.rstrip('/')}/{name}"
-    results_dir = Path(study_path) if not is_remote(storage) else Path("runs", name).resolve()
-    _check_outputs(opts, results_dir, lang, gran)
-    exists = tune.Tuner.can_restore(study_path)
+    study = Study(opts.name or f"{lang}-{gran}", lang, gran, opts.storage, opts.best_dir)
+    name, path, storage = study.name, study.path, storage_root(opts.storage)
+    _check_outputs(study)
+    exists = tune.Tuner.can_restore(path)
     if exists and not (opts.resume or opts.results_only):
-        raise DistnerError(f"{study_path}: study exists; add --resume to continue it, or --name NEW")
+        raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
     if (opts.resume or opts.results_only) and not exists:
-        raise DistnerError(f"{study_path}: no study to resume (run without --resume to start it)")
+        raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
 
     corpus = Corpus.load(opts.data_dir, lang, gran)
     corpus = replace(corpus, test=[])  # tuning never sees test
     # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    started_ray = _init_ray(opts)
+    started_ray = init_ray(opts.address, opts.verbose)
     try:
-        _check_storage_for_cluster(storage)
-        gpus = opts.gpus_per_trial
-        if gpus is None:
-            gpus = 0.25 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        check_storage_for_cluster(storage)
+        gpus = gpu_share(opts.gpus_per_trial)
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,
@@ -471,11 +259,11 @@ def run_study(opts: TuneOptions) -> StudyResult:
         )
         t0 = time.time()
         if opts.results_only:
-            grid = tune.Tuner.restore(study_path, trainable=trainable, param_space=param_space).get_results()
-            return _finish(grid, float("nan"), space, opts, name, lang, gran, gpus, study_path, results_dir)
+            grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
+            return _finish(grid, float("nan"), space, opts, study, gpus)
         if opts.resume:
             tuner = tune.Tuner.restore(
-                study_path,
+                path,
                 trainable=trainable,
                 param_space=param_space,
                 resume_unfinished=True,
@@ -498,258 +286,32 @@ def run_study(opts: TuneOptions) -> StudyResult:
                 else f"interrupted with {finished} of {opts.num_samples} trials ended"
             )
             raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
-        return _finish(grid, wall, space, opts, name, lang, gran, gpus, study_path, results_dir)
+        return _finish(grid, wall, space, opts, study, gpus)
     finally:
         if started_ray:
             ray.shutdown()
 
 
-def _check_outputs(opts: TuneOptions, results_dir: Path, lang: str, gran: str) -> None:
+def _check_outputs(study: Study) -> None:
     """Every local place a study writes (the study folder itself, or its results when storage
     is remote; best/), checked before data is read or Ray starts."""
-    check_output_dir(results_dir, "--storage")
-    check_output_file(_best_path(opts, lang, gran), "--best-dir")
-
-
-def _best_path(opts: TuneOptions, lang: str, gran: str) -> Path:
-    return Path(opts.best_dir).resolve() / f"{lang}-{gran}.yaml"
+    check_output_dir(study.results_dir, "--storage")
+    check_output_file(study.best_path, "--best-dir")
 
 
 def _finish(
-    grid: Any,
-    wall: float,
-    space: Space,
-    opts: TuneOptions,
-    name: str,
-    lang: str,
-    gran: str,
-    gpus: float,
-    study_path: str,
-    results_dir: Path,
+    grid: Any, wall: float, space: Space, opts: TuneOptions, study: Study, gpus: float
 ) -> StudyResult:
-    """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml from a study's results."""
-    rows = _trial_rows(grid, space, space.max_epochs())
-    summary = _summarise(rows, name, lang, gran, opts, space, wall, gpus)
-    summary["start_from"] = _start_rows(rows, space, opts.start_from)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    _write_trials_csv(results_dir / "trials.csv", rows, space)
-    write_json(results_dir / "summary.json", summary)
-    _export_optuna(study_path, results_dir / "optuna.db", name)
-    best_path = _write_best(rows, space, opts, lang, gran, name)
-    return StudyResult(name, study_path, results_dir, best_path, summary, rows)
-
-
-def _trial_rows(grid: Any, space: Space, max_t: int) -> list[dict[str, Any]]:
-    baseline = space.baseline_point()
-    rows = []
-    for r in grid:
-        df = r.metrics_dataframe
-        last = r.metrics or {}
-        params = r.config or _params_on_disk(r.path)  # None: the trial never reported (time budget)
-        cfg = {p.name: params.get(p.name) for p in space.params}
-        f1s = df[MONITOR].dropna().tolist() if df is not None and MONITOR in df else []
-        epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
-        if r.error is not None:
-            state = "failed"
-        elif last.get("diverged"):
-            state = "diverged"
-        elif epochs == 0:
-            state = "not_run"
-        elif epochs < int(params.get("epochs", space.base()["epochs"])):
-            state = "stopped_early"
-        else:
-            state = "completed"
-        trial_dir = Path(r.path).name if r.path else ""
-        rows.append(
-            {
-                "trial": last.get("trial_id", trial_dir),
-                "index": _trial_index(trial_dir),
-                **cfg,
-                "best_dev_f1": max(f1s) if f1s else float("nan"),
-                "epochs_run": epochs,
-                "state": state,
-                "seconds": round(float(last.get("time_total_s", 0.0)), 2),
-                "node_id": last.get("node_id", ""),
-                "baseline": cfg == baseline,
-                "error": str(r.error).splitlines()[0][:200] if r.error else "",
-                "trial_dir": trial_dir,
-            }
-        )
-    rows.sort(key=lambda row: row["index"])
-    return rows
-
-
-def _params_on_disk(path: str | None) -> dict[str, Any]:
-    import json
-
-    p = Path(path or "", "params.json")
-    return json.loads(p.read_text()) if path and p.is_file() else {}
-
-
-def _trial_index(trial_dir_name: str) -> int:
-    """Creation order: Ray names trial folders `<trainable>_<id>_<n>_<params>_<date>`, n from 1."""
-    m = re.match(r".*?_[0-9a-f]{8}_(\d+)_", trial_dir_name)
-    return int(m.group(1)) if m else 0
-
-
-def _start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each --start-from file with the trial that ran its values (found by value, so a resumed
-    study given the same files finds them too): what a transferred config scored on this cell."""
-    out = []
-    for f in files:
-        point = space.start_point(f)
-        row = next((r for r in rows if all(_same(r[k], v) for k, v in point.items())), None)
-        out.append(
-            {
-                "config": f,
-                "trial": row["trial"] if row else None,
-                "best_dev_f1": row["best_dev_f1"] if row else None,
-                "epochs_run": row["epochs_run"] if row else None,
-            }
-        )
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
-
-
-def _summarise(
-    rows: list[dict],
-    name: str,
-    lang: str,
-    gran: str,
-    opts: TuneOptions,
-    space: Space,
-    wall: float,
-    gpus: float,
-) -> dict[str, Any]:
-    scored = [
-        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
-    ]
-    best = max(scored, key=lambda r: r["best_dev_f1"], default=None)
-    base = next((r for r in rows if r["baseline"]), None)
-    count = {
-        s: sum(r["state"] == s for r in rows)
-        for s in ("completed", "stopped_early", "failed", "diverged", "not_run")
-    }
-    return {
-        "study": name,
-        "lang": lang,
-        "granularity": gran,
-        "space": os.path.relpath(space.source),  # relative: summaries get committed
+    """The study's output files (study.py) from its results, with how this study searched."""
+    rows = trial_rows(grid, space)
+    search = {
         "searcher": f"OptunaSearch(TPESampler(seed={opts.seed}))",
         "scheduler": f"ASHAScheduler(max_t={space.max_epochs()}, grace_period={opts.grace_period}, "
         f"reduction_factor={opts.reduction_factor})",
         "seed": opts.seed,
         "checkpoint_every": opts.checkpoint_every or "auto",
-        "trials": len(rows),
-        **count,
-        "best_trial": best["trial"] if best else None,
-        "best_dev_f1": best["best_dev_f1"] if best else None,
-        "baseline_dev_f1": base["best_dev_f1"] if base else None,
-        "wall_seconds": None if math.isnan(wall) else round(wall, 1),
-        "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
-        "gpu_hours": round(sum(r["seconds"] for r in rows) * gpus / 3600, 4),
-        "gpus_per_trial": gpus,
-        "cpus_per_trial": opts.cpus_per_trial,
-        "nodes": sorted({r["node_id"] for r in rows if r["node_id"]}),
     }
-
-
-def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
-    cols = [
-        "index",
-        "trial",
-        *(p.name for p in space.params),
-        "best_dev_f1",
-        "epochs_run",
-        "state",
-        "seconds",
-        "node_id",
-        "baseline",
-        "error",
-        "trial_dir",
-    ]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, path)
-
-
-def _export_optuna(study_path: str, db: Path, name: str) -> None:
-    """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch()
-    searcher.restore_from_dir(study_path)
-    study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
-    tmp = db.with_name(f".{db.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
-    out.add_trials([t for t in study.trials if t.state.is_finished()])
-    del out
-    os.replace(tmp, db)
-
-
-def _write_best(rows: list[dict], space: Space, opts: TuneOptions, lang: str, gran: str, name: str) -> Path:
-    scored = [
-        r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")
-    ]
-    if not scored:
-        raise DistnerError(f"study {name}: no trial produced a dev score; see {opts.storage}/{name}")
-    best = max(scored, key=lambda r: r["best_dev_f1"])
-    flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
-    cfg = RunConfig.from_flat(flat)  # validates, normalises types
-    path = _best_path(opts, lang, gran)
-    header = (
-        f"# Best config of study {name!r} ({lang}-{gran}): trial {best['trial']},\n"
-        f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
-        f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
-    )
-    meta = {
-        "study": str(Path(opts.storage, name)) if not is_remote(opts.storage) else f"{opts.storage}/{name}",
-        "trial": best["trial"],
-        "dev_entity_macro_f1": best["best_dev_f1"],
-        "epochs_run": best["epochs_run"],
-    }
-    write_yaml(path, {**cfg.to_flat(), "_meta": meta}, header=header)
-    return path
-
-
-def summary_table(result: StudyResult) -> str:
-    s = result.summary
-    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
-    rows = [
-        [
-            "study",
-            "best dev F1",
-            "baseline dev F1",
-            "trials",
-            "completed",
-            "stopped early",
-            "failed",
-            "not run",
-            "wall",
-            "GPU-h",
-        ],
-        [
-            s["study"],
-            pct(s["best_dev_f1"]),
-            pct(s["baseline_dev_f1"]),
-            str(s["trials"]),
-            str(s["completed"]),
-            str(s["stopped_early"]),
-            str(s["failed"] + s["diverged"]),
-            str(s["not_run"]),
-            "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
-            f"{s['gpu_hours']:.3f}",
-        ],
-    ]
-    return table(rows)
+    resources = {"gpus_per_trial": gpus, "cpus_per_trial": opts.cpus_per_trial}
+    summary = summarise(rows, study, space, search, resources, wall)
+    summary["start_from"] = start_rows(rows, space, opts.start_from)
+    return write_outputs(study, rows, summary, space)

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from distner.data import read_conll
-from distner.evaluation import predict_file
-from distner.training import load_run
+from distner.evaluation import load_run, predict_file
 
 from .helpers import ROOT, TINY
 

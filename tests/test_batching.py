@@ -9,9 +9,9 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import load_config
-from distner.data import BatchDataset, BucketBatchSampler, Vocab, encode, make_loader, read_conll
+from distner.data import BatchDataset, BucketBatchSampler, Corpus, Vocab, encode, make_loader, read_conll
 from distner.labels import tag_set
-from distner.training import Corpus, fit
+from distner.training import fit
 
 # lengths shaped like MultiCoNER's (mean ~15, long tail to ~60)
 LENGTHS = [max(1, min(68, int(random.Random(i).lognormvariate(2.6, 0.45)))) for i in range(7000)]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from distner.config import load_config
-from distner.data import Vocab, read_conll, read_vectors
+from distner.data import Corpus, Vocab, read_conll, read_vectors
 from distner.errors import DistnerError
+from distner.evaluation import load_run, predict_tags
 from distner.labels import is_valid_iob2
-from distner.training import Corpus, fit, load_run, predict_tags
+from distner.training import fit
 
 from .helpers import run, write
 

@@ -5,9 +5,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distner.config import load_config
-from distner.data import read_conll
-from distner.evaluation import evaluate_run, predict_file
-from distner.training import Corpus, fit, load_run
+from distner.data import Corpus, read_conll
+from distner.evaluation import evaluate_run, load_run, predict_file
+from distner.training import fit
 
 TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.05"]
 

@@ -17,7 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from distner.config import load_config
 from distner.errors import DistnerError
-from distner.tuning import TuneOptions, parse_duration, run_study
+from distner.options import RetrainOptions, TuneOptions, parse_duration
+from distner.tuning import run_study
 
 from .helpers import SPACE, ray_left, ray_pids, run, write
 
@@ -185,7 +186,7 @@ def test_best_config_trains_again(study, tmp_path):
 
 
 def test_retrain_top_k_from_the_study(study, tmp_path):
-    from distner.retrain import RetrainOptions, retrain_cell
+    from distner.retrain import retrain_cell
 
     result, tmp = study.result, study.tmp
     r = retrain_cell(

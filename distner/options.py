@@ -1,0 +1,149 @@
+"""The options of distner's steps as frozen dataclasses, validated on creation: tune, retrain and
+report (the pipeline combines the three). They are the one source of every default: the CLI reads
+them to build its flags and help texts. Light on purpose (no torch, no Ray): the CLI imports this
+before anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DistnerError, shorten
+from .labels import normalize_granularity, normalize_lang
+from .paths import check_path_component
+
+# Default places, shared by several steps
+STORAGE = "runs"  # studies, under <storage>/<name>
+BEST_DIR = "best"  # best/<lang>-<granularity>.yaml, what tune writes and retrain reads
+RETRAIN_DIR = "runs/retrain"  # <retrain_dir>/<cell>/..., what retrain writes and report reads
+REPORT_DIR = "reports"
+SPACE = "tune_spaces/default.yaml"
+BASELINE = "tune_spaces/baseline.yaml"  # the seed's config, retrained beside the tuned one
+DEFAULT_GPU_SHARE = 0.25  # of a GPU per trial or retraining run when GPUs exist and none is asked:
+# four runs of the small tagger share one GPU
+
+# --smoke: a quick end-to-end check (a data sample, a tiny space, few trials, seeds and epochs)
+SMOKE_SPACE = "tune_spaces/smoke.yaml"
+SMOKE_SAMPLES = 4
+SMOKE_SEEDS = 2
+SMOKE_EPOCHS = 2  # of each retraining run in a pipeline --smoke
+
+
+def default(options: type, name: str) -> Any:
+    """The default of field `name` of an options dataclass."""
+    for f in dataclasses.fields(options):
+        if f.name == name:
+            if f.default is dataclasses.MISSING:
+                raise KeyError(f"{options.__name__}.{name} has no default")
+            return f.default
+    raise KeyError(f"{options.__name__} has no field {name!r}")
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """`distner tune`: one study of one language x granularity (tuning.run_study)."""
+
+    lang: str
+    granularity: str = "fine"
+    space: str = SPACE
+    num_samples: int = 64
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # None: DEFAULT_GPU_SHARE when the cluster has GPUs, else 0
+    time_budget_s: float | None = None
+    address: str | None = None
+    storage: str = STORAGE
+    name: str | None = None
+    resume: bool = False
+    seed: int = 0
+    data_dir: str | None = None
+    best_dir: str = BEST_DIR
+    grace_period: int = 1
+    reduction_factor: int = 3
+    max_failures: int = 2
+    verbose: int = 1
+    start_from: tuple[str, ...] = ()  # config YAMLs run right after the baseline (warm start)
+    results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
+    checkpoint_every: int = 0  # a trial's resumable checkpoint every K epochs; 0 = auto (see above)
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise DistnerError(f"--num-samples: must be >= 1, got {self.num_samples}")
+        if self.cpus_per_trial <= 0:
+            raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise DistnerError(f"--gpus-per-trial: must be >= 0, got {self.gpus_per_trial}")
+        if self.grace_period < 1:
+            raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
+        if self.checkpoint_every < 0:
+            raise DistnerError(f"--checkpoint-every: must be auto or >= 1, got {self.checkpoint_every}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
+        if self.name is not None:  # a folder under --storage: it must not climb out of it
+            check_path_component(self.name, "--name")
+
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise DistnerError(f"--time-budget {shorten(text)}: use e.g. 2h, 90m, 1h30m or 45s")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """`distner retrain`: the tuned config(s) and the seed baseline of one cell, several seeds
+    (retrain.retrain_cell)."""
+
+    lang: str
+    granularity: str = "fine"
+    config: str | None = None  # default: <best_dir>/<cell>.yaml
+    best_dir: str = BEST_DIR
+    top_k: int = 1
+    studies: str = STORAGE  # where the study <cell> lives (for --top-k > 1)
+    seeds: int = 3
+    train_on: str = "train"
+    out: str = RETRAIN_DIR
+    data_dir: str | None = None
+    baseline: str = BASELINE
+    overrides: tuple[str, ...] = ()
+    address: str | None = None
+    gpus_per_run: float | None = None
+    accelerator: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1 or self.top_k < 1:
+            raise DistnerError("--seeds and --top-k must be >= 1")
+        if self.train_on not in ("train", "train+dev"):
+            raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
+
+    @property
+    def cell(self) -> str:
+        return f"{normalize_lang(self.lang)}-{normalize_granularity(self.granularity)}"
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """`distner report`: which cells, read from where, written where (report.build_report)."""
+
+    langs: tuple[str, ...] = ("en", "hi", "bn")
+    granularities: tuple[str, ...] = ("fine", "coarse")
+    retrain_dir: str = RETRAIN_DIR
+    out: str = REPORT_DIR
+    finished_only: bool = False  # leave out cells without retrain results instead of failing
+
+    @property
+    def cells(self) -> list[str]:
+        return [
+            f"{normalize_lang(lang)}-{normalize_granularity(g)}"
+            for lang in self.langs
+            for g in self.granularities
+        ]

@@ -1,0 +1,343 @@
+"""A study's output files: written once from Ray's results, and read back by retrain, report and
+the pipeline through one reader (`StudyFiles`, `best_meta`).
+
+Writes, per study: `trials.csv` (one row per trial: searched values, best dev score, epochs, state),
+`summary.json` and `optuna.db` (the searcher's Optuna study as SQLite) in the study folder, or in
+`runs/<name>/` when storage is remote; and `<best_dir>/<lang>-<granularity>.yaml`, the winner's full
+config with a `_meta` block naming its study and trial.
+Reads: Ray Tune's ResultGrid and trial folders (writing); the files above (reading).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, read_yaml_mapping
+from .errors import DistnerError
+from .fileio import read_json, write_json, write_yaml
+from .options import STORAGE
+from .paths import is_remote
+from .spaces import Space
+
+STATES = ("completed", "stopped_early", "failed", "diverged", "not_run")
+# trials.csv: "index", "trial", one column per searched key, then these
+TRIAL_COLUMNS = (
+    "best_dev_f1",
+    "epochs_run",
+    "state",
+    "seconds",
+    "node_id",
+    "baseline",
+    "error",
+    "trial_dir",
+)
+
+
+def storage_root(storage: str) -> str:
+    """--storage as Ray needs it: an absolute path when local (trials run in other folders), else
+    the URI."""
+    return storage if is_remote(storage) else str(Path(storage).resolve())
+
+
+def study_path(storage: str, name: str) -> str:
+    """Ray's experiment folder of study `name` under `storage`."""
+    return f"{storage_root(storage).rstrip('/')}/{name}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study: its name, its cell and where its files go."""
+
+    name: str
+    lang: str
+    granularity: str
+    storage: str  # --storage as given: a local folder or a URI
+    best_dir: str
+
+    @property
+    def cell(self) -> str:
+        return f"{self.lang}-{self.granularity}"
+
+    @property
+    def path(self) -> str:
+        return study_path(self.storage, self.name)
+
+    @property
+    def results_dir(self) -> Path:
+        """Where trials.csv, summary.json and optuna.db go: the study folder, or runs/<name> (the
+        default storage) on this machine when the study lives in remote storage."""
+        return Path(self.path) if not is_remote(self.storage) else Path(STORAGE, self.name).resolve()
+
+    @property
+    def best_path(self) -> Path:
+        return Path(self.best_dir).resolve() / f"{self.cell}.yaml"
+
+    @property
+    def recorded(self) -> str:
+        """The study as best/*.yaml names it: as given (relative paths stay relative, so committed
+        best configs name no folder of the machine that made them)."""
+        return (
+            str(Path(self.storage, self.name))
+            if not is_remote(self.storage)
+            else f"{self.storage}/{self.name}"
+        )
+
+
+@dataclass
+class StudyResult:
+    name: str
+    study_path: str
+    results_dir: Path
+    best_config_path: Path
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_outputs(
+    study: Study, rows: list[dict[str, Any]], summary: dict[str, Any], space: Space
+) -> StudyResult:
+    """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml of a study."""
+    study.results_dir.mkdir(parents=True, exist_ok=True)
+    _write_trials_csv(study.results_dir / "trials.csv", rows, space)
+    write_json(study.results_dir / "summary.json", summary)
+    _export_optuna(study.path, study.results_dir / "optuna.db", study.name)
+    best_path = _write_best(rows, space, study)
+    return StudyResult(study.name, study.path, study.results_dir, best_path, summary, rows)
+
+
+def trial_rows(grid: Any, space: Space) -> list[dict[str, Any]]:
+    """One row per trial of a Ray ResultGrid, in creation order: the searched values, best dev
+    score, epochs, state (completed, stopped_early, failed, diverged, not_run) and where it ran."""
+    from .training import MONITOR  # here, so that reading a study's files never imports torch
+
+    baseline = space.baseline_point()
+    rows = []
+    for r in grid:
+        df = r.metrics_dataframe
+        last = r.metrics or {}
+        params = r.config or _params_on_disk(r.path)  # None: the trial never reported (time budget)
+        cfg = {p.name: params.get(p.name) for p in space.params}
+        f1s = df[MONITOR].dropna().tolist() if df is not None and MONITOR in df else []
+        epochs = int(df["training_iteration"].max()) if df is not None and len(df) else 0
+        if r.error is not None:
+            state = "failed"
+        elif last.get("diverged"):
+            state = "diverged"
+        elif epochs == 0:
+            state = "not_run"
+        elif epochs < int(params.get("epochs", space.base()["epochs"])):
+            state = "stopped_early"
+        else:
+            state = "completed"
+        trial_dir = Path(r.path).name if r.path else ""
+        rows.append(
+            {
+                "trial": last.get("trial_id", trial_dir),
+                "index": _trial_index(trial_dir),
+                **cfg,
+                "best_dev_f1": max(f1s) if f1s else float("nan"),
+                "epochs_run": epochs,
+                "state": state,
+                "seconds": round(float(last.get("time_total_s", 0.0)), 2),
+                "node_id": last.get("node_id", ""),
+                "baseline": cfg == baseline,
+                "error": str(r.error).splitlines()[0][:200] if r.error else "",
+                "trial_dir": trial_dir,
+            }
+        )
+    rows.sort(key=lambda row: row["index"])
+    return rows
+
+
+def _params_on_disk(path: str | None) -> dict[str, Any]:
+    p = Path(path or "", "params.json")
+    return json.loads(p.read_text()) if path and p.is_file() else {}
+
+
+def _trial_index(trial_dir_name: str) -> int:
+    """Creation order: Ray names trial folders `<trainable>_<id>_<n>_<params>_<date>`, n from 1."""
+    m = re.match(r".*?_[0-9a-f]{8}_(\d+)_", trial_dir_name)
+    return int(m.group(1)) if m else 0
+
+
+def _scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trials with a dev score that counts (not failed, not diverged)."""
+    return [r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")]
+
+
+def summarise(
+    rows: list[dict[str, Any]],
+    study: Study,
+    space: Space,
+    search: dict[str, Any],
+    resources: dict[str, Any],
+    wall: float,
+) -> dict[str, Any]:
+    """summary.json: the study, how it searched (`search`: searcher, scheduler, seed, ...), trial
+    counts by state, best and baseline dev scores, time and `resources` (gpus_per_trial, ...)."""
+    best = max(_scored(rows), key=lambda r: r["best_dev_f1"], default=None)
+    base = next((r for r in rows if r["baseline"]), None)
+    count = {s: sum(r["state"] == s for r in rows) for s in STATES}
+    return {
+        "study": study.name,
+        "lang": study.lang,
+        "granularity": study.granularity,
+        "space": os.path.relpath(space.source),  # relative: summaries get committed
+        **search,
+        "trials": len(rows),
+        **count,
+        "best_trial": best["trial"] if best else None,
+        "best_dev_f1": best["best_dev_f1"] if best else None,
+        "baseline_dev_f1": base["best_dev_f1"] if base else None,
+        "wall_seconds": None if math.isnan(wall) else round(wall, 1),
+        "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
+        "gpu_hours": round(sum(r["seconds"] for r in rows) * resources["gpus_per_trial"] / 3600, 4),
+        **resources,
+        "nodes": sorted({r["node_id"] for r in rows if r["node_id"]}),
+    }
+
+
+def start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Each --start-from file with the trial that ran its values (found by value, so a resumed
+    study given the same files finds them too): what a transferred config scored on this cell."""
+    out = []
+    for f in files:
+        point = space.start_point(f)
+        row = next((r for r in rows if all(_same(r[k], v) for k, v in point.items())), None)
+        out.append(
+            {
+                "config": f,
+                "trial": row["trial"] if row else None,
+                "best_dev_f1": row["best_dev_f1"] if row else None,
+                "epochs_run": row["epochs_run"] if row else None,
+            }
+        )
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
+    cols = ["index", "trial", *(p.name for p in space.params), *TRIAL_COLUMNS]
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    os.chmod(f.name, 0o644)
+    os.replace(f.name, path)
+
+
+def _export_optuna(study_path: str, db: Path, name: str) -> None:
+    """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    searcher = OptunaSearch()
+    searcher.restore_from_dir(study_path)
+    study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+    if study is None:
+        raise DistnerError(f"{study_path}: the searcher saved no Optuna study")
+    tmp = db.with_name(f".{db.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
+    out.add_trials([t for t in study.trials if t.state.is_finished()])
+    del out
+    os.replace(tmp, db)
+
+
+def _write_best(rows: list[dict[str, Any]], space: Space, study: Study) -> Path:
+    scored = _scored(rows)
+    if not scored:
+        raise DistnerError(
+            f"study {study.name}: no trial produced a dev score; see {study.storage}/{study.name}"
+        )
+    best = max(scored, key=lambda r: r["best_dev_f1"])
+    flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
+    cfg = RunConfig.from_flat(flat)  # validates, normalises types
+    path, lang, gran = study.best_path, study.lang, study.granularity
+    header = (
+        f"# Best config of study {study.name!r} ({lang}-{gran}): trial {best['trial']},\n"
+        f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
+        f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
+    )
+    meta = {
+        "study": study.recorded,
+        "trial": best["trial"],
+        "dev_entity_macro_f1": best["best_dev_f1"],
+        "epochs_run": best["epochs_run"],
+    }
+    write_yaml(path, {**cfg.to_flat(), "_meta": meta}, header=header)
+    return path
+
+
+# ---------------------------------------------------------------- reading
+
+
+def best_meta(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The `_meta` block of a best config (study, trial, dev score, epochs); None when the file or
+    the block is missing (a config written by hand)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    meta = read_yaml_mapping(p).get("_meta")
+    return meta if isinstance(meta, dict) else None
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """A study folder's files as written above: the one reader of trials.csv and summary.json."""
+
+    folder: Path
+
+    def trials(self) -> list[dict[str, Any]]:
+        """trials.csv's rows in creation order: best_dev_f1 a float (NaN: never scored), epochs_run
+        an int; every other column as the text written."""
+        path = self.folder / "trials.csv"
+        if not path.is_file():
+            raise DistnerError(
+                f"{path}: study results not found; run distner tune for {self.folder.name} first"
+            )
+        with open(path, encoding="utf-8", newline="") as f:
+            rows: list[dict[str, Any]] = list(csv.DictReader(f))
+        for r in rows:
+            r["best_dev_f1"] = float(r["best_dev_f1"])
+            r["epochs_run"] = int(r["epochs_run"])
+        return rows
+
+    def ranked(self) -> list[dict[str, Any]]:
+        """Trials that ran to the end or were stopped early by ASHA, best dev score first."""
+        rows = [r for r in self.trials() if r["state"] in ("completed", "stopped_early")]
+        return sorted(rows, key=lambda r: -r["best_dev_f1"])
+
+    def trial_config(self, row: dict[str, Any]) -> tuple[RunConfig, Path]:
+        """A trial's full config, from the config.yaml its run wrote in its trial folder."""
+        path = self.folder / row["trial_dir"] / "config.yaml"
+        return RunConfig.from_flat(read_yaml_mapping(path)["config"], str(path)), path
+
+    def summary(self) -> dict[str, Any] | None:
+        path = self.folder / "summary.json"
+        return read_json(path) if path.is_file() else None
+
+    def has_trials(self) -> bool:
+        return (self.folder / "trials.csv").is_file()
+
+    @property
+    def optuna_db(self) -> Path | None:
+        db = self.folder / "optuna.db"
+        return db if db.is_file() else None
