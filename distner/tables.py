@@ -50,13 +50,6 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return table(rows) + "\n" + note
 
 
-def per_type_table(m: dict[str, Any]) -> str:
-    rows = [["type", "precision", "recall", "f1", "support"]]
-    for t, v in m["per_type"].items():
-        rows.append([t, *(f"{100 * v[k]:.1f}" for k in ("precision", "recall", "f1")), str(v["support"])])
-    return table(rows)
-
-
 def study_table(s: dict[str, Any]) -> str:
     """One row from a study's summary.json: best and baseline dev F1, trials by state, time."""
     pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
