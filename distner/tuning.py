@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -157,11 +158,11 @@ class _StopSignals:
     def __init__(self) -> None:
         self.received: int | None = None
         self._old: dict[int, Any] = {}
+        self._env: str | None = None
 
     def __enter__(self) -> _StopSignals:
-        import threading
-
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+            self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1 one
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -177,8 +178,12 @@ class _StopSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-        if self._old:
+        if not self._old:
+            return
+        if self._env is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env  # the user's own setting
 
 
 def study_exists(storage: str, name: str) -> bool:

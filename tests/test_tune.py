@@ -287,10 +287,10 @@ def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
     assert (tmp_path / "best" / "hi-fine.yaml").is_file()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM])
-def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left, sig):
+def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left):
     """A stop once the last trial is running: Tune then marks the running trials TERMINATED, so
     without distner's own signal check the study looked finished and wrote a best config."""
+    sig = signal.SIGTERM
     space = write(tmp_path / "space.yaml", SPACE.replace("epochs: %d", "epochs: 30"))
     cmd = [
         *(sys.executable, "-m", "distner", "tune", "--lang", "hi", "--space", space),
