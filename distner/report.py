@@ -20,7 +20,7 @@ from .fileio import atomic_write_text, read_json, write_json
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .study import StudyFiles
-from .tables import markdown_table, mean_std
+from .tables import markdown_table, mean_std, tuning_bought_table
 
 METHOD = f"""\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
@@ -62,7 +62,7 @@ def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
     return read_json(path)
 
 
-def _study(study: str | None) -> dict[str, Any]:
+def study_facts(study: str | None) -> dict[str, Any]:
     """Trials, best-so-far curve and Optuna importances, when the study's files are at hand."""
     out: dict[str, Any] = {
         "path": _rel(study),
@@ -88,13 +88,22 @@ def _study(study: str | None) -> dict[str, Any]:
             start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],
         )
     if files.has_trials():
+        rows = files.trials()
         best, curve = -math.inf, []
-        for row in files.trials():
+        for row in rows:
             v = row["best_dev_f1"]
             if not math.isnan(v):
                 best = max(best, v)
             curve.append(best if best > -math.inf else float("nan"))
         out["best_so_far"] = curve
+        # how far the winner and the seed baseline got before ASHA stopped them (or the end)
+        best_id = s.get("best_trial") if s else None
+        for key, trial in (
+            ("best_epochs_run", next((r for r in rows if r["trial"] == best_id), None)),
+            ("baseline_epochs_run", next((r for r in rows if r["baseline"] == "True"), None)),
+        ):
+            if trial is not None:
+                out[key] = trial["epochs_run"]
     if files.optuna_db is not None:
         out["importances"] = _importances(files.optuna_db)
     return out
@@ -213,7 +222,7 @@ def build_report(opts: ReportOptions) -> dict[str, Any]:
                 "per_type": final_metrics["per_type"],
                 "coarse_confusion": final_metrics["coarse_confusion"],
             },
-            "study": _study(r.get("study")),
+            "study": study_facts(r.get("study")),
             "runs": {
                 n: [{**run, "run_dir": _rel(run["run_dir"])} for run in v["runs"]]
                 for n, v in r["variants"].items()
@@ -297,26 +306,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             for t, v in sorted(c["final"]["per_type"].items())
         ]
         parts += ["### Per type (final model, test)", "", markdown_table(pt), ""]
-        st = c["study"]
-        if st.get("start_from") and st.get("best_dev_f1") is not None:
-            lines = [["study trial", "dev entity macro-F1", "epochs"]]
-            lines.append(["tuned winner", f"{100 * st['best_dev_f1']:.2f}", "-"])
-            lines += [
-                [
-                    f"warm start `{x['config']}`",
-                    "-" if x["best_dev_f1"] is None else f"{100 * x['best_dev_f1']:.2f}",
-                    str(x["epochs_run"]),
-                ]
-                for x in st["start_from"]
-            ]
-            if st.get("baseline_dev_f1") is not None:
-                lines.append(["seed baseline (trial 1)", f"{100 * st['baseline_dev_f1']:.2f}", "-"])
-            parts += [
-                "### What tuning this cell bought (dev, inside the study)",
-                "",
-                markdown_table(lines),
-                "",
-            ]
+        bought = tuning_bought_table(c["study"])
+        if bought:
+            parts += ["### What tuning this cell bought (dev, inside the study)", "", bought, ""]
         if c["study"]["importances"]:
             imp = ", ".join(f"{k} {v:.2f}" for k, v in c["study"]["importances"].items())
             parts += [f"Optuna parameter importances: {imp}.", ""]

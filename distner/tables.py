@@ -82,6 +82,27 @@ def study_table(s: dict[str, Any]) -> str:
     return table(rows)
 
 
+def tuning_bought_table(st: dict[str, Any]) -> str | None:
+    """Markdown rows of a study's tuned winner, its warm starts (configs transferred unchanged, e.g.
+    another cell's winner) and the seed baseline: dev score and epochs run. None without warm starts."""
+    if not st.get("start_from") or st.get("best_dev_f1") is None:
+        return None
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    epochs = lambda v: "-" if v is None else str(v)  # noqa: E731
+    rows = [["study trial", "dev entity macro-F1", "epochs run"]]
+    rows.append(["tuned winner", pct(st["best_dev_f1"]), epochs(st.get("best_epochs_run"))])
+    rows += [
+        [f"warm start `{x['config']}`", pct(x["best_dev_f1"]), epochs(x["epochs_run"])]
+        for x in st["start_from"]
+    ]
+    if st.get("baseline_dev_f1") is not None:
+        rows.append(
+            ["seed baseline (trial 1)", pct(st["baseline_dev_f1"]), epochs(st.get("baseline_epochs_run"))]
+        )
+    note = "Epochs run: a trial that ASHA stopped early was scored after fewer epochs."
+    return markdown_table(rows) + "\n\n" + note
+
+
 def retrain_table(r: dict[str, Any]) -> str:
     """One row per variant of a cell's retrain.json: test entity F1, mean +- std over seeds."""
     rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]

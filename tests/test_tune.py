@@ -88,6 +88,26 @@ def test_study_outputs(study):
     assert started["best_dev_f1"] == pytest.approx(float(rows[1]["best_dev_f1"]))
 
 
+def test_report_shows_what_tuning_bought(study):
+    """The report's dev table: the winner, the warm start and the baseline, with the epochs each ran
+    (read from trials.csv), as the study wrote them."""
+    from distner.report import study_facts
+    from distner.tables import tuning_bought_table
+
+    rows = {r["trial"]: r for r in _rows(study.result)}
+    base = next(r for r in rows.values() if r["baseline"] == "True")
+    facts = study_facts(str(study.result.results_dir))
+    s = json.loads((study.result.results_dir / "summary.json").read_text())
+    won, based = int(rows[s["best_trial"]]["epochs_run"]), int(base["epochs_run"])
+    assert (facts["best_epochs_run"], facts["baseline_epochs_run"]) == (won, based)
+    lines = tuning_bought_table(facts).splitlines()
+    assert lines[2] == f"| tuned winner | {100 * s['best_dev_f1']:.2f} | {won} |"
+    assert lines[3].startswith("| warm start `")
+    assert lines[3].endswith(f" | {s['start_from'][0]['epochs_run']} |")
+    assert lines[4] == f"| seed baseline (trial 1) | {100 * s['baseline_dev_f1']:.2f} | {based} |"
+    assert tuning_bought_table({**facts, "start_from": []}) is None
+
+
 def test_trials_checkpoint_every_k_epochs(study):
     """checkpoint_every=2 with 2-epoch trials: a checkpoint after epoch 2 only; a trial that ASHA
     stopped after epoch 1 never saved one."""
