@@ -1,0 +1,101 @@
+"""The published results under results/ hold together: every committed config trains with
+`distner train --config`, report.json has at least 3 seeds per cell and no machine paths, and the
+README and docs/metrics.md tables quote report.json's numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from distner.tables import mean_std
+
+from .helpers import ROOT, run
+
+RESULTS = ROOT / "results"
+CONFIGS = sorted(RESULTS.glob("best/*.yaml")) + sorted(RESULTS.glob("configs/*.yaml"))
+LANG_NAMES = {"Hindi": "hi", "Bengali": "bn", "English": "en"}
+
+
+def _report() -> dict:
+    return json.loads((RESULTS / "report.json").read_text(encoding="utf-8"))
+
+
+def _cell(path: Path) -> tuple[str, str]:
+    """best/<lang>-<gran>.yaml names its cell; the earlier study's configs/ were all Hindi fine."""
+    name = path.stem if path.parent.name == "best" else "hi-fine"
+    lang, gran = name.split("-")[:2]
+    return lang, gran
+
+
+def test_every_config_is_checked():
+    assert {p.stem for p in RESULTS.glob("best/*.yaml")} == set(_report()["cells"])
+    assert {p.name for p in CONFIGS} >= {"hi-fine.yaml", "hi-fine-levers.yaml", "lample.yaml"}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_config_trains(config, synthetic_data, tmp_path):
+    """The published config as it is (only its length cut), through the CLI a reader would use."""
+    lang, gran = _cell(config)
+    out = tmp_path / "run"
+    proc = run(
+        "train", "--lang", lang, "--granularity", gran, "--config", config,
+        "--set", "epochs=1", "--set", "max_train_sentences=64", "--set", "max_eval_sentences=32",
+        "--data-dir", synthetic_data, "--out", out, "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = (out / "config.yaml").read_text(encoding="utf-8")
+    published = {k: v for k, v in _flat(config.read_text(encoding="utf-8")).items() if k != "seed"}
+    # every hyperparameter of the file reached the run, bar the three cut above
+    for key, value in published.items():
+        if key not in ("epochs", "max_train_sentences", "max_eval_sentences"):
+            assert re.search(rf"^\s*{key}: {re.escape(value)}$", saved, re.M), key
+    assert json.loads((out / "metrics.json").read_text())["test"]["entity_macro_f1"] >= 0.0
+
+
+def _flat(text: str) -> dict[str, str]:
+    """Top-level `key: value` lines of a flat YAML file, as written (comments and _meta left out)."""
+    return dict(re.findall(r"^([a-z_]+): (\S.*?)\s*(?:#.*)?$", text, re.M))
+
+
+def test_report_has_three_seeds_per_cell_and_no_machine_paths():
+    report = _report()
+    for cell, c in report["cells"].items():
+        assert len(c["seeds"]) >= 3, cell
+        for variant, runs in c["runs"].items():
+            assert sorted(r["seed"] for r in runs) == sorted(c["seeds"]), (cell, variant)
+        assert c["tuned"]["entity_macro_f1"]["n"] == len(c["seeds"])
+    for path in RESULTS.rglob("*"):
+        if path.suffix in (".json", ".md", ".csv", ".yaml", ".tsv"):
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"(?<![\w.])/(work|root|home|tmp|Users)/", text), path
+
+
+def _table_rows(text: str, first: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table whose header starts with `| first |`, by first cell."""
+    block = text[text.index(f"| {first} |") :].split("\n\n")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:]]
+    return {r[0]: r[1:] for r in rows}
+
+
+def test_readme_and_metrics_doc_quote_report_json():
+    cells = _report()["cells"]
+    readme = _table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "cell")
+    metrics = _table_rows((ROOT / "docs" / "metrics.md").read_text(encoding="utf-8"), "cell")
+    quoted = 0
+    for name, row in readme.items():
+        words = name.split()
+        if words[0] not in LANG_NAMES:
+            continue  # "the other N cells | queued"
+        cell = f"{LANG_NAMES[words[0]]}-{words[1]}"
+        c = cells[cell]
+        gain = f"{100 * c['gain']['entity_macro_f1']:+.2f}"
+        base, tuned = (mean_std(c[v]["entity_macro_f1"]) for v in ("baseline", "tuned"))
+        assert row[:3] == [base, tuned, gain], cell
+        assert metrics[cell][:3] == row[:2] + [f"**{gain}**"], cell
+        quoted += 1
+    assert quoted == len(cells), "every reported cell is in the README's table"
+    queued = [k for k, r in metrics.items() if r[-1] == "queued"]
+    assert set(queued).isdisjoint(cells), "a finished cell is still marked queued in docs/metrics.md"
