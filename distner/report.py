@@ -80,6 +80,7 @@ def study_facts(study: str | None) -> dict[str, Any]:
         out.update(
             trials=s["trials"],
             gpu_hours=s["gpu_hours"],
+            best_trial=s.get("best_trial"),
             best_dev_f1=s["best_dev_f1"],
             baseline_dev_f1=s["baseline_dev_f1"],
             wall_seconds=s.get("wall_seconds"),

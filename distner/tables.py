@@ -90,7 +90,10 @@ def tuning_bought_table(st: dict[str, Any]) -> str | None:
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     epochs = lambda v: "-" if v is None else str(v)  # noqa: E731
     rows = [["study trial", "dev entity macro-F1", "epochs run"]]
-    rows.append(["tuned winner", pct(st["best_dev_f1"]), epochs(st.get("best_epochs_run"))])
+    # a warm start can win its cell's study outright: then the cell's tuning found nothing better
+    same = [x["config"] for x in st["start_from"] if x.get("trial") and x["trial"] == st.get("best_trial")]
+    winner = f"tuned winner (= warm start `{same[0]}`)" if same else "tuned winner"
+    rows.append([winner, pct(st["best_dev_f1"]), epochs(st.get("best_epochs_run"))])
     rows += [
         [f"warm start `{x['config']}`", pct(x["best_dev_f1"]), epochs(x["epochs_run"])]
         for x in st["start_from"]

@@ -101,11 +101,17 @@ def test_report_shows_what_tuning_bought(study):
     won, based = int(rows[s["best_trial"]]["epochs_run"]), int(base["epochs_run"])
     assert (facts["best_epochs_run"], facts["baseline_epochs_run"]) == (won, based)
     lines = tuning_bought_table(facts).splitlines()
-    assert lines[2] == f"| tuned winner | {100 * s['best_dev_f1']:.2f} | {won} |"
+    won_by_start = s["best_trial"] == s["start_from"][0]["trial"]
+    start = facts["start_from"][0]["config"]
+    winner = f"tuned winner (= warm start `{start}`)" if won_by_start else "tuned winner"
+    assert lines[2] == f"| {winner} | {100 * s['best_dev_f1']:.2f} | {won} |"
     assert lines[3].startswith("| warm start `")
     assert lines[3].endswith(f" | {s['start_from'][0]['epochs_run']} |")
     assert lines[4] == f"| seed baseline (trial 1) | {100 * s['baseline_dev_f1']:.2f} | {based} |"
     assert tuning_bought_table({**facts, "start_from": []}) is None
+    # the other case than this study's: the warm start as the winner, or not
+    flip = {**facts, "best_trial": None if won_by_start else s["start_from"][0]["trial"]}
+    assert ("= warm start" in tuning_bought_table(flip).splitlines()[2]) is not won_by_start
 
 
 def test_trials_checkpoint_every_k_epochs(study):
