@@ -192,6 +192,20 @@ def study_exists(storage: str, name: str) -> bool:
     return tune.Tuner.can_restore(study_path(storage, name))
 
 
+def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The study's first trials: the seed baseline, then each --start-from file's searched values,
+    each distinct point once (two cells' winners are often one config; a second run of it would
+    only spend a trial on the same score)."""
+    points = [space.baseline_point()]
+    for f in start_from:
+        point = space.start_point(f)
+        if point in points:
+            print(f"--start-from {f}: the searched values of an earlier start; runs once", file=sys.stderr)
+        else:
+            points.append(point)
+    return points
+
+
 def run_study(opts: TuneOptions) -> StudyResult:
     """Run (or resume) one study for one language x granularity and write its outputs."""
     import optuna
@@ -202,8 +216,8 @@ def run_study(opts: TuneOptions) -> StudyResult:
 
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
-    starts = [space.start_point(p) for p in opts.start_from]  # bad files fail before Ray starts
-    if opts.resume and starts:  # the searcher's saved state already holds what it started with
+    points = initial_points(space, opts.start_from)  # bad files fail before Ray starts
+    if opts.resume and opts.start_from:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
     study = Study(opts.name or f"{lang}-{gran}", lang, gran, opts.storage, opts.best_dir)
     name, path, storage = study.name, study.path, storage_root(opts.storage)
@@ -236,7 +250,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
         param_space = {p.name: _ray_domain(p) for p in space.params}
         max_t = space.max_epochs()
         searcher = OptunaSearch(
-            points_to_evaluate=[space.baseline_point(), *starts],
+            points_to_evaluate=points,
             sampler=optuna.samplers.TPESampler(seed=opts.seed),
         )
         tune_config = tune.TuneConfig(

@@ -114,6 +114,23 @@ def test_report_shows_what_tuning_bought(study):
     assert ("= warm start" in tuning_bought_table(flip).splitlines()[2]) is not won_by_start
 
 
+def test_start_points_run_once(tmp_path, capsys):
+    """Two cells' winners are often one config: each distinct point of the searched keys is one trial
+    (unsearched keys and _meta do not make a point distinct; the seed's values run once, as trial one)."""
+    from distner.spaces import load_space
+    from distner.tuning import initial_points
+
+    space = load_space(write(tmp_path / "space.yaml", SPACE % 2))
+    a = write(tmp_path / "a.yaml", START)
+    same = write(tmp_path / "same.yaml", START.replace("runs/other-cell", "runs/third") + "dropout: 0.3\n")
+    other = write(tmp_path / "other.yaml", START.replace("lr: 0.0217", "lr: 0.005"))
+    seed = write(tmp_path / "seed.yaml", "embedding_dim: 520\nhidden_dim: 520\nbatch_size: 35\nlr: 0.01\n")
+    points = initial_points(space, (str(a), str(same), str(other), str(seed)))
+    assert points == [space.baseline_point(), space.start_point(a), space.start_point(other)]
+    err = capsys.readouterr().err
+    assert f"--start-from {same}: " in err and f"--start-from {seed}: " in err and str(other) not in err
+
+
 def test_trials_checkpoint_every_k_epochs(study):
     """checkpoint_every=2 with 2-epoch trials: a checkpoint after epoch 2 only; a trial that ASHA
     stopped after epoch 1 never saved one."""
