@@ -33,6 +33,11 @@ def mean_std(d: dict[str, Any]) -> str:
     return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
 
 
+def pct(v: float | None) -> str:
+    """A 0..1 score in percent, "-" when missing (None or NaN: a study with no finished trial)."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
+
+
 def markdown_table(rows: list[list[str]]) -> str:
     """A GitHub Markdown table: the first row is the header."""
     out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
@@ -52,7 +57,6 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 
 def study_table(s: dict[str, Any]) -> str:
     """One row from a study's summary.json: best and baseline dev F1, trials by state, time."""
-    pct = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"  # noqa: E731
     rows = [
         [
             "study",
@@ -87,7 +91,6 @@ def tuning_bought_table(st: dict[str, Any]) -> str | None:
     another cell's winner) and the seed baseline: dev score and epochs run. None without warm starts."""
     if not st.get("start_from") or st.get("best_dev_f1") is None:
         return None
-    pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
     epochs = lambda v: "-" if v is None else str(v)  # noqa: E731
     rows = [["study trial", "dev entity macro-F1", "epochs run"]]
     # a warm start can win its cell's study outright: then the cell's tuning found nothing better
