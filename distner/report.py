@@ -84,6 +84,7 @@ def study_facts(study: str | None) -> dict[str, Any]:
             best_dev_f1=s["best_dev_f1"],
             baseline_dev_f1=s["baseline_dev_f1"],
             wall_seconds=s.get("wall_seconds"),
+            active_seconds=s.get("active_seconds"),
             trial_seconds=s.get("trial_seconds"),
             # the warm-start trials: e.g. another cell's winner, transferred unchanged
             start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],

@@ -176,6 +176,24 @@ def _scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")]
 
 
+def active_seconds(grid: Any) -> float:
+    """Seconds in which at least one trial was running an epoch: the union of every reported
+    epoch's [end - duration, end] over all trials. Unlike one `Tuner.fit`'s wall time, it spans
+    every run of a resumed study (even one that was killed) and leaves out the time between."""
+    spans = []
+    for r in grid:
+        df = r.metrics_dataframe
+        if df is not None and {"timestamp", "time_this_iter_s"} <= set(df.columns):
+            ends, took = df["timestamp"].astype(float), df["time_this_iter_s"].astype(float)
+            spans += list(zip(ends - took, ends))
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def summarise(
     rows: list[dict[str, Any]],
     study: Study,
@@ -183,9 +201,11 @@ def summarise(
     search: dict[str, Any],
     resources: dict[str, Any],
     wall: float,
+    active: float = math.nan,
 ) -> dict[str, Any]:
     """summary.json: the study, how it searched (`search`: searcher, scheduler, seed, ...), trial
-    counts by state, best and baseline dev scores, time and `resources` (gpus_per_trial, ...)."""
+    counts by state, best and baseline dev scores, time and `resources` (gpus_per_trial, ...).
+    `wall` is this run's (the last, for a resumed study); `active` spans all its runs."""
     best = max(_scored(rows), key=lambda r: r["best_dev_f1"], default=None)
     base = next((r for r in rows if r["baseline"]), None)
     count = {s: sum(r["state"] == s for r in rows) for s in STATES}
@@ -201,6 +221,7 @@ def summarise(
         "best_dev_f1": best["best_dev_f1"] if best else None,
         "baseline_dev_f1": base["best_dev_f1"] if base else None,
         "wall_seconds": None if math.isnan(wall) else round(wall, 1),
+        "active_seconds": None if math.isnan(active) else round(active, 1),
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
         "gpu_hours": round(sum(r["seconds"] for r in rows) * resources["gpus_per_trial"] / 3600, 4),
         **resources,

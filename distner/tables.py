@@ -68,6 +68,7 @@ def study_table(s: dict[str, Any]) -> str:
             "failed",
             "not run",
             "wall",
+            "active",
             "GPU-h",
         ],
         [
@@ -80,6 +81,7 @@ def study_table(s: dict[str, Any]) -> str:
             str(s["failed"] + s["diverged"]),
             str(s["not_run"]),
             "-" if s["wall_seconds"] is None else f"{s['wall_seconds']:.0f}s",
+            "-" if s.get("active_seconds") is None else f"{s['active_seconds']:.0f}s",
             f"{s['gpu_hours']:.3f}",
         ],
     ]

@@ -11,6 +11,8 @@ model.pt of its best epoch), then the study's output files, written by study.py:
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import signal
@@ -36,6 +38,7 @@ from .spaces import Param, Space, load_space
 from .study import (
     Study,
     StudyResult,
+    active_seconds,
     start_rows,
     storage_root,
     study_path,
@@ -311,6 +314,14 @@ def run_study(opts: TuneOptions) -> StudyResult:
             ray.shutdown()
 
 
+def _recorded_wall(path: Path) -> float:
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("wall_seconds")
+    except (OSError, ValueError, AttributeError):
+        return math.nan
+    return float(recorded) if isinstance(recorded, (int, float)) else math.nan
+
+
 def _check_outputs(study: Study) -> None:
     """Every local place a study writes (the study folder itself, or its results when storage
     is remote; best/), checked before data is read or Ray starts."""
@@ -331,6 +342,8 @@ def _finish(
         "checkpoint_every": opts.checkpoint_every or "auto",
     }
     resources = {"gpus_per_trial": gpus, "cpus_per_trial": opts.cpus_per_trial}
-    summary = summarise(rows, study, space, search, resources, wall)
+    if math.isnan(wall):  # --results-only: no run now; keep the wall time the study recorded
+        wall = _recorded_wall(study.results_dir / "summary.json")
+    summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))
     summary["start_from"] = start_rows(rows, space, opts.start_from)
     return write_outputs(study, rows, summary, space)

@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from distner.config import load_config
 from distner.errors import DistnerError
 from distner.options import RetrainOptions, TuneOptions, parse_duration
+from distner.study import active_seconds
 from distner.tuning import run_study
 
 from .helpers import SPACE, ray_left, ray_pids, run, write
@@ -82,6 +83,11 @@ def test_study_outputs(study):
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     assert s["best_dev_f1"] >= s["baseline_dev_f1"]
     assert s["searcher"] == f"OptunaSearch(TPESampler(seed={SEED}))"
+    # some trial was in an epoch for at least its longest trial's time, at most all trials' together
+    # (Ray stamps results in whole seconds: one second of slack per epoch)
+    slack = sum(int(r["epochs_run"]) for r in rows)
+    longest = max(float(r["seconds"]) for r in rows)
+    assert longest - slack <= s["active_seconds"] <= s["trial_seconds"] + slack, s
     # the warm-start trial is found by its values: what the transferred config scored here
     (started,) = s["start_from"]
     assert started["config"].endswith("start.yaml") and started["trial"] == rows[1]["trial"]
@@ -264,6 +270,23 @@ def test_durations():
         parse_duration("soon")
 
 
+def test_active_seconds_is_the_union_of_epochs():
+    """Two overlapping trials, then one after a pause (a resumed study): 12 s + 10 s, not the
+    32 s the trials ran together nor the 110 s from first start to last end."""
+    import pandas as pd
+
+    class Trial(NamedTuple):
+        metrics_dataframe: pd.DataFrame
+
+    def trial(*epochs: tuple[float, float]) -> Trial:
+        ends, took = zip(*epochs)
+        return Trial(pd.DataFrame({"timestamp": ends, "time_this_iter_s": took}))
+
+    grid = [trial((5, 5), (10, 5)), trial((8, 3), (12, 4)), trial((105, 5), (110, 5))]
+    assert active_seconds(grid) == 22
+    assert active_seconds([Trial(None), trial((3, 3))]) == 3  # a trial that never reported
+
+
 def _epochs_per_trial(study_dir: Path) -> dict[str, list[int]]:
     out = {}
     for d in study_dir.iterdir():
@@ -328,6 +351,20 @@ def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
     partial = [n for n, it in at_interrupt.items() if 0 < len(it) < 3]
     assert partial and all(len(final[n]) == 3 for n in partial)  # continued from its checkpoint
     assert (tmp_path / "best" / "hi-fine.yaml").is_file()
+
+    # time across both runs: one trial at a time, so the seconds with a trial in an epoch are the
+    # trials' own seconds (to Ray's whole-second timestamps), the interrupted run's included
+    s = json.loads((study_dir / "summary.json").read_text())
+    epochs = sum(len(it) for it in final.values())
+    assert abs(s["active_seconds"] - s["trial_seconds"]) <= epochs + 1, s
+    assert s["wall_seconds"] > 0
+    # --results-only rewrites the outputs from what is on disk and keeps the recorded times
+    again = subprocess.run([*cmd, "--results-only"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    rewritten = json.loads((study_dir / "summary.json").read_text())
+    assert {k: rewritten[k] for k in ("wall_seconds", "active_seconds", "trial_seconds")} == {
+        k: s[k] for k in ("wall_seconds", "active_seconds", "trial_seconds")
+    }
 
 
 def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left):
