@@ -355,6 +355,15 @@ class StudyFiles:
         path = self.folder / "summary.json"
         return read_json(path) if path.is_file() else None
 
+    def recorded_wall(self) -> float:
+        """summary.json's wall_seconds; NaN when there is none to keep (absent, damaged, null)."""
+        try:
+            s = self.summary()
+        except DistnerError:
+            return math.nan
+        wall = s.get("wall_seconds") if isinstance(s, dict) else None
+        return float(wall) if isinstance(wall, (int, float)) else math.nan
+
     def has_trials(self) -> bool:
         return (self.folder / "trials.csv").is_file()
 

@@ -11,7 +11,6 @@ model.pt of its best epoch), then the study's output files, written by study.py:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -37,6 +36,7 @@ from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
 from .spaces import Param, Space, load_space
 from .study import (
     Study,
+    StudyFiles,
     StudyResult,
     active_seconds,
     start_rows,
@@ -314,14 +314,6 @@ def run_study(opts: TuneOptions) -> StudyResult:
             ray.shutdown()
 
 
-def _recorded_wall(path: Path) -> float:
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("wall_seconds")
-    except (OSError, ValueError, AttributeError):
-        return math.nan
-    return float(recorded) if isinstance(recorded, (int, float)) else math.nan
-
-
 def _check_outputs(study: Study) -> None:
     """Every local place a study writes (the study folder itself, or its results when storage
     is remote; best/), checked before data is read or Ray starts."""
@@ -343,7 +335,7 @@ def _finish(
     }
     resources = {"gpus_per_trial": gpus, "cpus_per_trial": opts.cpus_per_trial}
     if math.isnan(wall):  # --results-only: no run now; keep the wall time the study recorded
-        wall = _recorded_wall(study.results_dir / "summary.json")
+        wall = StudyFiles(study.results_dir).recorded_wall()
     summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))
     summary["start_from"] = start_rows(rows, space, opts.start_from)
     return write_outputs(study, rows, summary, space)
