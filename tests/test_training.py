@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -178,3 +179,33 @@ def test_run_written_before_the_precision_key_still_loads(trained, tmp_path):
     assert "  precision: '32'\n" in text
     (run / "config.yaml").write_text(text.replace("  precision: '32'\n", ""))
     assert load_run(run).cfg == load_run(result.out_dir).cfg  # a key that shapes no network
+
+
+class StepLosses(pl.Callback):
+    """Each training step's loss and sentence count, and each epoch's logged train_loss."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[float, int]] = []
+        self.epochs: list[tuple[list[tuple[float, int]], float]] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.steps.append((float(outputs["loss"]), len(batch.lengths)))
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.epochs.append((self.steps, float(trainer.callback_metrics["train_loss"])))
+        self.steps = []
+
+
+def test_train_loss_is_the_sentence_weighted_epoch_mean(tmp_path, tiny_dir):
+    # logged once per epoch from a sum kept on the device, not with a per-step self.log
+    spy = StepLosses()
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, "batch_size=5"])
+    fit(cfg, corpus, tmp_path, progress=False, evaluate_test=False, callbacks=[spy])
+    assert len(spy.epochs) == 3
+    for steps, logged in spy.epochs:
+        sizes = {n for _, n in steps}
+        assert len(steps) > 1 and len(sizes) > 1  # uneven batches: a plain mean would differ
+        expected = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
+        assert logged == pytest.approx(expected, rel=1e-5)
+    assert spy.epochs[-1][1] < spy.epochs[0][1]  # it learns
