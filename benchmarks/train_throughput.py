@@ -3,7 +3,9 @@
 Both train the same config on the same encoded data (same batches, trimmed to the longest sentence
 of each batch) and count real, non-padding tokens. distner's side is `distner.training.fit` as users
 run it (Lightning Trainer, DataLoader, logging, per-epoch validation); only its training epochs are
-timed, as the bare loop has no validation. Prints one JSON line:
+timed, as the bare loop has no validation. A third side, `model_loop_tokens_per_s`, runs distner's
+own network (`Tagger`) and batches (`make_loader`) in the same plain loop without Lightning: the
+gap between it and distner's side is what the Lightning loop costs per step. Prints one JSON line:
 
     python benchmarks/train_throughput.py --lang hi --data-dir DIR [--device cuda] [--epochs 2]
 
@@ -31,8 +33,8 @@ import torch
 from torch import nn
 
 from distner.config import RunConfig, load_config
-from distner.data import IGNORE_INDEX, BucketBatchSampler, Corpus, Encoded
-from distner.training import fit, prepare
+from distner.data import IGNORE_INDEX, BucketBatchSampler, Corpus, Encoded, make_loader
+from distner.training import Prepared, build_model, fit, prepare
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 
@@ -112,6 +114,25 @@ def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, 
     return time.perf_counter() - start
 
 
+def model_loop_epoch(data: Prepared, cfg: RunConfig, device: str, seed: int) -> float:
+    """One epoch of distner's network and batches in a plain loop (no Lightning); returns seconds."""
+    torch.manual_seed(seed)
+    model = build_model(cfg, data).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    loader = make_loader(data.train, cfg.train.batch_size, True, seed, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for b in loader:
+        loss = model.loss(model(b.tokens, b.lengths, b.word_chars, b.word_index), b.labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"
 
@@ -181,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         bare_epoch(data.train, cfg, len(data.tags), len(data.vocab), args.device, cfg.train.seed + e)
         for e in range(args.epochs)
     ]
+    model_loop_epoch(data, cfg, args.device, cfg.train.seed)  # warm-up, as for the bare loop
+    plain = [model_loop_epoch(data, cfg, args.device, cfg.train.seed + e) for e in range(args.epochs)]
     distner_tps, pad = distner_tokens_per_s(cfg, corpus, args.device)
     bare_tps = tokens / statistics.median(bare)
+    model_tps = tokens / statistics.median(plain)
     keys = ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")
     print(
         json.dumps(
@@ -199,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 "bare_tokens_per_s": round(bare_tps),
                 "distner_tokens_per_s": round(distner_tps),
                 "ratio": round(distner_tps / bare_tps, 3),
+                "model_loop_tokens_per_s": round(model_tps),
+                "lightning_ratio": round(distner_tps / model_tps, 3),
             }
         )
     )

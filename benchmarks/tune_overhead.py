@@ -6,6 +6,12 @@ then as `distner tune` studies (ASHA off so every trial runs all its epochs). Pr
   so (study_serial_s - ray_start_s - sequential_s) / N is Ray's per-trial overhead.
 - study_parallel_s: a study packing trials onto the machine (--cpus-per-trial, --gpus-per-trial).
 - speedup = sequential_s / study_parallel_s.
+- Why a packed study is or is not faster, from the parallel study's trials (their progress.csv):
+  study_tok_s is a trial's training tokens/s while sharing the machine (median over trials of their
+  last epoch), beside seq_tok_s, the same for the sequential fits; concurrent is how many trials ran
+  at once, so concurrent * study_tok_s / seq_tok_s above 1 means packing adds throughput (below 1:
+  the trials only take turns, e.g. a GPU time-slicing processes without MPS). trial_setup_s is a
+  trial's first report minus its last epoch (loading data, building the model, CUDA start-up).
 - checkpoint_mb, checkpoint_s: size and seconds of one resumable trial checkpoint (what a trial
   saves and copies to storage every --checkpoint-every epochs: weights, Adam state, loop state),
   measured on the sequential fits; epoch_s their median training epoch; checkpoint_share =
@@ -33,9 +39,12 @@ import torch
 from distner.config import RunConfig
 from distner.data import Corpus
 from distner.options import TuneOptions
-from distner.training import fit
+from distner.training import fit, prepare
 from distner.tuning import run_study
 
+PROGRESS = "progress.csv"
+# wall seconds, trials.csv rows, and per trial its per-epoch rows of progress.csv
+Study = tuple[float, list[dict], list[list[dict]]]
 SPACE = """# benchmark space: only lr varies; fixed sizes
 lr: {{loguniform: [3.0e-3, 3.0e-2]}}
 embedding_dim: {emb}
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-        def study(name: str, cpus: float, gpus: float, concurrent: int | None) -> tuple[float, list[dict]]:
+        def study(name: str, cpus: float, gpus: float, concurrent: int | None) -> Study:
             opts = TuneOptions(
                 lang=args.lang,
                 space=str(space),
@@ -121,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             result = run_study(opts)
             wall = time.perf_counter() - t0
-            return wall, list(csv.DictReader(open(result.results_dir / "trials.csv")))
+            rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
+            # each trial's per-epoch reports, in trials.csv's order
+            trial_dirs = [Path(result.study_path, r["trial_dir"]) for r in rows]
+            reports = [list(csv.DictReader(open(d / PROGRESS))) for d in trial_dirs]
+            return wall, rows, reports
 
         import ray
 
@@ -132,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
         serial_s = float("nan")
         if not args.no_serial:
-            serial_s, _ = study("serial", float(cores), 1.0 if gpu else 0.0, 1)
-        parallel_s, rows = study("parallel", args.cpus_per_trial, args.gpus_per_trial, None)
+            serial_s, _, _ = study("serial", float(cores), 1.0 if gpu else 0.0, 1)
+        parallel_s, rows, reports = study("parallel", args.cpus_per_trial, args.gpus_per_trial, None)
 
         # the same trials (same lr values), one after another in this process, without Ray
         corpus = Corpus.load(args.data_dir, args.lang, "fine")
@@ -159,8 +172,16 @@ def main(argv: list[str] | None = None) -> int:
                 callbacks=[cost],
             )
         sequential_s = time.perf_counter() - t0 - sum(cost.seconds)
+        tokens = prepare(corpus, RunConfig.from_flat(base)).train.num_tokens
 
     n = args.trials
+    slots = min(cores / args.cpus_per_trial, 1 / args.gpus_per_trial if gpu else float("inf"))
+    concurrent = int(min(n, slots))
+    study_tok_s = statistics.median(float(e[-1]["train_tokens_per_s"]) for e in reports)
+    seq_tok_s = tokens / statistics.median(cost.epochs)
+    setup_s = statistics.median(
+        float(e[0]["time_this_iter_s"]) - float(e[-1]["time_this_iter_s"]) for e in reports
+    )
     print(
         json.dumps(
             {
@@ -180,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
                 "cpus_per_trial": args.cpus_per_trial,
                 "gpus_per_trial": args.gpus_per_trial,
                 "speedup": round(sequential_s / parallel_s, 3),
+                "concurrent": concurrent,
+                "seq_tok_s": round(seq_tok_s),
+                "study_tok_s": round(study_tok_s),
+                "packing_gain": round(concurrent * study_tok_s / seq_tok_s, 2),
+                "trial_setup_s": round(setup_s, 2),
                 "checkpoint_mb": round(statistics.median(cost.sizes) / 2**20, 1),
                 "checkpoint_s": round(statistics.median(cost.seconds), 3),
                 "epoch_s": round(statistics.median(cost.epochs), 3),
