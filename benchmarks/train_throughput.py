@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -39,6 +40,12 @@ from distner.training import Prepared, build_model, fit, prepare
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 
 
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer reads finished work only."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 class EpochTimer(pl.Callback):
     """Seconds from each training epoch's start to the start of its validation, and the positions
     (real and padding) of the batches it trained on."""
@@ -49,7 +56,7 @@ class EpochTimer(pl.Callback):
         self.positions = self.real = 0
 
     def on_train_epoch_start(self, trainer, module) -> None:
-        self._sync(module.device)
+        sync(module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
@@ -58,13 +65,8 @@ class EpochTimer(pl.Callback):
 
     def on_validation_start(self, trainer, module) -> None:
         if not trainer.sanity_checking:
-            self._sync(module.device)
+            sync(module.device)
             self.seconds.append(time.perf_counter() - self._start)
-
-    @staticmethod
-    def _sync(device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
 
 def distner_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str) -> tuple[float, float]:
@@ -96,22 +98,16 @@ def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, 
     loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     # the same length-bucketed batches distner trains on
     batches = list(BucketBatchSampler(data.lengths.tolist(), cfg.train.batch_size, True, seed))
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for idx in batches:
-        idx = torch.as_tensor(idx)
-        width = int(data.lengths[idx].max())
-        x = data.tokens[idx, :width].to(device, non_blocking=True)
-        y = data.labels[idx, :width].to(device, non_blocking=True)
-        out, _ = lstm(emb(x))
-        loss = loss_fn(lin(out).flatten(0, 1), y.flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+
+    def losses() -> Iterator[torch.Tensor]:
+        for idx in map(torch.as_tensor, batches):
+            width = int(data.lengths[idx].max())
+            x = data.tokens[idx, :width].to(device, non_blocking=True)
+            y = data.labels[idx, :width].to(device, non_blocking=True)
+            out, _ = lstm(emb(x))
+            yield loss_fn(lin(out).flatten(0, 1), y.flatten())
+
+    return timed_epoch(losses(), opt, device)
 
 
 def model_loop_epoch(data: Prepared, cfg: RunConfig, device: str, seed: int) -> float:
@@ -120,16 +116,19 @@ def model_loop_epoch(data: Prepared, cfg: RunConfig, device: str, seed: int) -> 
     model = build_model(cfg, data).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     loader = make_loader(data.train, cfg.train.batch_size, True, seed, device)
-    if device == "cuda":
-        torch.cuda.synchronize()
+    losses = (model.loss(model(b.tokens, b.lengths, b.word_chars, b.word_index), b.labels) for b in loader)
+    return timed_epoch(losses, opt, device)
+
+
+def timed_epoch(losses: Iterator[torch.Tensor], opt: torch.optim.Optimizer, device: str) -> float:
+    """Seconds to step `opt` on every loss of a lazy per-batch stream (forward passes included)."""
+    sync(torch.device(device))
     start = time.perf_counter()
-    for b in loader:
-        loss = model.loss(model(b.tokens, b.lengths, b.word_chars, b.word_index), b.labels)
+    for loss in losses:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    sync(torch.device(device))
     return time.perf_counter() - start
 
 
