@@ -410,11 +410,18 @@ class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):
 
 
 def make_loader(
-    data: Encoded, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu"
+    data: Encoded,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    dataset: BatchDataset | None = None,
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader of length-bucketed `Batch`es (seeded shuffling), built on `device`."""
+    """A DataLoader of length-bucketed `Batch`es (seeded shuffling), built on `device`, or over
+    `dataset`: the same split already on a device, shared by several loaders (packed trials)."""
     sampler = BucketBatchSampler(data.lengths.tolist(), batch_size, shuffle, seed)
-    return torch.utils.data.DataLoader(BatchDataset(data, device), sampler=sampler, batch_size=None)
+    dataset = dataset if dataset is not None else BatchDataset(data, device)
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
 
 
 def padding_share(data: Encoded, sampler: Iterable[list[int]]) -> float:

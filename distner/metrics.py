@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from .config import SEED_SEQ_LEN
 
 PAD_LABEL = "<pad>"
+MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner: dev entity macro-F1
 Span = tuple[str, int, int]  # (type, start, end exclusive)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
 from .fileio import read_json, write_json, write_yaml
+from .metrics import MONITOR
 from .options import STORAGE
 from .paths import is_remote
 from .spaces import Space
@@ -119,8 +120,6 @@ def write_outputs(
 def trial_rows(grid: Any, space: Space) -> list[dict[str, Any]]:
     """One row per trial of a Ray ResultGrid, in creation order: the searched values, best dev
     score, epochs, state (completed, stopped_early, failed, diverged, not_run) and where it ran."""
-    from .training import MONITOR  # here, so that reading a study's files never imports torch
-
     baseline = space.baseline_point()
     rows = []
     for r in grid:

@@ -50,11 +50,10 @@ from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode, evaluate
 from .fileio import replace_dir, write_json, write_yaml
 from .labels import tag_set
-from .metrics import entity_scores
+from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
 
-MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
 FINITE_CHECK_EVERY = 50

@@ -1,0 +1,106 @@
+"""The lean trial loop (distner.engine) against Lightning's (training.fit): the same losses and dev
+scores epoch by epoch, for the network's shapes and levers; and members trained side by side in
+threads against each trained alone."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from distner.config import load_config
+from distner.data import Corpus
+from distner.engine import Member, SharedData
+from distner.errors import DistnerError
+from distner.metrics import MONITOR
+from distner.training import fit
+
+BASE = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=16", "lr=0.02"]
+CONFIGS = {
+    "lstm": [],
+    "bilstm": ["bidirectional=true", "num_layers=2", "lstm_dropout=0.2"],
+    "char-cnn": ["char_features=true", "char_channels=8", "dropout=0.3", "word_dropout=0.1"],
+    "crf": ["crf=true", "bidirectional=true", "grad_clip=1.0", "weight_decay=0.001"],
+}
+KEYS = ("train_loss", "val_loss", MONITOR, "val_entity_micro_f1")
+
+
+class Epochs(pl.Callback):
+    """Lightning's logged values after each epoch."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.rows.append({k: float(trainer.callback_metrics[k]) for k in KEYS})
+
+
+@pytest.fixture(scope="module")
+def corpus(synthetic_data) -> Corpus:
+    c = Corpus.load(synthetic_data, "hi", "fine")
+    return Corpus(c.lang, c.granularity, c.train[:240], c.dev[:80], [], c.data_dir)
+
+
+def _alone(cfg, corpus) -> list[dict[str, float]]:
+    member = Member(cfg, SharedData(corpus, torch.device("cpu")))
+    return [member.run_epoch() for _ in range(cfg.train.epochs)]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_same_losses_and_scores_as_lightning(name, corpus, tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_config(None, BASE + CONFIGS[name])
+    seen = Epochs()
+    fit(cfg, corpus, tmp_path, callbacks=[seen], progress=False, evaluate_test=False)
+    lean = _alone(cfg, corpus)
+    assert len(lean) == len(seen.rows) == 3
+    for epoch, (a, b) in enumerate(zip(seen.rows, lean)):
+        for k in KEYS:
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-6), (name, epoch, k)
+    # the loop learns: the synthetic corpus is learnable, so 3 epochs leave the first behind
+    assert lean[-1]["train_loss"] < lean[0]["train_loss"]
+
+
+def test_packed_members_train_as_if_alone(corpus):
+    """Two configs with dropout (global random streams) in two threads at once: each gets exactly
+    the numbers it gets alone, and the encoded data is shared."""
+    torch.set_num_threads(1)
+    cfgs = [load_config(None, BASE + CONFIGS["char-cnn"]), load_config(None, BASE + CONFIGS["bilstm"])]
+    alone = [_alone(c, corpus) for c in cfgs]
+    shared = SharedData(corpus, torch.device("cpu"))
+    members = [Member(c, shared) for c in cfgs]
+    assert members[0].data is not members[1].data  # char features change the encoding
+    assert Member(cfgs[0], shared).data is members[0].data  # the same encoding is made once
+    packed: list[list[dict[str, float]]] = [[], []]
+
+    def train(i: int) -> None:
+        for _ in range(3):
+            packed[i].append(members[i].run_epoch())
+
+    threads = [threading.Thread(target=train, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        assert [[r[k] for k in KEYS] for r in packed[i]] == [[r[k] for k in KEYS] for r in alone[i]]
+
+
+def test_resumed_member_continues_exactly(corpus):
+    """A member restored from its state after epoch 1 trains epochs 2 and 3 as if never stopped
+    (its random streams are part of the state)."""
+    torch.set_num_threads(1)
+    cfg = load_config(None, BASE + CONFIGS["char-cnn"])
+    whole = _alone(cfg, corpus)
+    shared = SharedData(corpus, torch.device("cpu"))
+    first = Member(cfg, shared)
+    first.run_epoch()
+    state = first.state_dict()
+    again = Member(cfg, shared, state=state)
+    rest = [again.run_epoch() for _ in range(2)]
+    assert [[r[k] for k in KEYS] for r in rest] == [[r[k] for k in KEYS] for r in whole[1:]]
+    assert again.best_epoch == max(range(3), key=lambda e: (whole[e][MONITOR], -e))
+    with pytest.raises(DistnerError, match="another config"):
+        Member(cfg.replace(lr=0.01), shared, state=state)
