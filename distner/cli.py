@@ -14,6 +14,7 @@ from . import __version__
 from .errors import DistnerError, StudyInterrupted, one_line
 from .options import (
     DEFAULT_GPU_SHARE,
+    PACK_MAX,
     SMOKE_EPOCHS,
     SMOKE_SAMPLES,
     SMOKE_SEEDS,
@@ -99,6 +100,16 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         default=_tune("gpus_per_trial"),
         metavar="G",
         help=f"fraction of a GPU per trial (default: {DEFAULT_GPU_SHARE} when GPUs exist, else 0)",
+    )
+    g.add_argument(
+        "--pack",
+        type=int,
+        default=_tune("pack"),
+        metavar="K",
+        help="trials trained side by side in one process per GPU (their kernels overlap; each is "
+        "still its own trial). Default: as many as the GPU holds, at most "
+        f"{PACK_MAX}, when GPUs exist; else 1 (one process per trial). On a CPU-only machine "
+        "K > 1 runs K trials per --cpus-per-trial cores (same results, no faster)",
     )
     g.add_argument(
         "--time-budget",
@@ -490,6 +501,7 @@ def _tune_options(args: argparse.Namespace, lang: str, gran: str) -> TuneOptions
         grace_period=args.grace_period,
         verbose=args.verbose,
         checkpoint_every=args.checkpoint_every,
+        pack=args.pack,
     )
 
 

@@ -24,6 +24,7 @@ SPACE = "tune_spaces/default.yaml"
 BASELINE = "tune_spaces/baseline.yaml"  # the seed's config, retrained beside the tuned one
 DEFAULT_GPU_SHARE = 0.25  # of a GPU per trial or retraining run when GPUs exist and none is asked:
 # four runs of the small tagger share one GPU
+PACK_MAX = 8  # packed trials per GPU when --pack is not given (as many as fit, at most this many)
 
 # --smoke: a quick end-to-end check (a data sample, a tiny space, few trials, seeds and epochs)
 SMOKE_SPACE = "tune_spaces/smoke.yaml"
@@ -68,6 +69,9 @@ class TuneOptions:
     start_from: tuple[str, ...] = ()  # config YAMLs run right after the baseline (warm start)
     results_only: bool = False  # rewrite trials.csv, summary, optuna.db, best/ from a study; no training
     checkpoint_every: int = 0  # a trial's resumable checkpoint every K epochs; 0 = auto (see above)
+    # trials trained side by side in one process per GPU (packed.py); None: as many as the GPU
+    # holds (at most packed.PACK_MAX) when the cluster has GPUs, else 1 (one Lightning fit a trial)
+    pack: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -80,6 +84,8 @@ class TuneOptions:
             raise DistnerError(f"--grace-period: must be >= 1, got {self.grace_period}")
         if self.checkpoint_every < 0:
             raise DistnerError(f"--checkpoint-every: must be auto or >= 1, got {self.checkpoint_every}")
+        if self.pack is not None and self.pack < 1:
+            raise DistnerError(f"--pack: must be >= 1 trials per GPU, got {self.pack}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
         if self.name is not None:  # a folder under --storage: it must not climb out of it

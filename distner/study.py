@@ -265,12 +265,13 @@ def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
 def _export_optuna(study_path: str, db: Path, name: str) -> None:
     """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from .searcher import PruningAwareOptunaSearch, optuna_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch()
+    searcher = PruningAwareOptunaSearch(epochs=0)
     searcher.restore_from_dir(study_path)
-    study = searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+    study = optuna_study(searcher)
     if study is None:
         raise DistnerError(f"{study_path}: the searcher saved no Optuna study")
     tmp = db.with_name(f".{db.name}.tmp")

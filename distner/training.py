@@ -424,19 +424,23 @@ def fit_into(
     return dataclasses.replace(result, out_dir=out)
 
 
+RUN_CONFIG_HEADER = "# Written by distner: everything needed to rebuild this run's model (model.pt).\n"
+
+
+def run_config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[str, Any]:
+    """What a run folder's config.yaml holds (packed trials send it to their trial as data)."""
+    return {
+        "distner_version": __version__,
+        "lang": corpus.lang,
+        "granularity": corpus.granularity,
+        "data_dir": corpus.data_dir,
+        "seed": cfg.train.seed,
+        "config": cfg.to_flat(),
+        "tags": list(data.tags),
+        "chars": list(data.chars.itos) if data.chars else None,
+        "vocab": list(data.vocab.itos),
+    }
+
+
 def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) -> None:
-    write_yaml(
-        out / "config.yaml",
-        {
-            "distner_version": __version__,
-            "lang": corpus.lang,
-            "granularity": corpus.granularity,
-            "data_dir": corpus.data_dir,
-            "seed": cfg.train.seed,
-            "config": cfg.to_flat(),
-            "tags": list(data.tags),
-            "chars": list(data.chars.itos) if data.chars else None,
-            "vocab": list(data.vocab.itos),
-        },
-        header="# Written by distner: everything needed to rebuild this run's model (model.pt).\n",
-    )
+    write_yaml(out / "config.yaml", run_config_record(cfg, corpus, data), header=RUN_CONFIG_HEADER)

@@ -26,13 +26,17 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from . import packed
+from .checkpoints import CheckpointClock
 from .config import RunConfig
 from .data import Corpus
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
+from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
 from .options import TuneOptions
 from .paths import check_output_dir, check_output_file
 from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
+from .searcher import PruningAwareOptunaSearch
 from .spaces import Param, Space, load_space
 from .study import (
     Study,
@@ -48,35 +52,15 @@ from .study import (
 )
 from .training import MONITOR, fit
 
-# When a trial saves a resumable checkpoint (weights + Adam state: 156 MB at the seed's size on
-# Hindi, ~0.8 s to save and copy; docs/performance.md). By default ("auto", 0) once this many seconds
-# of the trial ran since its last one, and never sooner than 20x the last checkpoint's own cost:
-# checkpoints then take at most ~5% of a trial, and --resume repeats at most about a minute of it
-# (or one epoch, where an epoch takes longer). A 1 s GPU epoch is never worth a 0.8 s checkpoint.
-AUTO_CHECKPOINT_S = 60.0
-CHECKPOINT_COST_FACTOR = 20.0
-
-
 # ---------------------------------------------------------------- inside a trial (a Ray worker)
-
-
-def due_for_checkpoint(epoch: int, every: int, since_s: float, last_cost_s: float) -> bool:
-    """Whether a trial checkpoints after `epoch` (1-based): every `every` epochs, or with every=0
-    (auto) once `since_s` seconds ran since its last checkpoint, bounded below by 20x what the last
-    one cost (`last_cost_s`, 0 before the first)."""
-    if every:
-        return epoch % every == 0
-    return since_s >= max(AUTO_CHECKPOINT_S, CHECKPOINT_COST_FACTOR * last_cost_s)
 
 
 class TuneReport(pl.Callback):
     """After each epoch (validation included) report metrics to Tune; a resumable checkpoint goes
-    with the report when `due_for_checkpoint` says so."""
+    with the report when the trial's `CheckpointClock` says so."""
 
     def __init__(self, node_id: str, checkpoint_every: int = 0):
-        self.node_id, self.checkpoint_every = node_id, checkpoint_every
-        self._last = time.perf_counter()  # end of the last checkpoint (or the trial's start)
-        self._cost = 0.0
+        self.node_id, self.clock = node_id, CheckpointClock(checkpoint_every)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         from ray import tune
@@ -84,15 +68,14 @@ class TuneReport(pl.Callback):
         epoch = trainer.current_epoch + 1
         metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics.update(epoch=epoch, node_id=self.node_id)
-        start = time.perf_counter()
-        if not due_for_checkpoint(epoch, self.checkpoint_every, start - self._last, self._cost):
+        if not self.clock.due(epoch):
             tune.report(metrics)
             return
+        start = time.perf_counter()
         with tempfile.TemporaryDirectory() as d:
             trainer.save_checkpoint(Path(d) / "last.ckpt")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        self._last = time.perf_counter()
-        self._cost = self._last - start
+        self.clock.saved(start)
 
 
 def run_trial(
@@ -215,7 +198,6 @@ def run_study(opts: TuneOptions) -> StudyResult:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
@@ -239,22 +221,54 @@ def run_study(opts: TuneOptions) -> StudyResult:
     try:
         check_storage_for_cluster(storage)
         gpus = gpu_share(opts.gpus_per_trial)
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                run_trial,
-                corpus=corpus,
-                base=space.base(),
-                accelerator="gpu" if gpus > 0 else "cpu",
-                threads=max(1, int(opts.cpus_per_trial)),
-                checkpoint_every=opts.checkpoint_every,
-            ),
-            {"cpu": opts.cpus_per_trial, "gpu": gpus},
-        )
+        pack = _decide_pack(opts, study, space, corpus, gpus)
+        threads = max(1, int(opts.cpus_per_trial))
+        callbacks: list[Any] = []
+        max_concurrent = opts.max_concurrent
+        if pack == 1:  # one Lightning fit per trial process
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    run_trial,
+                    corpus=corpus,
+                    base=space.base(),
+                    accelerator="gpu" if gpus > 0 else "cpu",
+                    threads=threads,
+                    checkpoint_every=opts.checkpoint_every,
+                ),
+                {"cpu": opts.cpus_per_trial, "gpu": gpus},
+            )
+        else:  # thin trials, trained K at a time in one packer per GPU (or per --cpus-per-trial cores)
+            on_gpu = ray.cluster_resources().get("GPU", 0) > 0
+            count = int(ray.cluster_resources()["GPU"]) if on_gpu else _cpu_packers(opts.cpus_per_trial)
+            names = packed.packer_names(name, count)
+            accel = "gpu" if on_gpu else "cpu"
+            packers = (
+                []  # --results-only trains nothing
+                if opts.results_only
+                else packed.start_packers(names, corpus, pack, accel, opts.cpus_per_trial, threads)
+            )
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    packed.run_packed_trial,
+                    packers=packers,
+                    base=space.base(),
+                    checkpoint_every=opts.checkpoint_every,
+                ),
+                # a thin trial holds no CPU or GPU (its packer holds them), only its process's memory
+                {"cpu": 0, "gpu": 0, "memory": packed.THIN_TRIAL_MEMORY},
+            )
+            callbacks.append(packed.packed_callback(names))
+            max_concurrent = min(max_concurrent or count * pack, count * pack)
+            print(
+                f"distner: {count} packer(s) x {pack} trials at once on {'GPU' if on_gpu else 'CPU'}",
+                file=sys.stderr,
+            )
         param_space = {p.name: _ray_domain(p) for p in space.params}
         max_t = space.max_epochs()
-        searcher = OptunaSearch(
+        searcher = PruningAwareOptunaSearch(
             points_to_evaluate=points,
             sampler=optuna.samplers.TPESampler(seed=opts.seed),
+            epochs=int(space.base()["epochs"]),
         )
         tune_config = tune.TuneConfig(
             metric=MONITOR,
@@ -267,7 +281,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
                 reduction_factor=opts.reduction_factor,
             ),
             num_samples=opts.num_samples,
-            max_concurrent_trials=opts.max_concurrent,
+            max_concurrent_trials=max_concurrent,
             time_budget_s=opts.time_budget_s,
             reuse_actors=True,
         )
@@ -278,6 +292,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=opts.verbose,
+            callbacks=callbacks,
         )
         t0 = time.time()
         if opts.results_only:
@@ -312,6 +327,53 @@ def run_study(opts: TuneOptions) -> StudyResult:
     finally:
         if started_ray:
             ray.shutdown()
+
+
+PACK_FILE = "pack.json"  # in the study's results folder: the K it was started with
+
+
+def _decide_pack(opts: TuneOptions, study: Study, space: Space, corpus: Corpus, gpus: float) -> int:
+    """Trials per packer: 1 (a Lightning fit per trial) unless --pack asks for more or, on GPUs,
+    as many as the card holds (packed.auto_pack). A resumed study keeps how it was started: its
+    checkpoints are of one kind."""
+    recorded_file = study.results_dir / PACK_FILE
+    if opts.resume or opts.results_only:
+        recorded = int(read_json(recorded_file)["pack"]) if recorded_file.is_file() else 1
+        if opts.pack is not None and (opts.pack > 1) != (recorded > 1):
+            raise DistnerError(
+                f"--pack {opts.pack}: study {study.name} was started with --pack {recorded}; "
+                f"resume it with --pack {recorded}"
+            )
+        pack = opts.pack or recorded
+    else:
+        pack = opts.pack if opts.pack is not None else (0 if gpus > 0 else 1)
+    if pack != 1:
+        need = _member_bytes(space, corpus)
+        if gpus > 0:
+            have, where = packed.gpu_memory(), "each GPU"
+        else:
+            have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+        pack = pack or packed.auto_pack(need, have)
+        packed.check_pack(pack, need, have, where)
+    if not (opts.resume or opts.results_only):
+        write_json(recorded_file, {"pack": pack})
+    return pack
+
+
+def _member_bytes(space: Space, corpus: Corpus) -> int:
+    from .data import Vocab
+    from .labels import tag_set
+
+    largest = packed.largest_config(space)
+    vocab = len(Vocab.build(corpus.train, 1))
+    longest = max((len(s) for s in corpus.train), default=1)
+    return packed.member_bytes(largest, vocab, len(tag_set(corpus.granularity)), longest)
+
+
+def _cpu_packers(cpus_per_packer: float) -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_packer))
 
 
 def _check_outputs(study: Study) -> None:

@@ -155,7 +155,7 @@ def test_trials_checkpoint_every_k_epochs(study):
 
 
 def test_auto_checkpoints_cost_at_most_a_twentieth():
-    from distner.tuning import due_for_checkpoint
+    from distner.checkpoints import due_for_checkpoint
 
     assert [e for e in range(1, 10) if due_for_checkpoint(e, 3, 0.0, 0.0)] == [3, 6, 9]
     assert not due_for_checkpoint(5, 0, since_s=30.0, last_cost_s=0.0)  # 1 s GPU epochs: none yet
@@ -177,7 +177,8 @@ def test_optuna_was_the_searcher(study):
     trials = sorted(db.trials, key=lambda t: t.number)
     rows = _rows(result)
     assert len(trials) == len(rows) == 4
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    told = {"completed": optuna.trial.TrialState.COMPLETE, "stopped_early": optuna.trial.TrialState.PRUNED}
+    assert [t.state for t in trials] == [told[r["state"]] for r in rows]  # ASHA's stops are prunes
     keys = ("embedding_dim", "hidden_dim", "batch_size", "lr")
     for t, row in zip(trials, rows):  # Tune's trial order is the order it asked Optuna
         assert set(t.params) == set(keys)
