@@ -2,9 +2,10 @@
 # The GPU checks, as one script for a lent GPU machine (see the project's device notes):
 #   ../shared/tools/gpu-wheels.sh            # here, once: wheels for Ray + Optuna into .whl/
 #   mkdir -p .data && cp -r ../shared/data/multiconer2 .data/   # git-ignored; carry it too
-#   device run (carry .whl and .data):  bash benchmarks/gpu_check.sh
-# Prints the JSON lines of every benchmark on CUDA and writes them to $OUT (or ./gpu-results).
-# About 7-9 minutes on one H100/H200 (the first run, on an H200: 5.5 without the MPS step); each step is independent, so a failure does not stop the rest.
+#   device run (carry .whl and .data, timeout_s 600):  bash benchmarks/gpu_check.sh
+# Prints the JSON lines of every benchmark on CUDA, then the table of docs/performance.md's targets
+# (benchmarks/gpu_table.py), and writes them to $OUT (or ./gpu-results). About 7 minutes on one
+# H200 by the steps' own timings (each step is capped, and a failure does not stop the rest).
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
 if [ -d .whl ]; then
@@ -14,27 +15,17 @@ fi
 export DISTNER_DATA=${DISTNER_DATA:-$PWD/.data/multiconer2} RAY_AUTH_MODE=disabled PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
-step() { echo "== $*" >&2; timeout 240 "$@" || echo "{\"failed\": \"$*\", \"rc\": $?}"; }
+step() { local t=$1; shift; echo "== $*" >&2; timeout "$t" "$@" || echo "{\"failed\": \"$*\", \"rc\": $?}"; }
 {
-  # distner's trainer against a bare loop, seed config, batch 35 (target ratio >= 0.9); then bf16
-  step python3 benchmarks/train_throughput.py --lang hi --device cuda --epochs 2
-  step python3 benchmarks/train_throughput.py --lang hi --device cuda --epochs 2 --set precision=bf16-mixed
-  # the levers winner against the seed config through distner's own path, full Hindi train
-  step python3 benchmarks/train_throughput.py --levers --device cuda --max-train-sentences 7410
+  # full Hindi train, seed config, batch 35: bare loop / Lightning's fit / the lean trial loop
+  step 120 python3 benchmarks/train_throughput.py --lang hi --device cuda --epochs 2
+  # the levers winner against the seed config, through fit and through the lean trial loop
+  step 120 python3 benchmarks/train_throughput.py --levers --device cuda --max-train-sentences 7410
+  # 8 seed-config members side by side in one process (one packer, no Ray) against the bare loop
+  step 90 python3 benchmarks/train_throughput.py --lang hi --device cuda --epochs 2 --pack 8
 } | tee "$out/throughput.jsonl"
-# 16 seed-size trials on full Hindi, 4 per GPU, against the same trials one after another without
-# Ray (target speedup >= 2); also the checkpoint's size and cost per epoch (target <= 5%)
-pack=(benchmarks/tune_overhead.py --trials 16 --dims 520 --sentences 7410 --epochs 2
-  --gpus-per-trial 0.25 --cpus-per-trial 1 --no-serial)
-step python3 "${pack[@]}" | tee "$out/tune_overhead.jsonl"
-# The same study under NVIDIA MPS, which lets kernels of several processes share the GPU at once
-# instead of taking turns (the first H200 run: 4 trials per GPU no faster than one after another).
-# The daemon is user-space and quit right after; the GPU's compute mode is left as it is.
-if command -v nvidia-cuda-mps-control >/dev/null; then
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d; then
-    step python3 "${pack[@]}" | sed 's/^{/{"mps": true, /' | tee -a "$out/tune_overhead.jsonl"
-    echo quit | nvidia-cuda-mps-control
-  fi
-fi
+# 16 seed-size trials x 2 epochs on full Hindi as one study with 8 trials per packer, against the
+# same 16 fits one after another in one process (study/sequential target >= 3; aggregate >= 5)
+step 240 python3 benchmarks/tune_overhead.py --trials 16 --dims 520 --sentences 7410 --epochs 2 \
+  --gpus-per-trial 1 --cpus-per-trial 4 --pack 8 --no-serial | tee "$out/tune_overhead.jsonl"
+python3 benchmarks/gpu_table.py "$out"/throughput.jsonl "$out"/tune_overhead.jsonl | tee "$out/table.md"

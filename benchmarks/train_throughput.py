@@ -9,6 +9,15 @@ gap between it and distner's side is what the Lightning loop costs per step. Pri
 
     python benchmarks/train_throughput.py --lang hi --data-dir DIR [--device cuda] [--epochs 2]
 
+`engine_tokens_per_s` is the lean loop packed tuning trials run (`distner.engine.Member`: the
+same math as `fit`, no Lightning hooks), and `engine_ratio` its share of the bare loop.
+
+With `--pack K` it trains K copies of the config side by side in one process (threads, one CUDA
+stream each: what one packer does with K trials) and prints their aggregate tokens/s against the
+bare loop (`aggregate_ratio`) and against one member alone (`packing_gain`):
+
+    python benchmarks/train_throughput.py --pack 8 --data-dir DIR --device cuda
+
 With `--levers` it instead trains the seed config and the committed Hindi levers winner
 (results/configs/hi-fine-levers.yaml: BiLSTM, char-CNN, CRF, no truncation, batch 64) through
 distner's own training path on the same training sample, and prints `seed_tok_s`, `levers_tok_s`,
@@ -86,6 +95,36 @@ def distner_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str) -> tuple[f
     return tokens / statistics.median(timer.seconds), 1 - timer.real / max(timer.positions, 1)
 
 
+def engine_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str, members: int = 1) -> float:
+    """Aggregate real tokens/s of `members` copies of `cfg` trained side by side by distner's lean
+    trial loop (one thread and CUDA stream each, as in a packer), over their training epochs after
+    one warm-up epoch (a member's epoch ends with a read of its loss: its work is done)."""
+    import threading
+
+    from distner.engine import Member, SharedData
+
+    shared = SharedData(corpus, torch.device(device))
+    team = [Member(cfg, shared) for _ in range(members)]
+    tokens = team[0].data.train.num_tokens
+    epochs = cfg.train.epochs
+    ready = threading.Barrier(members + 1)
+
+    def train(member: Member) -> None:
+        member.train_epoch()  # warm-up: allocator, kernels
+        ready.wait()
+        for _ in range(epochs):
+            member.train_epoch()
+
+    threads = [threading.Thread(target=train, args=(m,)) for m in team]
+    for t in threads:
+        t.start()
+    ready.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return members * tokens * epochs / (time.perf_counter() - start)
+
+
 def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, seed: int) -> float:
     """One epoch of the plainest loop: Embedding -> LSTM -> Linear, Adam; returns seconds."""
     torch.manual_seed(seed)
@@ -149,6 +188,8 @@ def levers_main(args: argparse.Namespace) -> int:
     levers_cfg = load_config(args.config or LEVERS, args.overrides).replace(**common)
     seed_tps, seed_pad = distner_tokens_per_s(seed_cfg, corpus, args.device)
     levers_tps, levers_pad = distner_tokens_per_s(levers_cfg, corpus, args.device)
+    engine_seed = engine_tokens_per_s(seed_cfg, corpus, args.device)
+    engine_levers = engine_tokens_per_s(levers_cfg, corpus, args.device)
     print(
         json.dumps(
             {
@@ -163,8 +204,46 @@ def levers_main(args: argparse.Namespace) -> int:
                 "seed_tok_s": round(seed_tps),
                 "levers_tok_s": round(levers_tps),
                 "levers_ratio": round(levers_tps / seed_tps, 3),
+                "engine_seed_tok_s": round(engine_seed),
+                "engine_levers_tok_s": round(engine_levers),
+                "engine_levers_ratio": round(engine_levers / engine_seed, 3),
                 "padding_share": round(levers_pad, 4),
                 "seed_padding_share": round(seed_pad, 4),
+            }
+        )
+    )
+    return 0
+
+
+def packed_main(args: argparse.Namespace) -> int:
+    """K copies of the config in one process against the bare loop and against one copy alone."""
+    cfg = load_config(args.config, args.overrides).replace(
+        epochs=args.epochs, max_train_sentences=args.max_train_sentences
+    )
+    corpus = Corpus.load(args.data_dir, args.lang, args.granularity)
+    data = prepare(corpus, cfg)
+    bare_epoch(data.train, cfg, len(data.tags), len(data.vocab), args.device, cfg.train.seed)  # warm-up
+    bare = [
+        bare_epoch(data.train, cfg, len(data.tags), len(data.vocab), args.device, cfg.train.seed + e)
+        for e in range(args.epochs)
+    ]
+    bare_tps = data.train.num_tokens / statistics.median(bare)
+    one = engine_tokens_per_s(cfg, corpus, args.device)
+    packed = engine_tokens_per_s(cfg, corpus, args.device, members=args.pack)
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_throughput_packed",
+                "device": device_name(args.device),
+                "threads": torch.get_num_threads(),
+                "lang": corpus.lang,
+                "members": args.pack,
+                "batch_size": cfg.train.batch_size,
+                "bare_tokens_per_s": round(bare_tps),
+                "one_member_tokens_per_s": round(one),
+                "packed_tokens_per_s": round(packed),
+                "aggregate_ratio": round(packed / bare_tps, 3),
+                "packing_gain": round(packed / one, 3),
             }
         )
     )
@@ -184,9 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per side (median is reported)")
     ap.add_argument("--max-train-sentences", type=int, default=0, help="0 = all of train (--levers: 2500)")
     ap.add_argument("--levers", action="store_true", help="seed config vs the levers winner (see above)")
+    ap.add_argument("--pack", type=int, default=0, metavar="K", help="K members side by side (see above)")
     args = ap.parse_args(argv)
     if args.levers:
         return levers_main(args)
+    if args.pack:
+        return packed_main(args)
 
     cfg = load_config(args.config, args.overrides).replace(
         epochs=args.epochs, max_train_sentences=args.max_train_sentences
@@ -204,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     model_loop_epoch(data, cfg, args.device, cfg.train.seed)  # warm-up, as for the bare loop
     plain = [model_loop_epoch(data, cfg, args.device, cfg.train.seed + e) for e in range(args.epochs)]
     distner_tps, pad = distner_tokens_per_s(cfg, corpus, args.device)
+    engine_tps = engine_tokens_per_s(cfg, corpus, args.device)
     bare_tps = tokens / statistics.median(bare)
     model_tps = tokens / statistics.median(plain)
     keys = ("embedding_dim", "hidden_dim", "batch_size", "seq_len", "bidirectional", "num_layers")
@@ -224,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(distner_tps / bare_tps, 3),
                 "model_loop_tokens_per_s": round(model_tps),
                 "lightning_ratio": round(distner_tps / model_tps, 3),
+                "engine_tokens_per_s": round(engine_tps),
+                "engine_ratio": round(engine_tps / bare_tps, 3),
             }
         )
     )

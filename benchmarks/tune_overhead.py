@@ -17,7 +17,14 @@ then as `distner tune` studies (ASHA off so every trial runs all its epochs). Pr
   measured on the sequential fits; epoch_s their median training epoch; checkpoint_share =
   checkpoint_s / epoch_s, the cost if a trial checkpointed every epoch.
 
-    python benchmarks/tune_overhead.py --data-dir DIR [--trials 6] [--gpus-per-trial 0.25]
+- With --pack K the parallel study packs K trials into one process per GPU (or per
+  --cpus-per-trial cores): `pack` and `device` say how it ran. aggregate_tok_s is every trial's
+  real training tokens over the study's wall time, and aggregate_ratio that over one bare PyTorch
+  loop of the same config (train_throughput.py's, same process); time_split is where the packed
+  trials' time went (member setup, training, validation, checkpoints, and the rest: Ray, waiting
+  for a slot, reporting), as shares of their summed time.
+
+    python benchmarks/tune_overhead.py --data-dir DIR [--trials 6] [--gpus-per-trial 0.25] [--pack K]
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ from distner.data import Corpus
 from distner.options import TuneOptions
 from distner.training import fit, prepare
 from distner.tuning import run_study
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import bare_epoch  # noqa: E402 - the same bare loop as that benchmark
 
 PROGRESS = "progress.csv"
 # wall seconds, trials.csv rows, and per trial its per-epoch rows of progress.csv
@@ -81,6 +91,18 @@ class CheckpointCost(pl.Callback):
         shutil.rmtree(dest)
 
 
+def time_split(reports: list[list[dict]]) -> dict[str, float] | None:
+    """Shares of packed trials' summed time (Ray's time_total_s of each) spent in member setup,
+    training, validation and checkpoints; the rest is Ray, reporting and waiting for a slot."""
+    last = [e[-1] for e in reports if e and "train_s" in e[-1]]
+    if not last:
+        return None  # Lightning trials report no split
+    total = sum(float(r["time_total_s"]) for r in last)
+    parts = {k: sum(float(r[f"{k}_s"]) for r in last) for k in ("setup", "train", "validate", "checkpoint")}
+    parts["other"] = total - sum(parts.values())
+    return {k: round(v / total, 3) for k, v in parts.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="hi")
@@ -95,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-serial", action="store_true", help="skip the one-at-a-time study (no per-trial overhead)"
     )
+    ap.add_argument("--pack", type=int, default=1, metavar="K", help="trials per packer (parallel study)")
     args = ap.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     cores = os.cpu_count() or 1
@@ -112,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-        def study(name: str, cpus: float, gpus: float, concurrent: int | None) -> Study:
+        def study(name: str, cpus: float, gpus: float, concurrent: int | None, pack: int = 1) -> Study:
             opts = TuneOptions(
                 lang=args.lang,
                 space=str(space),
@@ -126,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 gpus_per_trial=gpus,
                 max_concurrent=concurrent,
                 grace_period=args.epochs,
+                pack=pack,
             )
             t0 = time.perf_counter()
             result = run_study(opts)
@@ -146,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         serial_s = float("nan")
         if not args.no_serial:
             serial_s, _, _ = study("serial", float(cores), 1.0 if gpu else 0.0, 1)
-        parallel_s, rows, reports = study("parallel", args.cpus_per_trial, args.gpus_per_trial, None)
+        parallel_s, rows, reports = study(
+            "parallel", args.cpus_per_trial, args.gpus_per_trial, None, args.pack
+        )
 
         # the same trials (same lr values), one after another in this process, without Ray
         corpus = Corpus.load(args.data_dir, args.lang, "fine")
@@ -172,11 +198,19 @@ def main(argv: list[str] | None = None) -> int:
                 callbacks=[cost],
             )
         sequential_s = time.perf_counter() - t0 - sum(cost.seconds)
-        tokens = prepare(corpus, RunConfig.from_flat(base)).train.num_tokens
+        data = prepare(corpus, RunConfig.from_flat(base))
+        tokens = data.train.num_tokens
+        bare_cfg = RunConfig.from_flat(base)
+        device = "cuda" if gpu else "cpu"
+        bare_epoch(data.train, bare_cfg, len(data.tags), len(data.vocab), device, 0)  # warm-up
+        bare_tok_s = tokens / bare_epoch(data.train, bare_cfg, len(data.tags), len(data.vocab), device, 1)
 
     n = args.trials
     slots = min(cores / args.cpus_per_trial, 1 / args.gpus_per_trial if gpu else float("inf"))
+    if args.pack > 1:  # one packer per GPU, or per --cpus-per-trial cores, K trials each
+        slots = args.pack * (torch.cuda.device_count() if gpu else max(1, cores // args.cpus_per_trial))
     concurrent = int(min(n, slots))
+    trained = tokens * sum(len(e) for e in reports)  # every trial's epochs (ASHA is off)
     study_tok_s = statistics.median(float(e[-1]["train_tokens_per_s"]) for e in reports)
     seq_tok_s = tokens / statistics.median(cost.epochs)
     setup_s = statistics.median(
@@ -200,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
                 else round((serial_s - ray_start - sequential_s) / n, 2),
                 "cpus_per_trial": args.cpus_per_trial,
                 "gpus_per_trial": args.gpus_per_trial,
+                "pack": args.pack,
                 "speedup": round(sequential_s / parallel_s, 3),
+                "bare_tok_s": round(bare_tok_s),
+                "aggregate_tok_s": round(trained / parallel_s),
+                "aggregate_ratio": round(trained / parallel_s / bare_tok_s, 3),
+                "time_split": time_split(reports),
                 "concurrent": concurrent,
                 "seq_tok_s": round(seq_tok_s),
                 "study_tok_s": round(study_tok_s),

@@ -132,6 +132,8 @@ class Member:
         self.timing = Timing()
         if state is not None:
             self.load_state_dict(state)
+        if self.device.type == "cuda":  # weights were placed on the default stream; train on ours
+            torch.cuda.synchronize(self.device)
         self.timing.setup = time.perf_counter() - start
 
     # ------------------------------------------------------------ random streams
@@ -238,8 +240,9 @@ class Member:
         metrics.update(self.validate())
         if metrics[MONITOR] > self.best:
             self.best, self.best_epoch = metrics[MONITOR], self.epoch
-            weights = self.model.state_dict().items()
-            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights}
+            with self._on_stream():  # a copy to the host waits for this member's stream only
+                weights = self.model.state_dict().items()
+                self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in weights}
         self.epoch += 1
         metrics.update(
             epoch=self.epoch,
@@ -259,6 +262,8 @@ class Member:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue exactly where this member is (its random streams included)."""
+        if self.stream is not None:  # the caller reads the tensors on its own stream
+            self.stream.synchronize()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

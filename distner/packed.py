@@ -155,6 +155,7 @@ def run_packed_trial(
     write_yaml(out / "config.yaml", opened["record"], header=opened["header"])
     board = _Board(out / "tb")
     clock = CheckpointClock(checkpoint_every)
+    saving = 0.0  # seconds this trial spent fetching and writing checkpoints (reported as checkpoint_s)
     try:
         for epoch in range(opened["epoch"] + 1, int(flat["epochs"]) + 1):
             m = ray.get(packer.epoch.remote(trial))
@@ -166,12 +167,13 @@ def run_packed_trial(
                 (out / "model.pt").write_bytes(ray.get(packer.best_weights.remote(trial)))
             metrics = {**{k: v for k, v in m.items() if k != "improved"}, "node_id": node}
             if not clock.due(epoch):
-                tune.report(metrics)
+                tune.report({**metrics, "checkpoint_s": saving})
                 continue
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as d:
                 (Path(d) / CHECKPOINT_FILE).write_bytes(ray.get(packer.checkpoint.remote(trial)))
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+                saving += time.perf_counter() - start
+                tune.report({**metrics, "checkpoint_s": saving}, checkpoint=tune.Checkpoint.from_directory(d))
             clock.saved(start)
     finally:  # ASHA's stop ends the trial inside tune.report (SystemExit): free the slot
         board.close()
