@@ -238,7 +238,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
                 {"cpu": opts.cpus_per_trial, "gpu": gpus},
             )
         else:  # thin trials, trained K at a time in one packer per GPU (or per --cpus-per-trial cores)
-            on_gpu = ray.cluster_resources().get("GPU", 0) > 0
+            on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
             count = int(ray.cluster_resources()["GPU"]) if on_gpu else _cpu_packers(opts.cpus_per_trial)
             names = packed.packer_names(name, count)
             accel = "gpu" if on_gpu else "cpu"
