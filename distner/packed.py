@@ -83,7 +83,9 @@ class Packer:
         try:
             loaded = None
             if state is not None:
-                loaded = torch.load(io.BytesIO(state), map_location=self.shared.device, weights_only=False)
+                # to the CPU: random generator states and best weights live there; load_state_dict
+                # copies weights and Adam's moments onto the device
+                loaded = torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)
             member = Member(RunConfig.from_flat(flat), self.shared, state=loaded)
         finally:
             with self.lock:

@@ -8,6 +8,7 @@ runs write their run folders (see training.py).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -30,8 +31,11 @@ def init_ray(address: str | None = None, verbose: int = 1) -> bool:
 
     if ray.is_initialized():
         return False
+    # Ray's own INFO lines (its start banner, whose TensorBoard hint names a staging folder, not
+    # the study) only when its output is asked for: below that, a failure stays one line
+    level = logging.INFO if verbose > 1 else logging.WARNING  # INFO: Ray's default
     if address:
-        ray.init(address=address, log_to_driver=verbose > 1)
+        ray.init(address=address, log_to_driver=verbose > 1, logging_level=level)
         return True
     _reap_orphaned_ray_agents()
     gib = 1024**3
@@ -46,6 +50,7 @@ def init_ray(address: str | None = None, verbose: int = 1) -> bool:
         # Ray's default starts workers at niceness 15, so trials starve beside any other job; a
         # study distner starts itself runs its trials at the priority of the command that started it
         _system_config={"worker_niceness": 0},
+        logging_level=level,
     )
     return True
 

@@ -213,6 +213,8 @@ def run_study(opts: TuneOptions) -> StudyResult:
     if (opts.resume or opts.results_only) and not exists:
         raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
 
+    if opts.resume or opts.results_only:
+        _recorded_pack(opts, study)  # checked before the data is read or Ray starts
     corpus = Corpus.load(opts.data_dir, lang, gran)
     corpus = replace(corpus, test=[])  # tuning never sees test
     # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
@@ -294,6 +296,8 @@ def run_study(opts: TuneOptions) -> StudyResult:
             verbose=opts.verbose,
             callbacks=callbacks,
         )
+        if not opts.results_only:  # Ray's own hint names its staging folder, not the study
+            print(f"distner: study {name}: {path}; watch it with: distner board {path}", file=sys.stderr)
         t0 = time.time()
         if opts.results_only:
             grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
@@ -338,13 +342,7 @@ def _decide_pack(opts: TuneOptions, study: Study, space: Space, corpus: Corpus, 
     checkpoints are of one kind."""
     recorded_file = study.results_dir / PACK_FILE
     if opts.resume or opts.results_only:
-        recorded = int(read_json(recorded_file)["pack"]) if recorded_file.is_file() else 1
-        if opts.pack is not None and (opts.pack > 1) != (recorded > 1):
-            raise DistnerError(
-                f"--pack {opts.pack}: study {study.name} was started with --pack {recorded}; "
-                f"resume it with --pack {recorded}"
-            )
-        pack = opts.pack or recorded
+        pack = opts.pack or _recorded_pack(opts, study)
     else:
         pack = opts.pack if opts.pack is not None else (0 if gpus > 0 else 1)
     if pack != 1:
@@ -358,6 +356,19 @@ def _decide_pack(opts: TuneOptions, study: Study, space: Space, corpus: Corpus, 
     if not (opts.resume or opts.results_only):
         write_json(recorded_file, {"pack": pack})
     return pack
+
+
+def _recorded_pack(opts: TuneOptions, study: Study) -> int:
+    """The K a study was started with (1 for studies from before packing); a --pack that would
+    resume it the other way (packed vs not: their checkpoints differ) is refused."""
+    recorded_file = study.results_dir / PACK_FILE
+    recorded = int(read_json(recorded_file)["pack"]) if recorded_file.is_file() else 1
+    if opts.pack is not None and (opts.pack > 1) != (recorded > 1):
+        raise DistnerError(
+            f"--pack {opts.pack}: study {study.name} was started with --pack {recorded}; "
+            f"resume it with --pack {recorded}"
+        )
+    return recorded
 
 
 def _member_bytes(space: Space, corpus: Corpus) -> int:
