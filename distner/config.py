@@ -25,6 +25,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
 # The seed's sequence length: its training truncation, and the window of the seed-style scores.
 SEED_SEQ_LEN = 25
+SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
 
 
 @dataclass(frozen=True)
