@@ -205,7 +205,9 @@ def _parse(name: str, data: bytes) -> E5File:
     if dtype != _Q4_0 or n_values != rows * hidden or n_bytes != rows * row_bytes or rows < n_pieces:
         raise ValueError(f"emb.word: dtype {dtype}, {n_values} values in {n_bytes} bytes")
     # rows past the vocabulary (padding to the model's vocab_size) are never a piece: left out
-    table = torch.frombuffer(bytearray(data[offset : offset + n_pieces * row_bytes]), dtype=torch.uint8)
+    table = torch.frombuffer(
+        bytearray(memoryview(data)[offset : offset + n_pieces * row_bytes]), dtype=torch.uint8
+    )
     return E5File(
         path=name,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -283,5 +285,6 @@ def write_vectors(path: str | Path, words: Sequence[str], pool: str = "mean") ->
     written whole or not at all; `pretrained_vectors` reads it."""
     vectors = word_vectors(words, pool)
     lines = [f"{len(words)} {vectors.shape[1]}"]
-    lines += [f"{w} {' '.join(f'{x:.6g}' for x in row)}" for w, row in zip(words, vectors.tolist())]
+    # row by row: a list of every value at once would hold ~50 bytes per number
+    lines += [f"{w} {' '.join(f'{x:.6g}' for x in row.tolist())}" for w, row in zip(words, vectors)]
     return atomic_write_text(path, "\n".join(lines) + "\n")
