@@ -102,7 +102,9 @@ class E5File:
 
     def tokenize(self, text: str) -> list[int]:
         """Piece ids: Viterbi over the unigram scores, as in e5.c. A character no piece covers is
-        the unknown piece, scored below every real piece."""
+        the unknown piece, scored below every real piece. Two differences from e5.c, neither seen
+        on real words: control pieces (`<s>`, `<mask>`, ...) never match literal text, and scores
+        are summed in float64, not float32."""
         s, index, scores, unk_score = self.normalize(text), self._index, self.scores, self._unk_score
         n, longest = len(s), self._longest
         best = [0.0] + [-1e30] * n
