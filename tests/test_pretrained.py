@@ -4,6 +4,7 @@ subword_vectors as a config lever through training and evaluation, and `distner 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import struct
@@ -138,7 +139,12 @@ def test_train_evaluate_predict_with_subword_vectors(tmp_path, capsys):
     loaded = load_run(run)
     meta = (run / "config.yaml").read_text()
     assert f"sha256: {SHA256}" in meta and "version: 0.3.0" in meta
+    assert set(json.loads((run / "metrics.json").read_text())) >= {"dev", "test"}
     assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
+    text = tmp_path / "new.conll"
+    text.write_text("# id n1\nzanzibarian\nsang\n\n", encoding="utf-8")
+    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
+    assert len(read_conll(tmp_path / "p")[0].tags or ()) == 2
     # a word the run never saw gets its pooled vector on a copy of the network, not <unk>
     sentences = [Sentence("s1", ("zanzibarian", "river", "the"), None)]
     model, vocab = with_unseen_words(loaded.model, loaded.vocab, sentences)
