@@ -245,3 +245,13 @@ def test_vectors_command_errors(tmp_path):
     )
     assert bad_pool.returncode == 2 and "distner vectors: error: argument --pool" in bad_pool.stderr
     assert not (tmp_path / "x.vec").exists()
+
+
+def test_packed_members_share_encoded_data_only_with_the_same_subword_settings():
+    from distner.engine import SharedData
+
+    shared = SharedData(Corpus.load(TINY, "en", "fine"), torch.device("cpu"))
+    plain = load_config(overrides=["epochs=1", "embedding_dim=384", "hidden_dim=8"])
+    got = [shared.get(cfg)[0] for cfg in (plain, tiny_cfg(), tiny_cfg("subword_pool=first"))]
+    assert got[0].vectors is None and got[1].vectors is not None and got[2].vectors is not None
+    assert not torch.equal(got[1].vectors[1], got[2].vectors[1])
