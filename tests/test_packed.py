@@ -21,7 +21,7 @@ from distner.metrics import MONITOR
 from distner.options import TuneOptions
 from distner.tuning import run_study
 
-from .helpers import SPACE, ray_left, ray_pids, run, write
+from .helpers import ROOT, SPACE, ray_left, ray_pids, run, write
 
 SEED = 5
 
@@ -187,3 +187,31 @@ def test_bad_pack_is_one_line(tmp_path, synthetic_data, flag, message, no_ray_le
     assert bad.returncode == 2, bad.stderr
     assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "best").exists()
+
+
+def test_pack_size_from_the_spaces_largest_config(tmp_path):
+    """K from what a device holds: the space's largest config (every size at its top, a BiLSTM if
+    it may be one, no truncation if allowed) by a memory estimate that grows with each size."""
+    from distner.config import load_config
+    from distner.errors import DistnerError
+    from distner.options import PACK_MAX
+    from distner.packed import auto_pack, check_pack, largest_config, member_bytes
+    from distner.spaces import load_space
+
+    big = largest_config(load_space(ROOT / "tune_spaces" / "extended.yaml"))
+    m, t = big.model, big.train
+    assert (m.embedding_dim, m.hidden_dim, m.num_layers, t.batch_size, t.seq_len) == (520, 520, 2, 64, 0)
+    assert m.bidirectional and m.crf and m.char_features and m.char_channels == 100
+    seed = load_config(None)
+    need = member_bytes(seed, vocab=30_000, tags=67, longest=60)
+    params = 30_000 * 520 + 4 * 520 * (520 + 520 + 2) + 521 * 67 + 67 * 67
+    assert 16 * params < need < 16 * params + 2**28  # 4 copies of the weights, and activations
+    assert member_bytes(big, 30_000, 67, 60) > 2 * need
+    assert member_bytes(seed.replace(batch_size=70), 30_000, 67, 60) > need
+    gib = 2**30
+    assert auto_pack(need, 140 * gib) == PACK_MAX  # an H200 holds far more than the cap
+    assert auto_pack(need, need) == 1  # never below one
+    assert auto_pack(need, 3 * need) == 2  # 80% of the memory
+    check_pack(2, need, 3 * need, "each GPU")
+    with pytest.raises(DistnerError, match=r"--pack 3: .* at most 2 fit"):
+        check_pack(3, need, 3 * need, "each GPU")
