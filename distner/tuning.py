@@ -301,7 +301,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
         t0 = time.time()
         if opts.results_only:
             grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
-            return _finish(grid, float("nan"), space, opts, study, gpus)
+            return _finish(grid, float("nan"), space, opts, study, gpus, pack)
         if opts.resume:
             tuner = tune.Tuner.restore(
                 path,
@@ -327,7 +327,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
                 else f"interrupted with {finished} of {opts.num_samples} trials ended"
             )
             raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
-        return _finish(grid, wall, space, opts, study, gpus)
+        return _finish(grid, wall, space, opts, study, gpus, pack)
     finally:
         if started_ray:
             ray.shutdown()
@@ -395,7 +395,7 @@ def _check_outputs(study: Study) -> None:
 
 
 def _finish(
-    grid: Any, wall: float, space: Space, opts: TuneOptions, study: Study, gpus: float
+    grid: Any, wall: float, space: Space, opts: TuneOptions, study: Study, gpus: float, pack: int
 ) -> StudyResult:
     """The study's output files (study.py) from its results, with how this study searched."""
     rows = trial_rows(grid, space)
@@ -406,7 +406,9 @@ def _finish(
         "seed": opts.seed,
         "checkpoint_every": opts.checkpoint_every or "auto",
     }
-    resources = {"gpus_per_trial": gpus, "cpus_per_trial": opts.cpus_per_trial}
+    # a packed trial holds 1/K of its packer's GPU (and CPUs): what its GPU-hours count
+    share = gpus if pack == 1 else (1 / pack if gpus > 0 else 0.0)
+    resources = {"gpus_per_trial": share, "cpus_per_trial": opts.cpus_per_trial / pack, "pack": pack}
     if math.isnan(wall):  # --results-only: no run now; keep the wall time the study recorded
         wall = StudyFiles(study.results_dir).recorded_wall()
     summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))
