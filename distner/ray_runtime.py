@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -37,7 +38,10 @@ def init_ray(address: str | None = None, verbose: int = 1) -> bool:
     if address:
         ray.init(address=address, log_to_driver=verbose > 1, logging_level=level)
         return True
-    _reap_orphaned_ray_agents()
+    ended = _reap_orphaned_ray_agents()
+    if ended:  # visible: it signals processes the user may be looking at
+        names = ", ".join(f"{pid} ({name})" for pid, name in ended)
+        print(f"distner: ended Ray agents left by a killed local Ray session: {names}", file=sys.stderr)
     gib = 1024**3
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     ray.init(
@@ -60,14 +64,16 @@ _SESSION_KEEPERS = ("raylet", "gcs_server")  # a session with either still runni
 _SESSION_DIR = re.compile(r"/[^\0\s=]*?/session_[^/\0\s]+")
 
 
-def _reap_orphaned_ray_agents() -> None:
+def _reap_orphaned_ray_agents() -> list[tuple[int, str]]:
     """A SIGKILLed driver takes its local Ray's raylet and GCS server down but leaves their
     DashboardAgent/RuntimeEnvAgent running (they ignore SIGTERM). End this user's agents whose
     session has no raylet or GCS server left. Agents of live sessions (anyone's other Ray work on
-    this machine) and agents whose session cannot be told are never touched."""
+    this machine) and agents whose session cannot be told are never touched. Returns the (pid,
+    process title) of each agent it ended."""
     proc = Path("/proc")
+    ended: list[tuple[int, str]] = []
     if not proc.is_dir():
-        return
+        return ended
     cmdlines = {d: _cmdline(d) for d in proc.iterdir() if d.name.isdigit()}
     live = {
         m.group(0)
@@ -82,8 +88,10 @@ def _reap_orphaned_ray_agents() -> None:
             session = _agent_session(d)
             if session is not None and session not in live and d.stat().st_uid == os.getuid():
                 os.kill(int(d.name), 9)
+                ended.append((int(d.name), args[0].split()[0]))
         except (OSError, ValueError):
             continue  # gone meanwhile, or not ours to inspect
+    return ended
 
 
 def _cmdline(d: Path) -> list[str]:

@@ -91,7 +91,7 @@ def _live_then_dead_session() -> None:
         ours = {pid: s for pid, s in _agents().items() if pid not in before}
         assert all(s and "/session_" in s for s in ours.values()), ours
 
-        _reap_orphaned_ray_agents()  # the session is alive: nothing of it may die
+        assert _reap_orphaned_ray_agents() == []  # the session is alive: nothing of it may die
         time.sleep(1)
         assert set(ours) <= set(_agents()), "the reaper killed agents of a live Ray session"
 
@@ -101,7 +101,8 @@ def _live_then_dead_session() -> None:
         assert set(ours) <= set(_agents()), "the agents died with their session: nothing left to reap"
         # orphans, but not init's (re-parenting follows the raylet's exit; give it time under load)
         assert _wait(lambda: all(_parent(p) in (os.getpid(), None) for p in ours if _alive(p)), 20)
-        _reap_orphaned_ray_agents()
+        ended = _reap_orphaned_ray_agents()  # named, so that init_ray can say what it ended
+        assert set(ours) <= {pid for pid, _ in ended} and all(n.startswith("ray::") for _, n in ended)
         assert _wait(lambda: not set(ours) & set(_agents()), 10), "orphaned agents were not reaped"
     finally:
         if driver.poll() is None:
