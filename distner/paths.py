@@ -15,6 +15,7 @@ written into as it is: never replaced, and no temp file is made in its folder.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -49,10 +50,22 @@ def _writable_place(path: Path, what: str) -> None:
         raise DistnerError(f"{what}: {here} is not writable")
 
 
+def _statable(p: Path, what: str) -> None:
+    """A path the system can look up (it may not exist): too long a name, a loop of symbolic links
+    or a folder that may not be searched is one line, not a traceback from the first check."""
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as e:
+        raise DistnerError(f"{what}: {e.strerror or e}") from None
+
+
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """A folder distner writes into (creating it if needed)."""
     p = Path(path).expanduser()
     what = f"{flag} {p}"
+    _statable(p, what)
     if p.exists() and not p.is_dir():
         raise DistnerError(f"{what}: is a file; a folder is needed here")
     _writable_place(p, what)
@@ -85,11 +98,15 @@ def output_target(path: str | os.PathLike) -> OutputTarget:
     return OutputTarget("file", Path(os.path.realpath(p)))
 
 
+_OPEN_FILE = re.compile(r"/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
+
+
 def _through_proc(p: Path) -> bool:
-    """Whether `p`'s chain of symbolic links reaches /proc (/dev/stdout -> /proc/self/fd/1)."""
+    """Whether `p`'s chain of symbolic links passes a file descriptor of a process
+    (/dev/stdout -> /proc/self/fd/1, /dev/fd/2)."""
     here = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(p))), p.name)
     for _ in range(40):  # the kernel's own limit on links followed
-        if here == "/proc" or here.startswith("/proc/"):
+        if _OPEN_FILE.fullmatch(here):
             return True
         try:
             link = os.readlink(here)
@@ -110,6 +127,7 @@ def check_output_file(
         return Path(STDOUT)
     p = Path(path).expanduser()
     what = f"{flag} {p}"
+    _statable(p, what)
     if p.is_dir():
         raise DistnerError(f"{what}: is a folder; a file name is needed here")
     target = output_target(p)
@@ -119,9 +137,9 @@ def check_output_file(
         raise DistnerError(f"{what}: is not writable")
     if target.kind == "file":
         shown = f"{what} (a link to {target.path})" if p.is_symlink() else what
-        _writable_place(target.path.parent, shown)
         if target.path.exists() and not os.access(target.path, os.W_OK):
             raise DistnerError(f"{shown}: is read-only")
+        _writable_place(target.path.parent, shown)
     for src in inputs:
         if src is not None and same_file(p, src):
             raise DistnerError(f"{what}: is also an input ({src}); choose another file")
