@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_file
+from distner.locks import folder_lock, lock_file
 
 from .helpers import ROOT, SPACE, TINY
 
@@ -316,3 +318,32 @@ def test_a_held_study_cell_or_report_is_refused(tmp_path: Path, command: str, no
         holder.communicate("", timeout=30)
     assert holder.returncode == 0
     assert not folder.exists()  # made only to hold the lock: removed with it
+
+
+def test_a_stale_record_is_rewritten_and_the_lock_is_per_thread(tmp_path: Path) -> None:
+    """In one process: a dead holder's record (longer than the new one) is replaced whole; the
+    holding thread may lock again (distner train, then fit_into); another thread is refused."""
+    run = tmp_path / "run"
+    lock = lock_file(run, beside=True)
+    dead = {"pid": 2**22 + 1, "host": "gone", "started": "2000-01-01 00:00:00 UTC"}
+    lock.write_text(json.dumps(dead) + " " * 200 + "\n")
+    with folder_lock(run, "--out run", beside=True):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with folder_lock(run, "--out run", beside=True):
+            pass
+        assert lock.exists()  # still held by the outer block
+        errors: list[str] = []
+
+        def other() -> None:
+            try:
+                with folder_lock(run, "--out run", beside=True):
+                    pass
+            except DistnerError as e:
+                errors.append(str(e))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and _holder_needle(os.getpid()) in errors[0], errors
+    assert not lock.exists()
+    assert list(tmp_path.iterdir()) == []
