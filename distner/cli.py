@@ -444,14 +444,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = check_run_out(args.out or f"runs/train/{lang}-{gran}", args.overwrite)  # before data is read
 
     from .data import Corpus
+    from .locks import folder_lock
     from .tables import metrics_table
     from .training import fit_into
 
-    corpus = Corpus.load(args.data_dir, lang, gran)
-    print(f"distner train: {lang}-{gran}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
-    result = fit_into(
-        cfg, corpus, out, overwrite=args.overwrite, accelerator=args.accelerator, progress=not args.quiet
-    )
+    with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
+        corpus = Corpus.load(args.data_dir, lang, gran)
+        print(f"distner train: {lang}-{gran}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
+        result = fit_into(
+            cfg, corpus, out, overwrite=args.overwrite, accelerator=args.accelerator, progress=not args.quiet
+        )
     print(metrics_table(result.metrics))
     print(f"best epoch {result.best_epoch}/{result.epochs_run}; run folder: {result.out_dir}")
     return 0
@@ -480,7 +482,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .evaluation import predict_file
 
     n = predict_file(args.model, args.input, args.output)
-    print(f"tagged {n} sentences -> {args.output}", file=sys.stderr)
+    print(f"tagged {n} sentences -> {'stdout' if args.output == '-' else args.output}", file=sys.stderr)
     return 0
 
 

@@ -1,5 +1,7 @@
-"""Atomic file writes (outputs appear whole or not at all: write to a temp name, then rename), and
-strict reads of the JSON files distner wrote."""
+"""Writes by the one output policy (paths.output_target): a file appears whole or not at all (a temp
+file beside it, then a rename), a symlink writes its target that way, and stdout, a FIFO or a
+device is written into as it is. A failed write (no space, no permission, too long a name) is one
+line naming the path and leaves no temp file. Also: strict reads of the JSON files distner wrote."""
 
 from __future__ import annotations
 
@@ -8,33 +10,66 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from .errors import DistnerError
+from .paths import output_target
+
+
+def write_output(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
+    """Call `write` with a binary file that ends up at `path`, by the output policy."""
+    target = output_target(path)
+    link = target.kind == "file" and Path(path).is_symlink()
+    where = f"{path} (a link to {target.path})" if link else f"{path}"
+    if target.kind == "other":
+        raise DistnerError(f"{where}: is not a regular file, a FIFO or a character device")
+    tmp: str | None = None
+    try:
+        if target.kind == "stdout":
+            _write_stdout(write)
+        elif target.kind == "stream":
+            with open(target.path, "wb") as f:  # a FIFO or device: O_TRUNC does nothing to it
+                write(f)
+        else:
+            real = target.path
+            real.parent.mkdir(parents=True, exist_ok=True)
+            # the name cut short: the temp name must fit where the real one just fits
+            fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name[:80]}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
+            os.replace(tmp, real)
+            tmp = None
+    except OSError as e:  # outputs are checked up front; this is what changed since (or a full disk)
+        raise DistnerError(f"{where}: cannot write ({e.strerror or e})") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return Path(path)
+
+
+def _write_stdout(write: Callable[[IO[bytes]], object]) -> None:
+    sys.stdout.flush()
+    try:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # the reader left (`| head`): keep Python's exit flush from failing a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:  # outputs are checked up front; this is what changed since (or a full disk)
-        raise DistnerError(f"{path}: cannot write ({e.strerror or e})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """`text` as UTF-8 at `path`, by the output policy (atomic wherever `path` is a file)."""
+    data = text.encode("utf-8")
+    return write_output(path, lambda f: f.write(data))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -16,7 +16,8 @@ from typing import Any
 
 from .config import SEED_SEQ_LEN
 from .errors import DistnerError
-from .fileio import atomic_write_text, read_json, write_json
+from .fileio import atomic_write_text, read_json, write_json, write_output
+from .locks import folder_lock
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .study import StudyFiles
@@ -180,21 +181,26 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
 def _save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_output(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path.name
 
 
 def build_report(opts: ReportOptions) -> dict[str, Any]:
     """Collect every cell, write report.json, report.md and figures; returns the report dict.
     With `finished_only`, cells without retrain results are left out instead of being an error."""
-    cells = opts.cells
-    published = _published()
     rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.out, "--out").resolve()
     for name in ("report.md", "report.json"):
         check_output_file(odir / name, "--out")
+    # one writer per report folder: two would mix their figures and files
+    with folder_lock(odir, f"--out {odir}"):
+        return _build_report(opts, rdir, odir)
+
+
+def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]:
+    cells, published = opts.cells, _published()
     if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything

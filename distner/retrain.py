@@ -17,6 +17,7 @@ from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .data import Corpus
 from .errors import DistnerError
 from .fileio import read_json, write_json
+from .locks import folder_lock
 from .options import RetrainOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import resolve_space_path
@@ -76,10 +77,16 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
-    lang, gran = opts.cell.split("-")
     cell_dir = check_output_dir(Path(opts.out).resolve() / opts.cell, "--retrain-dir")
     for name in ("final.json", "retrain.json"):
         check_output_file(cell_dir / name, "--retrain-dir")
+    # one writer per cell: two would train the same seeds and each write retrain.json
+    with folder_lock(cell_dir, f"--retrain-dir {cell_dir}"):
+        return _retrain_cell(opts, cell_dir)
+
+
+def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
+    lang, gran = opts.cell.split("-")
     over = parse_overrides(list(opts.overrides))
     variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
     base = baseline_config(opts, variants[0][1])

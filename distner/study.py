@@ -11,6 +11,7 @@ Reads: Ray Tune's ResultGrid and trial folders (writing); the files above (readi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from typing import Any
 
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
-from .fileio import read_json, write_json, write_yaml
+from .fileio import atomic_write_text, read_json, write_json, write_output, write_yaml
 from .metrics import MONITOR
 from .options import STORAGE
 from .paths import is_remote
@@ -254,12 +255,11 @@ def _same(a: Any, b: Any) -> bool:
 
 def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
     cols = ["index", "trial", *(p.name for p in space.params), *TRIAL_COLUMNS]
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _export_optuna(study_path: str, db: Path, name: str) -> None:
@@ -274,12 +274,13 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
     study = optuna_study(searcher)
     if study is None:
         raise DistnerError(f"{study_path}: the searcher saved no Optuna study")
-    tmp = db.with_name(f".{db.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
-    out.add_trials([t for t in study.trials if t.state.is_finished()])
-    del out
-    os.replace(tmp, db)
+    # SQLite writes only to a path: built in a private folder, then written by the output policy
+    with tempfile.TemporaryDirectory(prefix="distner-optuna-") as d:
+        tmp = Path(d, "optuna.db")
+        out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
+        out.add_trials([t for t in study.trials if t.state.is_finished()])
+        del out
+        write_output(db, lambda f: f.write(tmp.read_bytes()))
 
 
 def _write_best(rows: list[dict[str, Any]], space: Space, study: Study) -> Path:

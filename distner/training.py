@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import io
 import logging
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -48,8 +50,9 @@ from .data import (
 )
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode, evaluate
-from .fileio import replace_dir, write_json, write_yaml
+from .fileio import replace_dir, write_json, write_output, write_yaml
 from .labels import tag_set
+from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
@@ -242,9 +245,9 @@ class EpochLog(pl.Callback):
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()  # serialised first: a full disk is then an OSError of the write, not torch's
+    torch.save(state, buf)
+    write_output(path, lambda f: f.write(buf.getbuffer()))
 
 
 @dataclass(frozen=True)
@@ -405,10 +408,21 @@ def fit_into(
     finished: an earlier run there survives a failure or Ctrl-C, and nothing half-made ever looks
     like a run. An existing run is replaced only with `overwrite`. Keyword arguments go to `fit`."""
     out = check_run_out(out_dir, overwrite)
+    # one writer per run folder: a second would replace this run when it finished (no --overwrite)
+    with folder_lock(out, f"run folder {out}", beside=True):
+        return _fit_into(cfg, corpus, check_run_out(out, overwrite), kwargs)  # again, held
+
+
+def _fit_into(cfg: RunConfig, corpus: Corpus, out: Path, kwargs: dict[str, Any]) -> FitResult:
+    for stale in out.parent.iterdir():  # under the lock, a temp folder is a killed writer's
+        if re.fullmatch(rf"\.{re.escape(out.name)}\.tmp-[a-z0-9_]{{8}}", stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
     existed = is_run_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; run folders are meant to be shared
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; run folders are meant to be shared
+    except OSError as e:
+        raise DistnerError(f"{out}: cannot write the run ({e.strerror or e})") from None
     ctrl_c = CtrlC()
     kwargs["callbacks"] = [*kwargs.get("callbacks", ()), ctrl_c]
     try:
@@ -426,6 +440,9 @@ def fit_into(
     except TrainingDiverged as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise TrainingDiverged(str(e).replace(str(tmp), str(out))) from None
+    except OSError as e:  # a full disk, a lost permission: one line, and no half-made run is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DistnerError(f"{out}: cannot write the run ({e.strerror or e})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -33,6 +33,7 @@ from .data import Corpus
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
+from .locks import folder_lock
 from .options import TuneOptions
 from .paths import check_output_dir, check_output_file
 from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
@@ -194,19 +195,25 @@ def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, 
 
 def run_study(opts: TuneOptions) -> StudyResult:
     """Run (or resume) one study for one language x granularity and write its outputs."""
-    import optuna
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
     points = initial_points(space, opts.start_from)  # bad files fail before Ray starts
     if opts.resume and opts.start_from:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
     study = Study(opts.name or f"{lang}-{gran}", lang, gran, opts.storage, opts.best_dir)
-    name, path, storage = study.name, study.path, storage_root(opts.storage)
     _check_outputs(study)
+    # one driver per study: a second would mix its trials into this one's folder and files
+    with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
+        return _run_study(opts, study, space, points)
+
+
+def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]]) -> StudyResult:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    name, path, storage = study.name, study.path, storage_root(opts.storage)
     exists = tune.Tuner.can_restore(path)
     if exists and not (opts.resume or opts.results_only):
         raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
@@ -215,7 +222,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
 
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)  # checked before the data is read or Ray starts
-    corpus = Corpus.load(opts.data_dir, lang, gran)
+    corpus = Corpus.load(opts.data_dir, study.lang, study.granularity)
     corpus = replace(corpus, test=[])  # tuning never sees test
     # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

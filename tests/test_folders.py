@@ -1,0 +1,349 @@
+"""Where distner writes and who may write there, through the real CLI in subprocesses.
+
+Output policy: `-`, a FIFO and a character device are written into (never replaced, no temp file
+beside them), a symlink writes its target, and a write that fails is one line that leaves nothing.
+Locks: a second writer of a run folder, study, retrain cell or report folder is refused with one
+line naming the holder (exit 2) while the first's work stays intact; a killed holder's lock does
+not block. Every case checks the exit code, one stderr line, no traceback and the sha256 of every
+file that was there before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from distner.errors import DistnerError
+from distner.evaluation import load_run, predict_file
+from distner.locks import folder_lock, lock_file
+
+from .helpers import ROOT, SPACE, TINY
+
+TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
+TEST_CONLL = TINY / "en" / "test.conll"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
+
+
+def distner(*args: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "distner", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, timeout=300, **kw)  # type: ignore[call-overload]
+
+
+def train_args(out: Path | str, *extra: object) -> list[object]:
+    return ["train", "--lang", "en", "--data-dir", TINY, *TINY_NET, "--out", out, *extra]
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """sha256 of every file (and a marker for every folder and link) under `roots`, hidden ones too."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink():
+                out[str(p)] = f"<link {os.readlink(p)}>"
+            elif p.is_dir():
+                out[str(p)] = "<dir>"
+            elif p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[str(p)] = f"<{stat.filemode(p.stat().st_mode)}>"
+    return out
+
+
+def one_line(proc: subprocess.CompletedProcess, code: int) -> str:
+    err = proc.stderr.decode() if isinstance(proc.stderr, bytes) else proc.stderr
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, bytes]:
+    """One finished tiny run (read-only for the cases) and its predictions of the test fixture."""
+    base = tmp_path_factory.mktemp("finished")
+    proc = distner(*train_args("run", "--set", "epochs=1", "--quiet"), cwd=base)
+    assert proc.returncode == 0, proc.stderr
+    predict_file(base / "run", TEST_CONLL, base / "pred.conll")
+    return base / "run", (base / "pred.conll").read_bytes()
+
+
+def predict(run: Path, output: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
+    return distner("predict", "--model", run, "--input", TEST_CONLL, "--output", output, cwd=cwd, **kw)
+
+
+# ------------------------------------------------------------------ one output policy
+
+
+def test_output_dash_prints_the_predictions(finished, tmp_path: Path) -> None:
+    run, predictions = finished
+    before = snapshot(tmp_path, run, TINY)
+    proc = predict(run, "-", tmp_path)
+    assert one_line(proc, 0) == "tagged 3 sentences -> stdout"
+    assert proc.stdout == predictions  # the predictions and nothing else
+    assert snapshot(tmp_path, run, TINY) == before
+
+
+def test_output_symlink_writes_its_target(finished, tmp_path: Path) -> None:
+    run, predictions = finished
+    target = tmp_path / "real" / "out.conll"
+    target.parent.mkdir()
+    target.write_text("an earlier file\n")
+    link = tmp_path / "links" / "out.conll"
+    link.parent.mkdir()
+    link.symlink_to(Path("..", "real", "out.conll"))
+    before = snapshot(tmp_path, run, TINY)
+    assert one_line(predict(run, link, tmp_path), 0).startswith("tagged 3 sentences")
+    assert link.is_symlink() and os.readlink(link) == str(Path("..", "real", "out.conll"))
+    assert target.read_bytes() == predictions
+    after = snapshot(tmp_path, run, TINY)
+    assert after.pop(str(target)) != before.pop(str(target))
+    assert after == before  # the link unchanged, no temp file beside the link or the target
+
+
+def test_output_fifo_is_written_into(finished, tmp_path: Path) -> None:
+    run, predictions = finished
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    before = snapshot(tmp_path, run, TINY)
+    proc = predict(run, fifo, tmp_path)
+    reader.join(timeout=30)
+    assert one_line(proc, 0).startswith("tagged 3 sentences")
+    assert got == [predictions]
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the FIFO, not a file put in its place
+    assert snapshot(tmp_path, run, TINY) == before
+
+
+def test_output_dev_null_is_not_replaced(finished, tmp_path: Path) -> None:
+    run, _ = finished
+    null = os.lstat("/dev/null")
+    dev_before = set(os.listdir("/dev"))
+    before = snapshot(tmp_path, run, TINY)
+    assert one_line(predict(run, "/dev/null", tmp_path), 0) == "tagged 3 sentences -> /dev/null"
+    after = os.lstat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and (after.st_ino, after.st_rdev) == (null.st_ino, null.st_rdev)
+    assert not {n for n in set(os.listdir("/dev")) - dev_before if "null" in n}  # no temp file in /dev
+    assert snapshot(tmp_path, run, TINY) == before
+
+
+def _read_only_file(tmp: Path) -> Path:
+    """A file this user cannot write: chmod'ed for a user; for root, a file on a read-only mount."""
+    if os.geteuid() != 0:
+        f = tmp / "ro.conll"
+        f.write_text("keep me\n")
+        f.chmod(0o444)
+        return f
+    f = Path("/proc/sys/kernel/osrelease")
+    if f.is_file() and not os.access(f, os.W_OK):
+        return f
+    pytest.skip("no read-only file for root on this machine")
+
+
+def _unwritable_dir(tmp: Path) -> Path:
+    if os.geteuid() != 0:
+        d = tmp / "ro"
+        d.mkdir()
+        d.chmod(0o555)
+        return d
+    if not os.access("/proc/sys", os.W_OK):
+        return Path("/proc/sys")
+    pytest.skip("no read-only folder for root on this machine")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["dev-full", "name-too-long", "link-into-unwritable-folder", "link-to-read-only-file"],
+)
+def test_output_that_cannot_be_written_is_one_line(finished, tmp_path: Path, case: str) -> None:
+    run, _ = finished
+    if case == "dev-full":  # a device that is always out of space: the write itself fails
+        output, needles = Path("/dev/full"), ["/dev/full: cannot write (No space left on device)"]
+    elif case == "name-too-long":
+        output, needles = tmp_path / ("x" * 300 + ".conll"), ["File name too long"]
+    elif case == "link-into-unwritable-folder":
+        output = tmp_path / "link.conll"
+        output.symlink_to(_unwritable_dir(tmp_path) / "out.conll")
+        needles = [f"--output {output} (a link to", "is not writable"]
+    else:
+        output = tmp_path / "link.conll"
+        ro = _read_only_file(tmp_path)
+        output.symlink_to(ro)
+        needles = [f"--output {output} (a link to {ro})", "is read-only"]
+    roots = [tmp_path, run, TINY]
+    before = snapshot(*roots)
+    line = one_line(predict(run, output, tmp_path), 2)
+    for needle in needles:
+        assert needle in line, line
+    assert snapshot(*roots) == before  # nothing half-written, no temp file
+
+
+# ------------------------------------------------------------------ one writer per folder
+
+
+def _start_train(out: Path, cwd: Path, *extra: object) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "distner", *map(str, train_args(out, *extra))]
+    return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for_holder(lock: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `proc` has taken the lock and written itself into `lock`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if json.loads(lock.read_text())["pid"] == proc.pid:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{lock}: pid {proc.pid} never took the lock")
+
+
+def _holder_needle(pid: int) -> str:
+    return f"in use by pid {pid} on {socket.gethostname()} since "
+
+
+def test_second_train_into_one_folder_is_refused(tmp_path: Path) -> None:
+    """Two more writers (one with --overwrite) start while the first trains into a new folder:
+    both are refused naming it, and the first's run is whole."""
+    out = tmp_path / "run"
+    first = _start_train(out, tmp_path, "--set", "epochs=2", "--quiet")
+    try:
+        _wait_for_holder(tmp_path / ".run.lock", first)
+        first.send_signal(signal.SIGSTOP)  # it holds the lock for as long as the others take
+        before = snapshot(tmp_path, TINY)
+        with ThreadPoolExecutor(2) as pool:
+            procs = list(
+                pool.map(
+                    lambda extra: distner(*train_args(out, "--quiet", *extra), cwd=tmp_path),
+                    [[], ["--overwrite"]],
+                )
+            )
+        for proc in procs:
+            line = one_line(proc, 2)
+            assert line.startswith(f"distner: error: --out {out}: "), line
+            assert _holder_needle(first.pid) in line, line
+        assert snapshot(tmp_path, TINY) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    load_run(out)  # the first one's run, whole
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock or temp folder left
+
+
+def test_a_killed_holders_lock_does_not_block(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    killed = _start_train(out, tmp_path, "--set", "epochs=5000")
+    for line in killed.stderr:  # type: ignore[union-attr]
+        if line.startswith(b"epoch "):  # training: the lock is held and the temp run half made
+            break
+    killed.kill()
+    killed.wait()
+    lock = tmp_path / ".run.lock"
+    assert json.loads(lock.read_text())["pid"] == killed.pid  # the dead holder's record is left
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".run.tmp-")]
+    neighbour = tmp_path / "notes.txt"
+    neighbour.write_text("not distner's\n")
+    before = snapshot(TINY) | {str(neighbour): neighbour.read_text()}
+    proc = distner(*train_args(out, "--set", "epochs=1", "--quiet"), cwd=tmp_path, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and str(killed.pid) not in proc.stderr
+    load_run(out)
+    assert snapshot(TINY) | {str(neighbour): neighbour.read_text()} == before
+    # the lock was taken over (and given back), the dead writer's temp folder removed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "run"]
+
+
+HOLD = (
+    "import sys; from distner.locks import folder_lock\n"
+    "with folder_lock(sys.argv[1], 'holder'):\n"
+    "    print('held', flush=True); sys.stdin.read()\n"
+)
+
+
+@pytest.mark.parametrize("command", ["tune", "retrain", "report"])
+def test_a_held_study_cell_or_report_is_refused(tmp_path: Path, command: str, no_ray_left) -> None:
+    """Another distner holds the folder's lock (a real process, through distner.locks); the command
+    refuses before reading data or starting Ray, and changes nothing."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE % 1)
+    folder, args = {
+        "tune": (
+            tmp_path / "studies" / "s",
+            ["tune", "--lang", "en", "--data-dir", TINY, "--space", space, "--num-samples", 1]
+            + ["--storage", tmp_path / "studies", "--name", "s", "--best-dir", tmp_path / "best"],
+        ),
+        "retrain": (
+            tmp_path / "retrain" / "en-fine",
+            ["retrain", "--lang", "en", "--data-dir", TINY, "--retrain-dir", tmp_path / "retrain"]
+            + ["--config", space],
+        ),
+        "report": (
+            tmp_path / "report",
+            ["report", "--langs", "en", "--granularities", "fine", "--out", tmp_path / "report"],
+        ),
+    }[command]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)],
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        before = snapshot(tmp_path, TINY)
+        line = one_line(distner(*args, cwd=tmp_path, text=True), 2)
+        assert _holder_needle(holder.pid) in line, line
+        assert str(folder / ".distner.lock") in line, line
+        assert snapshot(tmp_path, TINY) == before
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    assert not folder.exists()  # made only to hold the lock: removed with it
+
+
+def test_a_stale_record_is_rewritten_and_the_lock_is_per_thread(tmp_path: Path) -> None:
+    """In one process: a dead holder's record (longer than the new one) is replaced whole; the
+    holding thread may lock again (distner train, then fit_into); another thread is refused."""
+    run = tmp_path / "run"
+    lock = lock_file(run, beside=True)
+    dead = {"pid": 2**22 + 1, "host": "gone", "started": "2000-01-01 00:00:00 UTC"}
+    lock.write_text(json.dumps(dead) + " " * 200 + "\n")
+    with folder_lock(run, "--out run", beside=True):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+        with folder_lock(run, "--out run", beside=True):
+            pass
+        assert lock.exists()  # still held by the outer block
+        errors: list[str] = []
+
+        def other() -> None:
+            try:
+                with folder_lock(run, "--out run", beside=True):
+                    pass
+            except DistnerError as e:
+                errors.append(str(e))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and _holder_needle(os.getpid()) in errors[0], errors
+    assert not lock.exists()
+    assert list(tmp_path.iterdir()) == []
