@@ -221,7 +221,8 @@ def cache_dir() -> Path:
 
 def cache_key(sentences: Sequence[Sequence[str]], cfg: ModelConfig, model_sha256: str) -> str:
     """The sentences' tokens, the model file and what is stored (layers, mixed or not)."""
-    h = hashlib.sha256(f"{CACHE_FORMAT}\x1f{model_sha256}\x1f{cfg.encoder_layers}".encode())
+    # the layer ids, not their spelling: "last4" and "9-12" share a file
+    h = hashlib.sha256(f"{CACHE_FORMAT}\x1f{model_sha256}".encode())
     h.update(f"\x1f{encoder_layer_ids(cfg.encoder_layers)}\x1f{cfg.encoder_mix == 'mean'}".encode())
     for words in sentences:
         h.update(("\x1e" + "\x1f".join(words)).encode())

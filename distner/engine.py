@@ -62,8 +62,8 @@ def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
         m.subword_vectors,  # the vocabulary gains dev's words, and the rows their vectors
         m.subword_pool,
         m.encoder_features,  # the splits gain feature tensors: which layers, mixed or not
-        m.encoder_layers,
-        m.encoder_mix,
+        m.encoder_layers if m.encoder_features else None,
+        m.encoder_mix if m.encoder_features else None,
     )
 
 
