@@ -29,7 +29,7 @@ class CharCNN(nn.Module):
 
 
 class Tagger(nn.Module):
-    """Embedding (+ char-CNN) -> (Bi)LSTM -> Linear, then softmax or a CRF over the tags.
+    """Embedding (+ char-CNN, + frozen encoder features) -> (Bi)LSTM -> Linear, then softmax or a CRF.
 
     With the default ModelConfig this is exactly the seed's network. Padding (token id 0) sits at
     the end of each row; a unidirectional LSTM never lets it reach real positions, so packing is

@@ -112,6 +112,10 @@ def test_cache_is_written_whole_reused_and_rebuilt(capsys):
     encoder.cached_features([("the", "rivers"), ("Mumbai",)], cfg)
     encoder.cached_features(sentences, model_cfg("encoder_mix=scalar"))
     assert len(cache_files()) == 3
+    # only a temp file (a build killed before its rename): never read, the features are rebuilt
+    os.replace(path, encoder.cache_dir() / f".{path.name}.killed.tmp")
+    assert all(torch.equal(a, b) for a, b in zip(first, encoder.cached_features(sentences, cfg)))
+    assert path.is_file() and path.stat().st_ino != st.st_ino and not capsys.readouterr().err
     # a damaged file: one line naming it, then rebuilt in place
     path.write_bytes(path.read_bytes()[:100])
     rebuilt = encoder.cached_features(sentences, cfg)
