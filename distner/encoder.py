@@ -47,7 +47,11 @@ def check_installed(what: str) -> None:
     from .pretrained import model_path
 
     model_path(what)
-    if importlib.util.find_spec("transformers") is None:
+    try:
+        found = importlib.util.find_spec("transformers") is not None
+    except ImportError:  # a broken or blocked install
+        found = False
+    if not found:
         raise DistnerError(
             f"{what} needs the pretrained extra (transformers is not installed): {INSTALL_HINT}"
         )

