@@ -19,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -321,7 +323,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
             tuner = tune.Tuner(
                 trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
             )
-        with _StopSignals() as stop:
+        with _StopSignals() as stop, _pending_trials(max_concurrent, _slots(opts.cpus_per_trial, gpus)):
             grid = tuner.fit()
         wall = time.time() - t0
         finished = grid.num_terminated + grid.num_errors
@@ -386,6 +388,35 @@ def _member_bytes(space: Space, corpus: Corpus) -> int:
     vocab = len(Vocab.build(corpus.train, 1))
     longest = max((len(s) for s in corpus.train), default=1)
     return packed.member_bytes(largest, vocab, len(tag_set(corpus.granularity)), longest)
+
+
+def _slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many one-process trials fit in the cluster as it is now (a GPU's worth when the trials
+    ask for GPUs that no node has yet: the autoscaler adds them)."""
+    import ray
+
+    have = ray.cluster_resources()
+    slots = int(have.get("CPU", 1) // cpus_per_trial)
+    if gpus_per_trial > 0:
+        gpu_slots = int(have.get("GPU", 0) // gpus_per_trial) or int(1 // gpus_per_trial)
+        slots = min(slots, gpu_slots) if have.get("CPU") else gpu_slots
+    return max(1, slots)
+
+
+@contextmanager
+def _pending_trials(limit: int | None, slots: int) -> Iterator[None]:
+    """Let Tune hold a trial pending for every free slot. With a searcher and no --max-concurrent
+    it keeps only one pending, so slots fill one by one and, with actor reuse, a fast trial's
+    process can take every trial while other nodes sit idle. A user's own setting wins."""
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if limit is not None or key in os.environ:  # Tune then uses --max-concurrent, or the user's
+        yield
+        return
+    os.environ[key] = str(slots)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def _cpu_packers(cpus_per_packer: float) -> int:

@@ -28,8 +28,8 @@ def two_node_cluster():
 def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, tmp_path):
     storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
     data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 1500, "dev": 150, "test": 150})
-    # trials long enough (a larger sample than --smoke) that the second node's worker is up before the
-    # first trial ends; otherwise Ray may reuse the first worker for every trial
+    # one CPU a node and a trial pending per free slot: the first two trials start together, one on
+    # each node (trials long enough, a larger sample than --smoke, to keep both busy a while)
     space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 1500") % 2).resolve()
     proc = subprocess.run(
         [

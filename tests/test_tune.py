@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -395,3 +396,18 @@ def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left):
     assert not (tmp_path / "best" / "hi-fine.yaml").exists()
     assert not (study_dir / "trials.csv").exists() and not (study_dir / "summary.json").exists()
     assert min(len(e) for e in _epochs_per_trial(study_dir).values()) < 30  # one was cut short
+
+
+def test_pending_trials_one_per_free_slot_unless_the_user_set_it(monkeypatch):
+    from distner.tuning import _pending_trials
+
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    monkeypatch.delenv(key, raising=False)
+    with _pending_trials(None, 3):
+        assert os.environ[key] == "3"  # Tune's own default with a searcher is 1
+    assert key not in os.environ
+    with _pending_trials(4, 3):  # --max-concurrent: Tune takes its pending limit from that
+        assert key not in os.environ
+    monkeypatch.setenv(key, "7")
+    with _pending_trials(None, 3):
+        assert os.environ[key] == "7"
