@@ -26,6 +26,30 @@ MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam 
 # The seed's sequence length: its training truncation, and the window of the seed-style scores.
 SEED_SEQ_LEN = 25
 SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
+ENCODER_LAYERS = 12  # multilingual-e5-small's layers (encoder_layers counts them from 1)
+ENCODER_MIXES = ("mean", "scalar")
+
+
+def encoder_layer_ids(spec: str) -> tuple[int, ...]:
+    """`encoder_layers` as hidden-state indices 1..12 (0 would be the embeddings): "last" (12),
+    "lastN" (the last N), "N" or an inclusive range "A-B"."""
+    s = spec.strip()
+    try:
+        if s == "last":
+            lo = hi = ENCODER_LAYERS
+        elif s.startswith("last"):
+            lo, hi = ENCODER_LAYERS - int(s[4:]) + 1, ENCODER_LAYERS
+        elif "-" in s:
+            lo, hi = (int(x) for x in s.split("-", 1))
+        else:
+            lo = hi = int(s)
+    except ValueError:
+        lo, hi = 0, -1
+    if not 1 <= lo <= hi <= ENCODER_LAYERS:
+        raise DistnerError(
+            f"encoder_layers: must be last, lastN, N or A-B within 1-{ENCODER_LAYERS}, got {shorten(spec)}"
+        )
+    return tuple(range(lo, hi + 1))
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,11 @@ class ModelConfig:
     # docs/pretrained.md), words unseen in training included; needs embedding_dim=384
     subword_vectors: str = ""
     subword_pool: str = "mean"  # "mean" of a word's pieces, or its "first"
+    # "e5": each word's first-piece hidden states from the frozen multilingual-e5-small encoder
+    # (384-d, cached per corpus split; docs/pretrained.md), concatenated to the word embedding
+    encoder_features: str = ""
+    encoder_layers: str = "last4"  # which layers: last, lastN, N or A-B (1-12)
+    encoder_mix: str = "mean"  # their "mean", or "scalar": a learned softmax-weighted sum (ELMo)
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -83,6 +112,15 @@ class ModelConfig:
             from .pretrained import model_path
 
             model_path(f"subword_vectors={self.subword_vectors}")
+        if self.encoder_features not in ("", "e5"):
+            raise DistnerError(f"encoder_features: must be e5 or empty, got {shorten(self.encoder_features)}")
+        encoder_layer_ids(self.encoder_layers)
+        if self.encoder_mix not in ENCODER_MIXES:
+            raise DistnerError(f"encoder_mix: must be mean or scalar, got {shorten(self.encoder_mix)}")
+        if self.encoder_features:
+            from .encoder import check_installed
+
+            check_installed(f"encoder_features={self.encoder_features}")
         if self.pretrained_vectors and not os.path.isabs(self.pretrained_vectors):
             # absolute, because Ray trials run in other working directories
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))

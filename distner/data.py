@@ -251,6 +251,9 @@ class Encoded:
     With character features, each distinct word form is spelled once: `words` [N, L] gives every
     position's row of `word_chars` [V, MAX_WORD_LEN] (row 0 is padding), so a batch runs the char
     encoder over its distinct words only.
+
+    With encoder features, `feature_index` [N, L] gives every position's row of `features`
+    [R, k, 384] (float16, row 0 is padding): a batch gathers its rows on the device.
     """
 
     tokens: torch.Tensor
@@ -258,6 +261,8 @@ class Encoded:
     lengths: torch.Tensor
     words: torch.Tensor | None = None
     word_chars: torch.Tensor | None = None
+    feature_index: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.numel())
@@ -273,8 +278,10 @@ def encode(
     tags: Sequence[str],
     max_len: int | None = None,
     chars: Vocab | None = None,
+    features: Sequence[torch.Tensor] | None = None,
 ) -> Encoded:
-    """Encode sentences, truncating to `max_len` tokens when given (training only)."""
+    """Encode sentences, truncating to `max_len` tokens when given (training only). `features`, one
+    [len(sentence), k, 384] tensor a sentence (encoder.word_features), become rows of `Encoded.features`."""
     tag_index = {t: i for i, t in enumerate(tags)}
     lens = [min(len(s), max_len) if max_len else len(s) for s in sentences]
     width = max(lens, default=1) or 1
@@ -297,7 +304,17 @@ def encode(
         for form, row in forms.items():
             ids = chars.lookup(form[:MAX_WORD_LEN])
             word_chars[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), words, word_chars)
+    feature_index = feature_rows = None
+    if features is not None:
+        kept = [f[:n] for f, n in zip(features, lens)]
+        pad = torch.zeros((1, *kept[0].shape[1:]) if kept else (1, 1, 384), dtype=torch.float16)
+        feature_rows = torch.cat([pad, *(f.to(torch.float16) for f in kept)])
+        feature_index = torch.zeros((len(sentences), width), dtype=torch.long)
+        start = 1
+        for i, n in enumerate(lens):
+            feature_index[i, :n] = torch.arange(start, start + n)
+            start += n
+    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), words, word_chars, feature_index, feature_rows)
 
 
 class Batch(NamedTuple):
@@ -305,7 +322,8 @@ class Batch(NamedTuple):
 
     `lengths` always stays on the CPU: packing needs it there, and reading it then costs no device
     sync. With character features, `word_chars` [U, W] spells the batch's U distinct words (W its
-    longest word) and `word_index` [B, L] points each position at its row.
+    longest word) and `word_index` [B, L] points each position at its row. With encoder features,
+    `features` [B, L, k, 384] holds each position's frozen encoder states (float16; zeros on padding).
     """
 
     tokens: torch.Tensor
@@ -313,18 +331,20 @@ class Batch(NamedTuple):
     lengths: torch.Tensor
     word_chars: torch.Tensor | None = None
     word_index: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True)
 
-        chars, index = self.word_chars, self.word_index
+        chars, index, feats = self.word_chars, self.word_index, self.features
         return Batch(
             move(self.tokens),
             move(self.labels),
             self.lengths,
             None if chars is None else move(chars),
             None if index is None else move(index),
+            None if feats is None else move(feats),
         )
 
 
@@ -344,6 +364,9 @@ class BatchDataset(torch.utils.data.Dataset):
         if data.word_chars is not None:
             self.word_chars = data.word_chars.to(device)
             self.word_lens = (data.word_chars != 0).sum(1)
+        self.feature_index, self.features = data.feature_index, None
+        if data.features is not None:  # float16 on the device: half the memory of float32
+            self.features = data.features.to(device)
         self.device = torch.device(device)
 
     def __len__(self) -> int:
@@ -355,12 +378,15 @@ class BatchDataset(torch.utils.data.Dataset):
         width = max(int(lengths.max()), 1)
         on_dev = index.to(self.device, non_blocking=True)
         tokens, labels = self.tokens[on_dev, :width], self.labels[on_dev, :width]
+        feats = None
+        if self.features is not None and self.feature_index is not None:
+            feats = self.features[self.feature_index[index, :width].to(self.device, non_blocking=True)]
         if self.words is None or self.word_chars is None or self.word_lens is None:
-            return Batch(tokens, labels, lengths)
+            return Batch(tokens, labels, lengths, features=feats)
         forms, inverse = torch.unique(self.words[index, :width], return_inverse=True)
         longest = max(int(self.word_lens[forms].max()), 1)
         chars = self.word_chars[forms.to(self.device, non_blocking=True), :longest]
-        return Batch(tokens, labels, lengths, chars, inverse.to(self.device, non_blocking=True))
+        return Batch(tokens, labels, lengths, chars, inverse.to(self.device, non_blocking=True), feats)
 
 
 class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):

@@ -61,6 +61,9 @@ def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
         m.pretrained_vectors,
         m.subword_vectors,  # the vocabulary gains dev's words, and the rows their vectors
         m.subword_pool,
+        m.encoder_features,  # the splits gain feature tensors: which layers, mixed or not
+        m.encoder_layers if m.encoder_features else None,
+        m.encoder_mix if m.encoder_features else None,
     )
 
 
@@ -178,7 +181,9 @@ class Member:
             for step, batch in enumerate(batches):
                 batch = batch.to(self.device)
                 with self._own_rng(self._draws), self._autocast():
-                    scores = model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index)
+                    scores = model(
+                        batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features
+                    )
                     loss = model.loss(scores, batch.labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -217,7 +222,9 @@ class Member:
             for batch in batches:
                 batch = batch.to(self.device)
                 with self._autocast():
-                    scores = model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index)
+                    scores = model(
+                        batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features
+                    )
                     loss = model.loss(scores, batch.labels)
                 n = len(batch.lengths)
                 loss_sum += float(loss) * n

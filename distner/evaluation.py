@@ -61,20 +61,31 @@ def predict_tags(
     device: torch.device | str = "cpu",
     batch_size: int = EVAL_BATCH,
     chars: Vocab | None = None,
+    features: Sequence[torch.Tensor] | None = None,
 ) -> list[list[str]]:
-    """Tags for every token of every sentence (no truncation), in input order."""
+    """Tags for every token of every sentence (no truncation), in input order. A model with
+    encoder features gets them from `features` (one tensor a sentence, e.g. from the cache) or
+    runs the encoder on the sentences itself."""
     model, vocab = with_unseen_words(model, vocab, sentences)
     model.eval().to(device)
     # sentences without tokens keep their empty tag list; the network needs length >= 1
     keep = [i for i, s in enumerate(sentences) if len(s)]
+    feats = None
+    if model.cfg.encoder_features:
+        if features is None:
+            from .encoder import word_features
+
+            feats = word_features([sentences[i].tokens for i in keep], model.cfg, device)
+        else:
+            feats = [features[i] for i in keep]
     enc = encode(
-        [Sentence(sentences[i].id, sentences[i].tokens, None) for i in keep], vocab, tags, None, chars
+        [Sentence(sentences[i].id, sentences[i].tokens, None) for i in keep], vocab, tags, None, chars, feats
     )
     data = BatchDataset(enc, device)
     out: list[list[str]] = [[] for _ in sentences]
     for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
         b = data[idx]
-        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index)
+        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index, b.features)
         for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
             out[keep[i]] = tag_seq
     return out
@@ -107,10 +118,12 @@ def evaluate(
     seq_len: int = SEED_SEQ_LEN,
     device: torch.device | str = "cpu",
     chars: Vocab | None = None,
+    features: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """The one evaluation used for dev, test and any labelled file."""
     gold = labels_of(sentences)
-    return score(gold, predict_tags(model, sentences, vocab, tags, device, chars=chars), seq_len)
+    pred = predict_tags(model, sentences, vocab, tags, device, chars=chars, features=features)
+    return score(gold, pred, seq_len)
 
 
 def labels_of(sentences: Sequence[Sentence], what: str = "gold") -> list[list[str]]:
@@ -159,7 +172,8 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     if not weights.is_file():
         raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
     cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
-    if cfg.model.subword_vectors:  # unseen words must get vectors from the table it was trained with
+    # unseen words must get vectors, and new text features, from the file it was trained with
+    if cfg.model.subword_vectors or cfg.model.encoder_features:
         _check_pretrained(meta.get("pretrained"), run / "config.yaml")
     model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
     try:
@@ -181,7 +195,14 @@ def _check_pretrained(recorded: Any, path: Path) -> None:
         )
 
 
-LATER_KEYS = {"precision": "32", "subword_vectors": "", "subword_pool": "mean"}
+LATER_KEYS = {
+    "precision": "32",
+    "subword_vectors": "",
+    "subword_pool": "mean",
+    "encoder_features": "",
+    "encoder_layers": "last4",
+    "encoder_mix": "mean",
+}
 
 
 def _run_meta(

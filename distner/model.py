@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import ModelConfig
+from .config import SUBWORD_DIM, ModelConfig, encoder_layer_ids
 from .crf import CRF
 from .data import IGNORE_INDEX, PAD_ID, UNK_ID
 
@@ -29,7 +29,7 @@ class CharCNN(nn.Module):
 
 
 class Tagger(nn.Module):
-    """Embedding (+ char-CNN) -> (Bi)LSTM -> Linear, then softmax or a CRF over the tags.
+    """Embedding (+ char-CNN, + frozen encoder features) -> (Bi)LSTM -> Linear, then softmax or a CRF.
 
     With the default ModelConfig this is exactly the seed's network. Padding (token id 0) sits at
     the end of each row; a unidirectional LSTM never lets it reach real positions, so packing is
@@ -54,6 +54,11 @@ class Tagger(nn.Module):
                 raise ValueError("char_features needs a character vocabulary")
             self.chars = CharCNN(num_chars, cfg.char_embedding_dim, cfg.char_channels, cfg.char_kernel)
             width += cfg.char_channels
+        self.mix: nn.Parameter | None = None
+        if cfg.encoder_features:
+            width += SUBWORD_DIM  # the frozen encoder states are inputs; only the mix is trained
+            if cfg.encoder_mix == "scalar":  # ELMo's scalar mix: softmax(w) over layers, times gamma
+                self.mix = nn.Parameter(torch.zeros(len(encoder_layer_ids(cfg.encoder_layers)) + 1))
         self.lstm = nn.LSTM(
             width,
             cfg.hidden_dim,
@@ -78,12 +83,14 @@ class Tagger(nn.Module):
         lengths: torch.Tensor,
         word_chars: torch.Tensor | None = None,
         word_index: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens [B, L], lengths [B] (CPU) -> per-token tag scores [B, L, num_tags].
 
         With character features, `word_chars` [U, W] spells the batch's distinct words and
         `word_index` [B, L] picks each position's row (see data.Batch): the char encoder runs once
-        per distinct word, not once per position.
+        per distinct word, not once per position. With encoder features, `features` [B, L, k, 384]
+        are each position's frozen encoder states (k layers, or k = 1 already averaged).
         """
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.cfg.word_dropout
@@ -93,6 +100,16 @@ class Tagger(nn.Module):
             if word_chars is None or word_index is None:
                 raise ValueError("this model uses character features: pass word_chars and word_index")
             x = torch.cat([x, self.chars(word_chars)[word_index]], dim=-1)
+        if self.cfg.encoder_features:
+            if features is None:
+                raise ValueError("this model uses encoder features: pass features")
+            f = features.to(x.dtype)
+            if self.mix is None:
+                f = f.mean(dim=2)
+            else:  # the last weight is gamma (kept in one parameter so that the state dict stays flat)
+                w = torch.softmax(self.mix[:-1], dim=0).to(x.dtype)
+                f = (f * w[:, None]).sum(dim=2) * self.mix[-1].exp()
+            x = torch.cat([x, f], dim=-1)
         x = self.dropout(x)
         if self.cfg.bidirectional:
             lengths = lengths.cpu()

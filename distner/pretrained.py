@@ -27,7 +27,7 @@ import importlib.resources
 import re
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ class E5File:
     unk: int
     normalization: dict[int, str]  # code point -> replacement, applied before tokenizing
     word_blocks: torch.Tensor  # uint8 [len(pieces), hidden / 32 * 18]: Q4_0 rows of the table
+    # the tensor directory: name -> (dtype, values, file offset, bytes); encoder.py reads the layers
+    tensors: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     @functools.cached_property
     def _index(self) -> dict[str, int]:
@@ -192,17 +194,15 @@ def _parse(name: str, data: bytes) -> E5File:
     if pos != end:
         raise ValueError("normalization map length")
     (n_tensors,) = take("i")
-    word = None
+    tensors: dict[str, tuple[int, int, int, int]] = {}
     for _ in range(n_tensors):
         (name_len,) = take("H")
         tensor_name = data[pos : pos + name_len].decode("ascii")
         pos += name_len
-        dtype, n_values, offset, n_bytes = take("BIQQ")
-        if tensor_name == "emb.word":
-            word = (dtype, n_values, offset, n_bytes)
-    if word is None:
+        tensors[tensor_name] = take("BIQQ")
+    if "emb.word" not in tensors:
         raise ValueError("no emb.word tensor")
-    dtype, n_values, offset, n_bytes = word
+    dtype, n_values, offset, n_bytes = tensors["emb.word"]
     row_bytes = hidden // QK * BLOCK_BYTES
     if dtype != _Q4_0 or n_values != rows * hidden or n_bytes != rows * row_bytes or rows < n_pieces:
         raise ValueError(f"emb.word: dtype {dtype}, {n_values} values in {n_bytes} bytes")
@@ -223,6 +223,7 @@ def _parse(name: str, data: bytes) -> E5File:
         unk=unk,
         normalization=normalization,
         word_blocks=table.view(n_pieces, row_bytes),
+        tensors=tensors,
     )
 
 

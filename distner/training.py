@@ -36,7 +36,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from . import __version__
-from .config import RunConfig
+from .config import ModelConfig, RunConfig
 from .data import (
     UNK_ID,
     Batch,
@@ -80,10 +80,18 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
     t, m = cfg.train, cfg.model
     # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
     train = [s for s in corpus.train if len(s)]
+    pick: Sequence[int] = range(len(train))
     if t.max_train_sentences and t.max_train_sentences < len(train):
-        train = random.Random(t.seed).sample(train, t.max_train_sentences)
+        # indices drawn as `sample(train, k)` draws sentences: the same sample as before
+        pick = random.Random(t.seed).sample(pick, t.max_train_sentences)
     dev = [s for s in corpus.dev if len(s)]
     dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
+    train_feats = dev_feats = None
+    if m.encoder_features:  # whole splits are cached, so every sample and trial reads one file
+        whole = split_features(corpus.train, m)
+        train_feats = [whole[i] for i in pick]
+        dev_feats = split_features(corpus.dev, m)[: len(dev)]
+    train = [train[i] for i in pick]
     vectors = None
     if m.pretrained_vectors:
         words, vecs = read_vectors(m.pretrained_vectors)
@@ -110,12 +118,19 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
     return Prepared(
         vocab,
         tags,
-        encode(train, vocab, tags, t.seq_len or None, chars),
-        encode(dev, vocab, tags, None, chars),
+        encode(train, vocab, tags, t.seq_len or None, chars, train_feats),
+        encode(dev, vocab, tags, None, chars, dev_feats),
         dev,
         chars,
         vectors,
     )
+
+
+def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torch.Tensor]:
+    """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
+    from .encoder import cached_features
+
+    return cached_features([s.tokens for s in sentences if len(s)], cfg)
 
 
 def build_model(cfg: RunConfig, data: Prepared) -> Tagger:
@@ -150,7 +165,7 @@ class TaggerModule(pl.LightningModule):
         return batch.to(device)  # lengths stay on the CPU (see data.Batch)
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index)
+        scores = self.model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features)
         return self.model.loss(scores, batch.labels), scores
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -347,11 +362,17 @@ def fit(
     logger.finalize("success")
 
     seq_len = cfg.train.scoring_len
-    metrics: dict[str, Any] = {
-        "dev": evaluate(model, corpus.dev, data.vocab, data.tags, seq_len, device, data.chars),
-    }
+
+    def score_split(sentences: list[Sentence]) -> dict[str, Any]:
+        feats = None
+        if cfg.model.encoder_features:  # the split's cached features, for its non-empty sentences
+            rows = iter(split_features(sentences, cfg.model))
+            feats = [next(rows) if len(s) else torch.zeros((0, 1, 384)) for s in sentences]
+        return evaluate(model, sentences, data.vocab, data.tags, seq_len, device, data.chars, feats)
+
+    metrics: dict[str, Any] = {"dev": score_split(corpus.dev)}
     if evaluate_test:
-        metrics["test"] = evaluate(model, corpus.test, data.vocab, data.tags, seq_len, device, data.chars)
+        metrics["test"] = score_split(corpus.test)
     metrics.update(
         lang=corpus.lang,
         granularity=corpus.granularity,
@@ -465,7 +486,8 @@ def run_config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[st
         "chars": list(data.chars.itos) if data.chars else None,
         "vocab": list(data.vocab.itos),
         # which vectors unseen words will get at evaluation: checked by evaluation.load_run
-        **({"pretrained": model_info()} if cfg.model.subword_vectors else {}),
+        # and which encoder computed the features (encoder_features)
+        **({"pretrained": model_info()} if cfg.model.subword_vectors or cfg.model.encoder_features else {}),
     }
 
 

