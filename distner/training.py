@@ -128,9 +128,9 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
 
 def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torch.Tensor]:
     """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
-    from .encoder import cached_features
+    from .encoder import cached_features, split_tokens
 
-    return cached_features([s.tokens for s in sentences if len(s)], cfg)
+    return cached_features(split_tokens(sentences), cfg)
 
 
 def build_model(cfg: RunConfig, data: Prepared) -> Tagger:

@@ -32,6 +32,7 @@ from . import packed
 from .checkpoints import CheckpointClock
 from .config import RunConfig
 from .data import Corpus
+from .encoder import prebuild, space_specs
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import read_json, write_json
 from .labels import normalize_granularity, normalize_lang
@@ -226,6 +227,9 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
         _recorded_pack(opts, study)  # checked before the data is read or Ray starts
     corpus = Corpus.load(opts.data_dir, study.lang, study.granularity)
     corpus = replace(corpus, test=[])  # tuning never sees test
+    specs = space_specs(space)
+    if specs and not opts.results_only:  # built once here, so that trials only read them
+        prebuild({"train": corpus.train, "dev": corpus.dev}, specs)
     # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_ray = init_ray(opts.address, opts.verbose)

