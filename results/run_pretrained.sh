@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The six cells again with the pretrained levers (issue 21, docs/pretrained.md): for each cell,
+# `distner pipeline` over tune_spaces/pretrained.yaml, warm-started from today's tuned winner
+# (results/best/<cell>.yaml, no levers) and that winner with encoder_features=e5 and with both
+# levers; 16 trials, 3 retraining seeds. Its outputs go to results/pretrained/, beside today's
+# results/ (which it only reads). Resumable like run_cells.sh: run it again after an interruption.
+#   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_pretrained.sh [CELL ...]
+# Needs the pretrained extra. The encoder's feature caches live in $DISTNER_CACHE (default
+# ~/.cache/distner): each study's driver builds what its space can ask for before its trials run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${DISTNER_DATA:?set DISTNER_DATA to the MultiCoNER II data root}"
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled} PYTHONUNBUFFERED=1
+cells=("$@")
+[ ${#cells[@]} -gt 0 ] || cells=(hi-fine en-fine bn-fine hi-coarse bn-coarse en-coarse)
+out=results/pretrained
+runs=runs/pretrained
+commit=${COMMIT:-1}
+mkdir -p "$out/starts"
+
+for cell in "${cells[@]}"; do
+  lang=${cell%-*} gran=${cell#*-}
+  if [ -f "$out/studies/$cell/summary.json" ] && [ -f "$runs/retrain/$cell/retrain.json" ]; then
+    echo "== $cell: done"; continue
+  fi
+  # warm starts, written once (committed with the results: they shape the study)
+  for lever in none encoder both; do
+    f=$out/starts/$cell-$lever.yaml
+    [ -f "$f" ] && continue
+    case $lever in
+      none) sets=() ;;
+      encoder) sets=(encoder_features=e5) ;;
+      both) sets=(encoder_features=e5 subword_vectors=e5) ;;
+    esac
+    python - "results/best/$cell.yaml" "$f" "${sets[@]}" <<'PY'
+import sys, yaml
+from distner.config import load_config
+src, dst, sets = sys.argv[1], sys.argv[2], sys.argv[3:]
+cfg = load_config(src, ["embedding_dim=384", *sets]).to_flat()
+with open(dst, "w") as fh:
+    fh.write(f"# warm start: {src} with {' '.join(sets) or 'no lever'} (embedding_dim 384, as the space fixes it)\n")
+    yaml.safe_dump(cfg, fh, sort_keys=False)
+PY
+  done
+  echo "== $cell: pipeline ($(date -u +%FT%TZ))"
+  t0=$(date +%s)
+  python -m distner pipeline --langs "$lang" --granularities "$gran" \
+    --space tune_spaces/pretrained.yaml \
+    --start-from "$out/starts/$cell-none.yaml" --start-from "$out/starts/$cell-encoder.yaml" \
+    --start-from "$out/starts/$cell-both.yaml" \
+    --num-samples 16 --max-concurrent 2 --cpus-per-trial 1 --grace-period 3 \
+    --seeds 3 --storage "$runs" --best-dir "$out/best" --retrain-dir "$runs/retrain" \
+    --report-dir "$runs/report-$cell" --verbose 1
+  t1=$(date +%s)
+  mkdir -p "$out/studies/$cell"
+  cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$out/studies/$cell/"
+  printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
+  python -m distner report --finished-only --retrain-dir "$runs/retrain" --out "$out"
+  if [ "$commit" = 1 ]; then
+    for try in 1 2 3 4 5; do
+      git add "$out" && git commit -q -m "results/pretrained: $cell (study, 3-seed retrain, report)" -- "$out" \
+        && break || sleep 20
+    done
+  fi
+done
