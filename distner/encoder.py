@@ -23,7 +23,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -343,7 +343,7 @@ def build_caches(
     return [g for g in got if g is not None]
 
 
-def prebuild(splits: dict[str, Sequence[Sentence]], specs: Sequence[Spec]) -> list[tuple[str, Path, int]]:
+def prebuild(splits: Mapping[str, Sequence[Sentence]], specs: Sequence[Spec]) -> list[tuple[str, Path, int]]:
     """Every spec's cache file for each named split, built where missing (one encoder pass a
     split): (split, file, bytes) for each. `distner features` and a study's driver call it, so
     that trials only ever read."""

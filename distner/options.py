@@ -88,6 +88,16 @@ class TuneOptions:
             raise DistnerError(f"--pack: must be >= 1 trials per GPU, got {self.pack}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise DistnerError(f"--max-concurrent: must be >= 1, got {self.max_concurrent}")
+        if not 0 <= self.seed < 2**32:  # what Optuna's samplers (numpy) accept
+            raise DistnerError(f"--seed: must be 0 .. 2**32-1, got {self.seed}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise DistnerError(
+                f"--time-budget: must be > 0 (leave it out for no limit), got {self.time_budget_s:g}"
+            )
+        if self.reduction_factor < 2:
+            raise DistnerError(f"--reduction-factor: must be >= 2, got {self.reduction_factor}")
+        if self.max_failures < 0:
+            raise DistnerError(f"--max-failures: must be >= 0, got {self.max_failures}")
         if self.name is not None:  # a folder under --storage: it must not climb out of it
             check_path_component(self.name, "--name")
 
@@ -145,6 +155,13 @@ class ReportOptions:
     retrain_dir: str = RETRAIN_DIR
     out: str = REPORT_DIR
     finished_only: bool = False  # leave out cells without retrain results instead of failing
+
+    def __post_init__(self) -> None:
+        # an empty list would write an empty report over the last one
+        if not self.langs:
+            raise DistnerError("--langs: no language given (e.g. --langs en,hi,bn)")
+        if not self.granularities:
+            raise DistnerError("--granularities: none given (e.g. --granularities fine,coarse)")
 
     @property
     def cells(self) -> list[str]:

@@ -10,7 +10,9 @@ This module only parses and validates; tuning.py turns a Space into Ray Tune dis
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -83,6 +85,11 @@ class Space:
         """The searched keys' values, and the first param whose value lies outside it (or None)."""
         point = {p.name: values[p.name] for p in self.params}
         return point, next((p for p in self.params if not p.contains(point[p.name])), None)
+
+    def sha256(self) -> str:
+        """The space's content (searched keys and fixed values), not its file's spelling."""
+        body = {"params": [[p.name, p.kind, list(p.args)] for p in self.params], "fixed": self.fixed}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
     def max_epochs(self) -> int:
         for p in self.params:

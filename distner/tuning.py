@@ -28,7 +28,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from . import packed
+from . import manifest, packed
 from .checkpoints import CheckpointClock
 from .config import RunConfig
 from .data import Corpus
@@ -217,11 +217,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
     from ray.tune.schedulers import ASHAScheduler
 
     name, path, storage = study.name, study.path, storage_root(opts.storage)
-    exists = tune.Tuner.can_restore(path)
-    if exists and not (opts.resume or opts.results_only):
-        raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
-    if (opts.resume or opts.results_only) and not exists:
-        raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
+    _claim(opts, study, space, tune.Tuner.can_restore(path))
 
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)  # checked before the data is read or Ray starts
@@ -347,6 +343,64 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
 
 
 PACK_FILE = "pack.json"  # in the study's results folder: the K it was started with
+
+
+def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> None:
+    """Check the study folder is this study's (its distner.json) before data is read or Ray starts;
+    write the manifest of a new one. A resume keeps how the study was started."""
+    folder, path = study.results_dir, study.path
+    want = manifest.Manifest("study", study.cell, _made_from(opts, space))
+    have = manifest.read(folder)
+    # a folder holding only its manifest (and pack.json) is one whose start failed: not started
+    started = restorable or manifest.holds_files(folder, besides=(manifest.NAME, PACK_FILE))
+    continuing = opts.resume or opts.results_only
+    if have is not None and started:
+        keep = ("space_sha256",) if opts.results_only else RESUME_KEEPS
+        manifest.check(
+            folder,
+            have,
+            want,
+            keep,
+            "a resumed study keeps how it was started; start another with --name NEW",
+        )
+        if not continuing:
+            raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
+        if not restorable:
+            raise DistnerError(
+                f"{path}: Ray's state of this study (tuner.pkl) is missing or damaged, so it cannot be "
+                "resumed; start another with --name NEW (this folder's files stay as they are)"
+            )
+    elif started:  # files, no manifest
+        if not (continuing and restorable):
+            raise DistnerError(
+                f"{folder}: holds files but no {manifest.NAME}, so it is not a study of this distner; "
+                "move it away or use --name NEW"
+            )
+        recorded = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
+        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if isinstance(recorded, dict) else "?"
+        if recorded and cell != study.cell:
+            raise DistnerError(f"{folder}: holds {cell} (its summary.json), not {study.cell}")
+        manifest.adopt(folder, want)
+    elif continuing:
+        raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
+    else:
+        manifest.write(folder, want)  # first, before anything else lands in the folder
+
+
+# what a resumed study must have been started with (what Ray's saved tuner keeps regardless)
+RESUME_KEEPS = ("space_sha256", "seed", "num_samples", "grace_period", "reduction_factor")
+
+
+def _made_from(opts: TuneOptions, space: Space) -> dict[str, Any]:
+    return {
+        "space": opts.space,
+        "space_sha256": space.sha256(),
+        "seed": opts.seed,
+        "num_samples": opts.num_samples,
+        "grace_period": opts.grace_period,
+        "reduction_factor": opts.reduction_factor,
+        "start_from": list(opts.start_from),
+    }
 
 
 def _decide_pack(opts: TuneOptions, study: Study, space: Space, corpus: Corpus, gpus: float) -> int:

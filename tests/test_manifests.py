@@ -1,0 +1,150 @@
+"""Every study folder says what it is (distner.json): a resume that would change the study, a
+folder that lost Ray's state, a folder of files that is not a study, all refused with one line and
+nothing changed; a folder an older distner made is adopted once its own files agree."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from distner import manifest
+from distner.errors import DistnerError
+from distner.options import TuneOptions
+from distner.spaces import load_space
+from distner.tuning import run_study
+
+from .helpers import SPACE, TINY, write
+from .test_folders import distner, snapshot
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A finished two-trial study of en-fine; returns the folder holding runs/ and space.yaml."""
+    root = tmp_path_factory.mktemp("manifest")
+    write(root / "space.yaml", SPACE % 1)
+    run_study(options(root))
+    return root
+
+
+def options(root: Path, **kw: object) -> TuneOptions:
+    base: dict = dict(
+        lang="en",
+        space=str(root / "space.yaml"),
+        num_samples=2,
+        storage=str(root / "runs"),
+        best_dir=str(root / "best"),
+        data_dir=str(TINY),
+        verbose=0,
+        seed=3,
+    )
+    return TuneOptions(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def tune_args(root: Path, *extra: object, seed: int = 3, samples: int = 2) -> list[object]:
+    return ["tune", "--lang", "en", "--space", root / "space.yaml", "--num-samples", samples,
+            "--seed", seed, "--storage", root / "runs", "--best-dir", root / "best", "--data-dir", TINY,
+            "--verbose", 0, *extra]  # fmt: skip
+
+
+def test_a_new_study_writes_its_manifest_first(study: Path) -> None:
+    m = manifest.read(study / "runs" / "en-fine")
+    assert m is not None and (m.kind, m.cell) == ("study", "en-fine")
+    assert m.made_from["seed"] == 3 and m.made_from["num_samples"] == 2
+    assert m.made_from["space_sha256"] == load_space(study / "space.yaml").sha256()
+    assert m.made_from["space"] == str(study / "space.yaml")  # as given, never resolved further
+
+
+@pytest.mark.parametrize(
+    ("extra", "kw", "line"),
+    [
+        (["--granularity", "coarse", "--name", "en-fine", "--resume"], {}, "holds en-fine, not en-coarse"),
+        (["--resume"], {"seed": 4}, "seed was 3, now 4; a resumed study keeps how it was started"),
+        (["--resume"], {"samples": 5}, "num_samples was 2, now 5"),
+        (["--resume", "--grace-period", 2], {}, "grace_period was 1, now 2"),
+        ([], {}, "study exists; add --resume to continue it, or --name NEW"),
+    ],
+)
+def test_a_resume_that_would_change_the_study_is_refused(
+    study: Path, extra: list, kw: dict, line: str
+) -> None:
+    before = snapshot(study)
+    proc = distner(*tune_args(study, *extra, **kw), cwd=study)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and line in lines[0], proc.stderr.decode()
+    assert snapshot(study) == before
+
+
+def test_a_changed_space_is_refused_on_resume(study: Path, tmp_path: Path) -> None:
+    other = write(tmp_path / "space.yaml", (SPACE % 1).replace("[35, 64]", "[35, 48]"))
+    before = snapshot(study)
+    with pytest.raises(
+        DistnerError, match=r"space_sha256 was \w+\.\.\., now \w+\.\.\.; a resumed study keeps"
+    ):
+        run_study(options(study, space=str(other), resume=True))
+    assert snapshot(study) == before
+
+
+def test_a_study_that_lost_rays_state_is_neither_resumed_nor_restarted(study: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    (root / "runs" / "en-fine" / "tuner.pkl").unlink()
+    before = snapshot(root)
+    with pytest.raises(DistnerError, match=r"tuner\.pkl\) is missing or damaged, so it cannot be resumed"):
+        run_study(options(root, space=str(root / "space.yaml"), resume=True))
+    with pytest.raises(DistnerError, match="study exists; add --resume"):
+        run_study(options(root, space=str(root / "space.yaml")))
+    assert snapshot(root) == before
+
+
+def test_a_folder_of_files_without_a_manifest_is_refused(tmp_path: Path) -> None:
+    write(tmp_path / "space.yaml", SPACE % 1)
+    folder = tmp_path / "runs" / "en-fine"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine\n")
+    before = snapshot(tmp_path)
+    proc = distner(*tune_args(tmp_path), cwd=tmp_path)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1
+    assert lines[0] == (
+        f"distner: error: {folder}: holds files but no distner.json, so it is not a study of this "
+        "distner; move it away or use --name NEW"
+    )
+    assert snapshot(tmp_path) == before
+
+
+DAMAGED = [
+    "not json",
+    "[1, 2]",
+    '{"kind": "study"}',
+    '{"kind": "x", "cell": "en", "version": "1", "made_from": {}}',
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+def test_a_damaged_manifest_is_one_line(study: Path, tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    (root / "runs" / "en-fine" / "distner.json").write_text(damage)
+    before = snapshot(root)
+    with pytest.raises(DistnerError, match=r"distner\.json: damaged"):
+        run_study(options(root, space=str(root / "space.yaml"), resume=True))
+    assert snapshot(root) == before
+
+
+def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    folder = root / "runs" / "en-fine"
+    (folder / "distner.json").unlink()  # as a study from before manifests
+    summary = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**summary, "lang": "hi"}))
+    with pytest.raises(DistnerError, match=r"holds hi-fine \(its summary.json\), not en-fine"):
+        run_study(options(root, space=str(root / "space.yaml"), results_only=True))
+    assert not (folder / "distner.json").exists()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    run_study(options(root, space=str(root / "space.yaml"), results_only=True))
+    m = manifest.read(folder)
+    assert m is not None and m.cell == "en-fine" and m.made_from["seed"] == 3
