@@ -189,6 +189,12 @@ def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> Non
     )
     g.add_argument("--retrain-dir", default=_retrain("out"), metavar="DIR", help="default %(default)s")
     g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain finished seed runs made with another config (default: refuse; finished runs "
+        "with the same config are always skipped)",
+    )
+    g.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -569,6 +575,7 @@ def _retrain_options(args: argparse.Namespace, lang: str, gran: str, smoke: bool
         overrides=tuple(overrides),
         address=args.address,
         gpus_per_run=args.gpus_per_run,
+        overwrite=args.overwrite,
     )
 
 
@@ -596,9 +603,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from .retrain import retrain_cell
     from .tables import retrain_table
 
-    r = retrain_cell(_retrain_options(args, args.lang, args.granularity))
+    opts = _retrain_options(args, args.lang, args.granularity)
+    r = retrain_cell(opts)
     print(retrain_table(r))
-    print(f"final model ({r['final']['selected_by']}): {r['final']['run_dir']}")
+    final = Path(opts.out, opts.cell, r["final"]["run_dir"])  # run_dir: inside the cell folder
+    print(f"final model ({r['final']['selected_by']}): {final}")
     return 0
 
 

@@ -158,7 +158,7 @@ def resolve_final(path: str | os.PathLike) -> Path:
         run_dir = data.get("run_dir") if isinstance(data, dict) else None
         if not isinstance(run_dir, str) or not run_dir:
             raise DistnerError(f"{final}: no 'run_dir' naming the final model")
-        return Path(run_dir)
+        return p / run_dir  # relative to the cell folder (older files hold absolute paths)
     return p
 
 

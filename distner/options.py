@@ -134,6 +134,7 @@ class RetrainOptions:
     gpus_per_run: float | None = None
     accelerator: str = "auto"
     progress: bool = True
+    overwrite: bool = False  # retrain finished seed runs whose config differs from the one asked for
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.top_k < 1:

@@ -60,7 +60,38 @@ def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
             f"{path}: no retrain results for {cell}; make them with: "
             f"distner retrain --lang {lang} --granularity {gran}"
         )
-    return read_json(path)
+    data = read_json(path)
+    problem = _retrain_problem(data, cell)
+    if problem:
+        raise DistnerError(f"{path}: {problem}")
+    return data
+
+
+def _retrain_problem(data: Any, cell: str) -> str | None:
+    """What is wrong with a retrain.json for `cell`, or None (it is read field by field below)."""
+    if not isinstance(data, dict):
+        return "damaged (not a JSON object)"
+    for key, kind in (
+        ("cell", str),
+        ("lang", str),
+        ("granularity", str),
+        ("variants", dict),
+        ("final", dict),
+    ):
+        if not isinstance(data.get(key), kind):
+            return f"damaged (key {key!r} missing or not a {kind.__name__})"
+    if data["cell"] != cell:
+        return f"holds {data['cell']}, not {cell}"
+    variants = data["variants"]
+    if "baseline" not in variants or len(variants) < 2:
+        return "damaged (needs a tuned and a baseline variant)"
+    for name, v in variants.items():
+        runs = v.get("runs") if isinstance(v, dict) else None
+        if not isinstance(runs, list) or not runs or not isinstance(v.get("test"), dict):
+            return f"damaged (variant {name!r} has no runs or no test summary)"
+    if not isinstance(data["final"].get("run_dir"), str):
+        return "damaged (final has no run_dir)"
+    return None
 
 
 def study_facts(study: str | None) -> dict[str, Any]:
@@ -210,7 +241,8 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
-        final_metrics = read_json(Path(r["final"]["run_dir"]) / "metrics.json")["test"]
+        final_dir = rdir / cell / r["final"]["run_dir"]  # relative to the cell (older: absolute)
+        final_metrics = read_json(final_dir / "metrics.json")["test"]
         pub = published["results"][lang][gran]
         c: dict[str, Any] = {
             "lang": lang,
@@ -226,13 +258,13 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]
             "published_seed_style": {"accuracy": pub["accuracy"], "macro_f1": pub["macro"]["f1"]},
             "hyperparameters": {"tuned": tuned["config"], "baseline": base["config"]},
             "final": {
-                "run_dir": _rel(r["final"]["run_dir"]),
+                "run_dir": _rel(str(final_dir)),
                 "per_type": final_metrics["per_type"],
                 "coarse_confusion": final_metrics["coarse_confusion"],
             },
             "study": study_facts(r.get("study")),
             "runs": {
-                n: [{**run, "run_dir": _rel(run["run_dir"])} for run in v["runs"]]
+                n: [{**run, "run_dir": _rel(str(rdir / cell / run["run_dir"]))} for run in v["runs"]]
                 for n, v in r["variants"].items()
             },
         }

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import manifest
 from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
 from .data import Corpus
 from .encoder import prebuild, spec
@@ -83,6 +84,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
         check_output_file(cell_dir / name, "--retrain-dir")
     # one writer per cell: two would train the same seeds and each write retrain.json
     with folder_lock(cell_dir, f"--retrain-dir {cell_dir}"):
+        _claim(cell_dir, opts)
         return _retrain_cell(opts, cell_dir)
 
 
@@ -108,6 +110,9 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         }.values()
     )
     todo = [j for j in jobs if not _done(j[2], j[1])]
+    if not opts.overwrite:  # a finished run is replaced only when asked
+        for _, cfg, out in todo:
+            _check_not_finished(out, cfg)
     if todo:
         corpus = Corpus.load(opts.data_dir, lang, gran)
         if opts.train_on == "train+dev":
@@ -116,6 +121,9 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
             prebuild({"train": corpus.train, "dev": corpus.dev, "test": corpus.test}, specs)
+        # from here until they are rewritten, the cell's results would not match its run folders
+        for name in ("retrain.json", "final.json"):
+            (cell_dir / name).unlink(missing_ok=True)
         _run_jobs(todo, corpus, opts, keep)
     result: dict[str, Any] = {
         "cell": opts.cell,
@@ -133,7 +141,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
             runs.append(
                 {
                     "seed": s,
-                    "run_dir": str(run_dir),
+                    "run_dir": str(run_dir.relative_to(cell_dir)),  # the cell folder can move
                     "best_epoch": m["best_epoch"],
                     "train_seconds": m["train_seconds"],
                     "dev": {k: m["dev"][k] for k in REPORTED},
@@ -150,7 +158,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
     tuned_src = Path(variants[0][2])
     result["best_meta"] = best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None
     tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
-    final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])
+    final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
     result["final"] = {
         "run_dir": final["run_dir"],
         "selected_by": "dev entity_macro_f1",
@@ -187,6 +195,44 @@ def _done(run_dir: Path, cfg: RunConfig) -> bool:
     if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
         return False
     return read_yaml_mapping(run_dir / "config.yaml").get("config") == cfg.to_flat()
+
+
+def _check_not_finished(run_dir: Path, cfg: RunConfig) -> None:
+    """A finished seed run made with another config is not replaced without --overwrite."""
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+        return
+    had = read_yaml_mapping(run_dir / "config.yaml").get("config")
+    want = cfg.to_flat()
+    if not isinstance(had, dict):
+        raise DistnerError(f"{run_dir / 'config.yaml'}: damaged (no 'config' mapping)")
+    key = next((k for k in sorted(set(had) | set(want)) if had.get(k) != want.get(k)), "?")
+    raise DistnerError(
+        f"{run_dir}: finished with {key}={had.get(key)!r}, asked for {key}={want.get(key)!r}; "
+        "add --overwrite to retrain it, or use another --retrain-dir"
+    )
+
+
+def _claim(cell_dir: Path, opts: RetrainOptions) -> None:
+    """The cell folder is this cell's (its distner.json), or new, or one an older distner made."""
+    want = manifest.Manifest("retrain-cell", opts.cell, {"train_on": opts.train_on})
+    have = manifest.read(cell_dir)
+    hint = "retrain into another --retrain-dir"
+    if have is not None:
+        manifest.check(cell_dir, have, want, ("train_on",), hint)
+    elif manifest.holds_files(cell_dir):
+        recorded = read_json(cell_dir / "retrain.json") if (cell_dir / "retrain.json").is_file() else None
+        if not (cell_dir / "baseline").is_dir() and recorded is None:
+            raise DistnerError(
+                f"{cell_dir}: holds files but no {manifest.NAME}, so it is not a retrain cell of this "
+                f"distner; move it away or use another --retrain-dir"
+            )
+        if isinstance(recorded, dict) and recorded.get("cell") != opts.cell:
+            raise DistnerError(
+                f"{cell_dir}: holds {recorded.get('cell')} (its retrain.json), not {opts.cell}"
+            )
+        manifest.adopt(cell_dir, want)
+    else:
+        manifest.write(cell_dir, want)
 
 
 def _study_of(source: str, opts: RetrainOptions) -> str | None:

@@ -9,7 +9,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -127,7 +126,10 @@ def test_final_model_predicts(pipeline, tmp_path, gran):
 def test_rerun_skips_and_deleted_cell_is_redone(pipeline):
     cwd, data = pipeline
     fine_model = (
-        Path(json.loads((cwd / "runs/retrain/hi-fine/final.json").read_text())["run_dir"]) / "model.pt"
+        cwd
+        / "runs/retrain/hi-fine"
+        / json.loads((cwd / "runs/retrain/hi-fine/final.json").read_text())["run_dir"]
+        / "model.pt"
     )
     coarse_retrain = cwd / "runs/retrain/hi-coarse"
     stamp = fine_model.stat().st_mtime_ns

@@ -1,0 +1,158 @@
+"""A retrain cell keeps its word: finished runs are replaced only with --overwrite, its results are
+never left disagreeing with its run folders, it names its final model relative to itself (so a
+copy is self-contained), and report refuses another cell's results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distner import manifest
+
+from .helpers import TINY, write
+from .test_folders import ENV, distner, snapshot
+
+CONFIG = "embedding_dim: 8\nhidden_dim: 8\nepochs: 1\nlr: 0.005\n"
+SMALL = ["--set", "embedding_dim=8", "--set", "hidden_dim=8", "--set", "epochs=1"]  # the baseline too
+
+
+def retrain_args(root: Path, *extra: object) -> list[object]:
+    return ["retrain", "--lang", "en", "--config", root / "best.yaml", "--seeds", 1,
+            "--retrain-dir", root / "cells", "--data-dir", TINY, *SMALL, *extra]  # fmt: skip
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("retrain")
+    write(root / "best.yaml", CONFIG)
+    proc = distner(*retrain_args(root), cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return root
+
+
+def test_the_cell_says_what_it_is_and_names_its_runs_relative_to_itself(cell: Path) -> None:
+    folder = cell / "cells" / "en-fine"
+    m = manifest.read(folder)
+    assert m is not None and (m.kind, m.cell, m.made_from) == (
+        "retrain-cell",
+        "en-fine",
+        {"train_on": "train"},
+    )
+    final = json.loads((folder / "final.json").read_text())["run_dir"]
+    runs = json.loads((folder / "retrain.json").read_text())["variants"]
+    assert final == "tuned/seed-1" and {r["run_dir"] for v in runs.values() for r in v["runs"]} == {
+        "tuned/seed-1",
+        "baseline/seed-1",
+    }
+
+
+def test_a_finished_run_with_another_config_needs_overwrite(cell: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(cell, root)
+    before = snapshot(root)
+    args = retrain_args(root, "--set", "lr=0.002")
+    line = one_line(distner(*args, cwd=root))
+    assert line == (
+        f"distner: error: {root / 'cells' / 'en-fine' / 'baseline' / 'seed-1'}: finished with lr=0.01, "
+        "asked for lr=0.002; add --overwrite to retrain it, or use another --retrain-dir"
+    )
+    assert snapshot(root) == before
+    proc = distner(*args, "--overwrite", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    recorded = json.loads((root / "cells" / "en-fine" / "retrain.json").read_text())
+    assert all(v["config"]["lr"] == 0.002 for v in recorded["variants"].values())
+    # the same config again: every run is skipped, nothing changes
+    after = snapshot(root / "cells" / "en-fine" / "tuned")
+    assert distner(*args, cwd=root).returncode == 0
+    assert snapshot(root / "cells" / "en-fine" / "tuned") == after
+
+
+def test_a_copied_cell_evaluates_its_own_model(cell: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "moved"
+    shutil.copytree(cell / "cells" / "en-fine", copy)
+    original = snapshot(cell)
+    proc = distner("evaluate", "--model", copy, "--data-dir", TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (copy / "tuned" / "seed-1" / "eval-test.json").is_file() and snapshot(cell) == original
+
+
+def test_report_refuses_another_cells_results(cell: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(cell, root)
+    shutil.copytree(root / "cells" / "en-fine", root / "cells" / "hi-fine")  # en-fine's, under hi-fine
+    before = snapshot(root)
+    args = ["report", "--langs", "hi", "--granularities", "fine", "--retrain-dir", root / "cells"]
+    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    assert (
+        line == f"distner: error: {root / 'cells' / 'hi-fine' / 'retrain.json'}: holds en-fine, not hi-fine"
+    )
+    # and retrain will not write into it either
+    line = one_line(distner(*retrain_args(root, "--lang", "hi"), cwd=root))
+    assert line.endswith(
+        "hi-fine: holds en-fine, not hi-fine (distner.json); retrain into another --retrain-dir"
+    )
+    assert snapshot(root) == before
+
+
+@pytest.mark.parametrize("damage", ["[]", '{"cell": "en-fine"}', "{"])
+def test_report_says_what_is_wrong_with_a_damaged_retrain_json(
+    cell: Path, tmp_path: Path, damage: str
+) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(cell, root)
+    (root / "cells" / "en-fine" / "retrain.json").write_text(damage)
+    before = snapshot(root)
+    args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells"]
+    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    assert line.startswith(f"distner: error: {root / 'cells' / 'en-fine' / 'retrain.json'}: damaged")
+    assert snapshot(root) == before
+
+
+def test_a_folder_of_files_is_not_taken_for_a_cell(tmp_path: Path) -> None:
+    write(tmp_path / "best.yaml", CONFIG)
+    (tmp_path / "cells" / "en-fine").mkdir(parents=True)
+    write(tmp_path / "cells" / "en-fine" / "notes.txt", "mine\n")
+    before = snapshot(tmp_path)
+    line = one_line(distner(*retrain_args(tmp_path), cwd=tmp_path))
+    assert "holds files but no distner.json, so it is not a retrain cell" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(cell, root)
+    folder = root / "cells" / "en-fine"
+    args = retrain_args(root, "--set", "epochs=300")  # long enough to be stopped mid-run
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distner", *map(str, args), "--overwrite"],
+        cwd=root,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 120
+    while (folder / "retrain.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert not (folder / "retrain.json").exists(), "the retrain never started its runs"
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert not (folder / "retrain.json").exists() and not (folder / "final.json").exists()
+    args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells"]
+    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    assert "no retrain results for en-fine" in line
