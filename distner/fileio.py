@@ -6,6 +6,7 @@ line naming the path and leaves no temp file. Also: strict reads of the JSON fil
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -96,6 +97,32 @@ def replace_dir(new: Path, dest: Path) -> None:
                 os.replace(old, dest)
             raise
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _copy_into(source: Path, out: IO[bytes]) -> None:
+    out.write(source.read_bytes())
+
+
+@contextlib.contextmanager
+def staged_files(dest: Path) -> Iterator[Path]:
+    """A hidden staging folder inside `dest` to write a set of files into; when the block ends
+    well they are moved into `dest` together (Ctrl-C held back meanwhile), else all dropped, so
+    `dest` has either every new file or none. `dest` may hold other things (results/ does)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=dest, prefix=".staged-"))
+    try:
+        yield stage
+        with _sigint_deferred():
+            for f in sorted(stage.iterdir()):
+                out = dest / f.name
+                if out.is_symlink():  # the output policy: a link's target is written, not the link
+                    write_output(out, functools.partial(_copy_into, f))
+                else:
+                    os.replace(f, out)
+    except OSError as e:
+        raise DistnerError(f"{dest}: cannot write ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import SEED_SEQ_LEN
 from .errors import DistnerError
-from .fileio import atomic_write_text, read_json, write_json, write_output
+from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
 from .locks import folder_lock
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
@@ -235,7 +235,13 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]
     if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
-    odir.mkdir(parents=True, exist_ok=True)
+    with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
+        return _write_report(loaded, published, rdir, stage)
+
+
+def _write_report(
+    loaded: dict[str, Any], published: dict[str, Any], rdir: Path, odir: Path
+) -> dict[str, Any]:
     report: dict[str, Any] = {"cells": {}, "method": METHOD, "published_source": published["source"]}
     for cell, r in loaded.items():
         lang, gran = r["lang"], r["granularity"]

@@ -156,3 +156,26 @@ def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_
     args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells"]
     line = one_line(distner(*args, "--out", root / "report", cwd=root))
     assert "no retrain results for en-fine" in line
+
+
+def test_a_report_that_fails_part_way_changes_nothing(cell: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(cell, root)
+    cells = root / "cells"
+    shutil.copytree(cells / "en-fine", cells / "en-coarse")  # a second cell: en-fine's, relabelled
+    recorded = json.loads((cells / "en-coarse" / "retrain.json").read_text())
+    recorded.update(cell="en-coarse", granularity="coarse")
+    (cells / "en-coarse" / "retrain.json").write_text(json.dumps(recorded))
+    args = ["report", "--langs", "en", "--granularities", "fine,coarse", "--retrain-dir", cells]
+    proc = distner(*args, "--out", root / "report", cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    before = snapshot(root / "report")
+    # en-fine's figures would now come out different; en-coarse's final model lost its metrics
+    metrics = cells / "en-fine" / "tuned" / "seed-1" / "metrics.json"
+    m = json.loads(metrics.read_text())
+    m["test"]["coarse_confusion"]["matrix"][0][0] += 5
+    metrics.write_text(json.dumps(m))
+    (cells / "en-coarse" / "tuned" / "seed-1" / "metrics.json").unlink()
+    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    assert line.endswith("en-coarse/tuned/seed-1/metrics.json: file not found")
+    assert snapshot(root / "report") == before  # no figure replaced, no staging folder left
