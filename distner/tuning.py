@@ -232,6 +232,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
     try:
         check_storage_for_cluster(storage)
         gpus = gpu_share(opts.gpus_per_trial)
+        _check_resources(opts.cpus_per_trial, gpus, local=started_ray)
         pack = _decide_pack(opts, study, space, corpus, gpus)
         threads = max(1, int(opts.cpus_per_trial))
         callbacks: list[Any] = []
@@ -355,16 +356,11 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> N
     started = restorable or manifest.holds_files(folder, besides=(manifest.NAME, PACK_FILE))
     continuing = opts.resume or opts.results_only
     if have is not None and started:
-        keep = ("space_sha256",) if opts.results_only else RESUME_KEEPS
-        manifest.check(
-            folder,
-            have,
-            want,
-            keep,
-            "a resumed study keeps how it was started; start another with --name NEW",
-        )
         if not continuing:
             raise DistnerError(f"{path}: study exists; add --resume to continue it, or --name NEW")
+        keep = ("space_sha256",) if opts.results_only else RESUME_KEEPS
+        hint = "a resumed study keeps how it was started; start another with --name NEW"
+        manifest.check(folder, have, want, keep, hint)
         if not restorable:
             raise DistnerError(
                 f"{path}: Ray's state of this study (tuner.pkl) is missing or damaged, so it cannot be "
@@ -446,6 +442,26 @@ def _member_bytes(space: Space, corpus: Corpus) -> int:
     vocab = len(Vocab.build(corpus.train, 1))
     longest = max((len(s) for s in corpus.train), default=1)
     return packed.member_bytes(largest, vocab, len(tag_set(corpus.granularity)), longest)
+
+
+def _check_resources(cpus: float, gpus: float, local: bool) -> None:
+    """A trial no node can hold would wait forever: on this machine's own Ray that is an error; on
+    a cluster (--address) an autoscaler may still add such a node, so it is said, not refused."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    fits = any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes)
+    if fits:
+        return
+    most_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+    need = f"--cpus-per-trial {cpus:g}" + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
+    have = f"the largest node has {most_cpu:g} CPUs and {most_gpu:g} GPUs"
+    if local:
+        raise DistnerError(f"{need}: no trial can start ({have}); ask for less")
+    print(
+        f"distner: {need}: no node can hold a trial yet ({have}); waiting for the autoscaler", file=sys.stderr
+    )
 
 
 def _slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
