@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -43,6 +44,16 @@ def _retrain(name: str) -> Any:
 
 def _report(name: str) -> Any:
     return default(ReportOptions, name)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 0 .. 65535, got {text!r}")
+    return port
 
 
 def _csv(text: str) -> list[str]:
@@ -404,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_tune("storage"),
         help="study or run folder, local or s3://, gs:// (default %(default)s)",
     )
-    p.add_argument("--port", type=int, default=6006, help="0 picks a free port")
+    p.add_argument("--port", type=_port, default=6006, help="0 picks a free port")
     p.add_argument("--host", default="localhost", help="interface to bind (default: localhost only)")
 
     p = sub.add_parser("cluster", help="Ray cluster launcher files")
@@ -741,9 +752,19 @@ COMMANDS = {
 }
 
 
+# flags naming a file or folder: an empty value would otherwise fall back to the default silently
+PATH_FLAGS = (
+    "out", "output", "storage", "best_dir", "retrain_dir", "report_dir", "data_dir", "config",
+    "space", "model", "input", "predictions", "baseline", "logdir",
+)  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for key in PATH_FLAGS:
+            if getattr(args, key, None) == "":
+                raise DistnerError(f"--{key.replace('_', '-')}: empty path")
         return COMMANDS[args.command](args)
     except StudyInterrupted as e:
         print(f"distner: {one_line(e)}", file=sys.stderr)
@@ -754,3 +775,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"distner: interrupted{': ' + one_line(e) if str(e) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`distner ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 141  # as a shell reports a process ended by SIGPIPE

@@ -38,7 +38,13 @@ def _quiet() -> Iterator[None]:
 
 def _load(path: Path) -> dict[str, Any]:
     try:
+        if not path.exists():
+            raise DistnerError(f"{path}: file not found")
+        if not path.is_file():  # a FIFO would block the read forever; a folder cannot be read
+            raise DistnerError(f"{path}: not a regular file")
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DistnerError(f"{path}: not a text file (not valid UTF-8)") from None
     except OSError as e:
         raise DistnerError(f"{path}: cannot read cluster file ({e.strerror or e})") from None
     try:

@@ -9,6 +9,8 @@ CoNLL files. Writes: `<run>/eval-<name>.json` (evaluate_run), a tagged CoNLL fil
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -283,6 +285,10 @@ def evaluate_run(
         path = split_path(data_dir or run.data_dir or None, run.lang, split)
         name = split
     name += "-predictions" if predictions is not None else ""
+    source = str(Path(predictions or path).resolve())
+    if input_file is not None and _made_from_another(run.run_dir / f"eval-{name}.json", source):
+        # two inputs with one base name (a/test.conll, b/test.conll) keep a file each
+        name += "-" + hashlib.sha256(source.encode()).hexdigest()[:8]
     out = check_output_file(run.run_dir / f"eval-{name}.json", "--model", inputs=[path, predictions])
     gold = with_granularity(read_conll(path), run.granularity)
     seq_len = run.cfg.train.scoring_len
@@ -293,8 +299,19 @@ def evaluate_run(
         metrics = score(labels_of(gold), labels_of(pred, "predicted"), seq_len)
     else:
         metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
-    metrics["source"] = str(Path(predictions or path).resolve())
+    metrics["source"] = source
     return name, metrics, write_json(out, metrics)
+
+
+def _made_from_another(path: Path, source: str) -> bool:
+    """Whether an earlier evaluation file at `path` scored another input than `source`."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("source")
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable or not ours: leave it alone
+    return recorded != source
 
 
 def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike) -> int:

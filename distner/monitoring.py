@@ -18,7 +18,10 @@ def serve_tensorboard(logdir: str, port: int = 6006, host: str = "localhost", bl
         raise DistnerError(f"{logdir}: no such study or run folder")
     tb = program.TensorBoard()
     tb.configure(argv=[None, "--logdir", logdir, "--port", str(port), "--host", host])
-    url = tb.launch()
+    try:
+        url = tb.launch()
+    except program.TensorBoardServerException as e:  # port in use, cannot bind the host
+        raise DistnerError(f"--port {port} --host {host}: {e.msg}") from None
     print(f"TensorBoard at {url} (logdir {logdir}); Ctrl-C to stop", flush=True)
     if block:
         try:

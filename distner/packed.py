@@ -31,6 +31,7 @@ from .errors import DistnerError, TrainingDiverged
 from .fileio import write_yaml
 from .metrics import MONITOR
 from .options import PACK_MAX
+from .sizes import training_bytes as member_bytes  # noqa: F401 (packing sizes members by it)
 from .spaces import Space
 
 if TYPE_CHECKING:  # the trial's process imports no torch (data.py does)
@@ -235,22 +236,6 @@ def largest_config(space: Space) -> RunConfig:
         elif isinstance(p.upper, (int, float)) and p.name not in ("lr", "weight_decay", "seed"):
             values[p.name] = p.upper
     return RunConfig.from_flat(values, source=space.source)
-
-
-def member_bytes(cfg: RunConfig, vocab: int, tags: int, longest: int) -> int:
-    """A rough upper estimate of one member's device memory: weights, gradients and Adam's two
-    moments (4 copies of the parameters), and a training step's activations (kept for backward)."""
-    m, t = cfg.model, cfg.train
-    dirs = 2 if m.bidirectional else 1
-    width = m.embedding_dim + (m.char_channels if m.char_features else 0)
-    lstm = 0
-    for layer in range(m.num_layers):
-        inp = width if layer == 0 else m.hidden_dim * dirs
-        lstm += dirs * 4 * m.hidden_dim * (inp + m.hidden_dim + 2)
-    params = vocab * m.embedding_dim + lstm + (m.hidden_dim * dirs + 1) * tags + tags * tags
-    steps = t.batch_size * (t.seq_len or longest)
-    per_position = width + m.num_layers * dirs * 6 * m.hidden_dim + 3 * tags
-    return 4 * (4 * params + 2 * steps * per_position)
 
 
 def check_pack(pack: int, need: int, have: int, where: str) -> None:

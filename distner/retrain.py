@@ -52,8 +52,11 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
     meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
     # the study that wrote best/, if known
     study = StudyFiles(Path(meta.get("study") or Path(opts.studies) / opts.cell))
+    ranked = study.ranked()
+    if len(ranked) < opts.top_k:
+        raise DistnerError(f"--top-k {opts.top_k}: study {study.folder} has {len(ranked)} finished trial(s)")
     out = []
-    for k, row in enumerate(study.ranked()[: opts.top_k], 1):
+    for k, row in enumerate(ranked[: opts.top_k], 1):
         cfg, cfg_file = study.trial_config(row)
         out.append((f"tuned-{k}", cfg, str(cfg_file)))
     return out

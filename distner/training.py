@@ -57,6 +57,7 @@ from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
 from .pretrained import model_info, word_vectors
+from .sizes import check_fits, machine_bytes
 
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
@@ -135,6 +136,8 @@ def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torc
 
 def build_model(cfg: RunConfig, data: Prepared) -> Tagger:
     """The network for a config, with pretrained vectors copied in (and frozen) when asked."""
+    longest = max((len(s) for s in data.dev_sentences), default=1)
+    check_fits(cfg, len(data.vocab), len(data.tags), longest, machine_bytes(), "this machine")
     model = Tagger(
         cfg.model, len(data.vocab), len(data.tags), len(data.chars) if data.chars else 0, data.tags
     )
