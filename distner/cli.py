@@ -46,16 +46,6 @@ def _report(name: str) -> Any:
     return default(ReportOptions, name)
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected 0 .. 65535, got {text!r}")
-    return port
-
-
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -389,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave out cells that have no retrain results yet (default: that is an error)",
     )
+    p.add_argument(
+        "--against",
+        metavar="REPORT_JSON",
+        help="an earlier report.json (e.g. results/report.json): adds what this report's tuned "
+        "models gain over its tuned models, per cell both have",
+    )
 
     p = sub.add_parser(
         "pipeline",
@@ -415,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_tune("storage"),
         help="study or run folder, local or s3://, gs:// (default %(default)s)",
     )
-    p.add_argument("--port", type=_port, default=6006, help="0 picks a free port")
+    p.add_argument("--port", type=int, default=6006, help="0 picks a free port")
     p.add_argument("--host", default="localhost", help="interface to bind (default: localhost only)")
 
     p = sub.add_parser("cluster", help="Ray cluster launcher files")
@@ -626,7 +622,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
     opts = ReportOptions(
-        tuple(args.langs), tuple(args.granularities), args.retrain_dir, args.out, args.finished_only
+        tuple(args.langs),
+        tuple(args.granularities),
+        args.retrain_dir,
+        args.out,
+        args.finished_only,
+        args.against,
     )
     report = build_report(opts)
     print(f"report for {', '.join(report['cells'])} -> {Path(args.out).resolve() / 'report.md'}")
@@ -654,6 +655,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def cmd_board(args: argparse.Namespace) -> int:
     from .monitoring import serve_tensorboard
 
+    if not 0 <= args.port <= 65535:
+        raise DistnerError(f"--port: expected 0 .. 65535, got {args.port}")
     serve_tensorboard(args.logdir, port=args.port, host=args.host)
     return 0
 
@@ -755,7 +758,7 @@ COMMANDS = {
 # flags naming a file or folder: an empty value would otherwise fall back to the default silently
 PATH_FLAGS = (
     "out", "output", "storage", "best_dir", "retrain_dir", "report_dir", "data_dir", "config",
-    "space", "model", "input", "predictions", "baseline", "logdir",
+    "space", "model", "input", "predictions", "baseline", "logdir", "against",
 )  # fmt: skip
 
 

@@ -156,6 +156,7 @@ class ReportOptions:
     retrain_dir: str = RETRAIN_DIR
     out: str = REPORT_DIR
     finished_only: bool = False  # leave out cells without retrain results instead of failing
+    against: str | None = None  # an earlier report.json to compare the tuned models with
 
     def __post_init__(self) -> None:
         # an empty list would write an empty report over the last one

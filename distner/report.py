@@ -235,12 +235,53 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]
     if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
     loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
+    earlier = _load_earlier(opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
-        return _write_report(loaded, published, rdir, stage)
+        return _write_report(loaded, published, rdir, stage, earlier)
+
+
+def _load_earlier(path: str) -> dict[str, Any]:
+    """An earlier report.json, checked as far as the comparison reads it."""
+    data = read_json(path)
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, dict):
+        raise DistnerError(f"{path}: not a distner report.json (no 'cells' mapping)")
+    for cell, c in cells.items():
+        try:
+            for key in COMPARED:
+                float(c["tuned"][key]["mean"]), float(c["tuned"][key]["std"])
+        except (KeyError, TypeError, ValueError):
+            raise DistnerError(f"{path}: cell {cell}: no tuned {'/'.join(COMPARED)} mean and std") from None
+    return {"source": _rel(path), "cells": cells}
+
+
+COMPARED = ("entity_macro_f1", "entity_micro_f1")
+
+
+def _against(report: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+    """Per cell in both: this report's tuned scores, the earlier one's, and the gain of the means."""
+    out: dict[str, Any] = {"source": earlier["source"], "cells": {}}
+    for cell, c in report["cells"].items():
+        old = earlier["cells"].get(cell)
+        if old is None:
+            continue
+        out["cells"][cell] = {
+            key: {
+                "this": c["tuned"][key],
+                "earlier": old["tuned"][key],
+                "gain": c["tuned"][key]["mean"] - old["tuned"][key]["mean"],
+            }
+            for key in COMPARED
+        }
+    return out
 
 
 def _write_report(
-    loaded: dict[str, Any], published: dict[str, Any], rdir: Path, odir: Path
+    loaded: dict[str, Any],
+    published: dict[str, Any],
+    rdir: Path,
+    odir: Path,
+    earlier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {"cells": {}, "method": METHOD, "published_source": published["source"]}
     for cell, r in loaded.items():
@@ -276,6 +317,8 @@ def _write_report(
         }
         c["figures"] = _figures(cell, c, odir)
         report["cells"][cell] = c
+    if earlier is not None:
+        report["against"] = _against(report, earlier)
     write_json(odir / "report.json", report)
     atomic_write_text(odir / "report.md", render_markdown(report))
     return report
@@ -324,6 +367,33 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"({report['published_source']}), on a different test split.",
         "",
     ]
+    if report.get("against"):
+        a = report["against"]
+        rows = [
+            ["cell", "tuned macro-F1", "earlier tuned", "gain", "tuned micro-F1", "earlier tuned", "gain"]
+        ]
+        for cell, g in a["cells"].items():
+            rows.append(
+                [cell]
+                + [
+                    x
+                    for key in COMPARED
+                    for x in (
+                        mean_std(g[key]["this"]),
+                        mean_std(g[key]["earlier"]),
+                        f"{100 * g[key]['gain']:+.2f}",
+                    )
+                ]
+            )
+        parts += [
+            "## Against an earlier report",
+            "",
+            f"This report's tuned models against the tuned models of `{a['source']}` (test, entity level, "
+            "mean +- std over seeds; the gain is the difference of the means).",
+            "",
+            markdown_table(rows),
+            "",
+        ]
     for cell, c in report["cells"].items():
         parts += [
             f"## {cell}",

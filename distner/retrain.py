@@ -87,7 +87,6 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
         check_output_file(cell_dir / name, "--retrain-dir")
     # one writer per cell: two would train the same seeds and each write retrain.json
     with folder_lock(cell_dir, f"--retrain-dir {cell_dir}"):
-        _claim(cell_dir, opts)
         return _retrain_cell(opts, cell_dir)
 
 
@@ -99,6 +98,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
     variants.append(
         ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
     )
+    _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
     seeds = list(range(1, opts.seeds + 1))
     # A tuned config equal to the baseline (the seed won the study) reuses the baseline's runs.
     base_flat = variants[-1][1].to_flat()

@@ -401,6 +401,98 @@ CASES = [
         lambda t: predict(t, TINY / "en" / "test.conll", t.tmp / "o.conll", model=t.tmp / "nope"),
         ("{tmp}/nope/config.yaml: file not found",),
     ),
+    # -- issue 22's leftovers: silent or traceback before, one line now
+    Case(
+        "config-duplicate-key",
+        lambda t: [
+            "train",
+            "--lang",
+            "en",
+            "--data-dir",
+            TINY,
+            "--config",
+            t.file("c.yaml", "epochs: 1\nlr: 0.1\nepochs: 2\n"),
+            "--out",
+            t.tmp / "r",
+        ],  # fmt: skip
+        ("{tmp}/c.yaml:3: invalid YAML (key 'epochs' given twice)",),
+    ),
+    Case(
+        "space-duplicate-key",
+        lambda t: [
+            "tune",
+            "--lang",
+            "en",
+            "--data-dir",
+            TINY,
+            "--storage",
+            t.tmp / "s",
+            "--space",
+            t.file("s.yaml", "hidden_dim: 8\nhidden_dim: {choice: [8, 16]}\n"),
+        ],  # fmt: skip
+        ("{tmp}/s.yaml:2: invalid YAML (key 'hidden_dim' given twice)",),
+    ),
+    Case(
+        "train-out-empty",
+        lambda t: ["train", "--lang", "en", "--data-dir", TINY, "--out", ""],
+        ("--out: empty path",),
+    ),
+    Case(
+        "predict-output-empty",
+        lambda t: predict(t, TINY / "en" / "test.conll", ""),
+        ("--output: empty path",),
+    ),
+    Case(
+        "train-model-too-big",
+        lambda t: [
+            "train",
+            "--lang",
+            "en",
+            "--data-dir",
+            TINY,
+            "--set",
+            "hidden_dim=10000000",
+            "--out",
+            t.tmp / "r",
+        ],  # fmt: skip
+        ("hidden_dim=10000000", "GiB", "choose smaller sizes"),
+        started=True,
+    ),
+    Case(
+        "tune-seed-negative",
+        lambda t: ["tune", "--lang", "en", "--data-dir", TINY, "--storage", t.tmp / "s", "--seed", "-1"],
+        ("--seed: must be 0 .. 2**32-1, got -1",),
+    ),
+    Case(
+        "tune-time-budget-zero",
+        lambda t: [
+            "tune",
+            "--lang",
+            "en",
+            "--data-dir",
+            TINY,
+            "--storage",
+            t.tmp / "s",
+            "--time-budget",
+            "0",
+        ],
+        ("--time-budget: must be > 0",),
+    ),
+    Case(
+        "report-no-langs",
+        lambda t: ["report", "--langs", "", "--out", t.tmp / "rep"],
+        ("--langs: no language given",),
+    ),
+    Case(
+        "pipeline-no-granularities",
+        lambda t: ["pipeline", "--granularities", ",", "--data-dir", TINY, "--storage", t.tmp / "s"],
+        ("--granularities: none given",),
+    ),
+    Case(
+        "board-port-out-of-range",
+        lambda t: ["board", "--port", "99999", t.tmp],
+        ("--port: expected 0 .. 65535, got 99999",),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -148,3 +149,17 @@ def test_cli_validates_every_shipped_file_and_names_a_typo(tmp_path):
         [sys.executable, "-m", "distner", "cluster", "validate", str(bad)], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "max_worker" in proc.stdout and str(bad) in proc.stdout
+
+
+def test_a_fifo_a_binary_file_and_a_missing_file_are_one_line_each(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)  # reading it would block forever
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)))
+    missing = tmp_path / "missing.yaml"
+    results = dict(validate_cluster_files([fifo, binary, missing]))
+    assert results == {
+        str(fifo): f"{fifo}: not a regular file",
+        str(binary): f"{binary}: not a text file (not valid UTF-8)",
+        str(missing): f"{missing}: file not found",
+    }

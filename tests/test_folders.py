@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -347,3 +348,22 @@ def test_a_stale_record_is_rewritten_and_the_lock_is_per_thread(tmp_path: Path) 
         assert len(errors) == 1 and _holder_needle(os.getpid()) in errors[0], errors
     assert not lock.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_inputs_with_one_base_name_keep_an_evaluation_each(finished, tmp_path: Path) -> None:
+    from distner.evaluation import evaluate_run
+
+    run = shutil.copytree(finished[0], tmp_path / "run")
+    a, b = tmp_path / "a" / "test.conll", tmp_path / "b" / "test.conll"
+    for path, keep in ((a, None), (b, 2)):  # b: the first two sentences only, other scores
+        path.parent.mkdir()
+        blocks = TEST_CONLL.read_text(encoding="utf-8").strip().split("\n\n")
+        path.write_text("\n\n".join(blocks[:keep]) + "\n", encoding="utf-8")
+    _, _, first = evaluate_run(run, input_file=a)
+    _, _, second = evaluate_run(run, input_file=b)
+    assert first == run / "eval-input-test.json" and second != first and first.is_file()
+    assert json.loads(first.read_text())["source"] == str(a.resolve())
+    assert json.loads(second.read_text())["source"] == str(b.resolve())
+    again = snapshot(run)
+    _, _, third = evaluate_run(run, input_file=a)  # the same input: its own file again
+    assert third == first and set(snapshot(run)) == set(again)

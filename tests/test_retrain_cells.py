@@ -179,3 +179,29 @@ def test_a_report_that_fails_part_way_changes_nothing(cell: Path, tmp_path: Path
     line = one_line(distner(*args, "--out", root / "report", cwd=root))
     assert line.endswith("en-coarse/tuned/seed-1/metrics.json: file not found")
     assert snapshot(root / "report") == before  # no figure replaced, no staging folder left
+
+
+def test_report_against_an_earlier_report(cell: Path, tmp_path: Path) -> None:
+    args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", cell / "cells"]
+    assert distner(*args, "--out", tmp_path / "first", cwd=tmp_path).returncode == 0
+    earlier = json.loads((tmp_path / "first" / "report.json").read_text())
+    now = earlier["cells"]["en-fine"]["tuned"]["entity_macro_f1"]["mean"]
+    earlier["cells"]["en-fine"]["tuned"]["entity_macro_f1"]["mean"] = now - 0.1  # 10 points worse
+    earlier["cells"]["hi-fine"] = earlier["cells"]["en-fine"]  # a cell this report does not have
+    write(tmp_path / "earlier.json", json.dumps(earlier))
+    proc = distner(*args, "--out", tmp_path / "second", "--against", "earlier.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    against = report["against"]
+    assert against["source"] == "earlier.json" and list(against["cells"]) == ["en-fine"]
+    assert against["cells"]["en-fine"]["entity_macro_f1"]["gain"] == pytest.approx(0.1)
+    assert against["cells"]["en-fine"]["entity_micro_f1"]["gain"] == 0
+    md = (tmp_path / "second" / "report.md").read_text()
+    assert "## Against an earlier report" in md and "| en-fine |" in md and "| +10.00 |" in md
+    write(tmp_path / "bad.json", '{"cells": {"en-fine": {"tuned": {}}}}')
+    line = one_line(distner(*args, "--out", tmp_path / "third", "--against", "bad.json", cwd=tmp_path))
+    assert (
+        line
+        == "distner: error: bad.json: cell en-fine: no tuned entity_macro_f1/entity_micro_f1 mean and std"
+    )
+    assert not (tmp_path / "third").exists()

@@ -411,3 +411,13 @@ def test_pending_trials_one_per_free_slot_unless_the_user_set_it(monkeypatch):
     monkeypatch.setenv(key, "7")
     with _pending_trials(None, 3):
         assert os.environ[key] == "7"
+
+
+def test_retrain_top_k_beyond_the_study_is_refused(study, tmp_path):
+    from distner.retrain import retrain_cell
+
+    tmp = study.tmp
+    opts = RetrainOptions(lang="hi", top_k=9, studies=str(tmp / "runs"), out=str(tmp_path), progress=False)
+    with pytest.raises(DistnerError, match=r"--top-k 9: study .*hi-fine has 4 finished trial\(s\)"):
+        retrain_cell(opts)
+    assert not any(tmp_path.iterdir())
