@@ -154,6 +154,10 @@ def _importances(db: Path) -> dict[str, float] | None:
         return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
     except (RuntimeError, ValueError, IndexError):  # too few trials, or no parameter varied
         return None
+    except Exception as e:  # SQLAlchemy's errors: not a SQLite file, or not Optuna's tables
+        if type(e).__module__.startswith("sqlalchemy"):
+            raise DistnerError(f"{db}: not an Optuna study database ({type(e).__name__})") from None
+        raise
 
 
 def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:

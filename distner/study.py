@@ -321,6 +321,10 @@ def best_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
+# the trials.csv columns readers rely on (the searched keys' columns vary with the space)
+TRIALS_COLUMNS = ("trial", "state", "best_dev_f1", "epochs_run", "baseline", "trial_dir")
+
+
 @dataclass(frozen=True)
 class StudyFiles:
     """A study folder's files as written above: the one reader of trials.csv and summary.json."""
@@ -335,11 +339,24 @@ class StudyFiles:
             raise DistnerError(
                 f"{path}: study results not found; run distner tune for {self.folder.name} first"
             )
-        with open(path, encoding="utf-8", newline="") as f:
-            rows: list[dict[str, Any]] = list(csv.DictReader(f))
-        for r in rows:
-            r["best_dev_f1"] = float(r["best_dev_f1"])
-            r["epochs_run"] = int(r["epochs_run"])
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                reader = csv.DictReader(f)
+                rows: list[dict[str, Any]] = list(reader)
+                columns = reader.fieldnames or []
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise DistnerError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        missing = [c for c in TRIALS_COLUMNS if c not in columns]
+        if missing:
+            raise DistnerError(f"{path}: damaged (no column {missing[0]!r})")
+        for line, r in enumerate(rows, 2):  # line 1 is the header
+            try:
+                r["best_dev_f1"], r["epochs_run"] = float(r["best_dev_f1"]), int(r["epochs_run"])
+            except (TypeError, ValueError):
+                raise DistnerError(
+                    f"{path}:{line}: damaged (best_dev_f1 {r['best_dev_f1']!r} or epochs_run "
+                    f"{r['epochs_run']!r} is not a number)"
+                ) from None
         return rows
 
     def ranked(self) -> list[dict[str, Any]]:
@@ -354,7 +371,12 @@ class StudyFiles:
 
     def summary(self) -> dict[str, Any] | None:
         path = self.folder / "summary.json"
-        return read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise DistnerError(f"{path}: damaged (not a JSON object)")
+        return data
 
     def recorded_wall(self) -> float:
         """summary.json's wall_seconds; NaN when there is none to keep (absent, damaged, null)."""
