@@ -768,7 +768,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key in PATH_FLAGS:
             if getattr(args, key, None) == "":
                 raise DistnerError(f"--{key.replace('_', '-')}: empty path")
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, so that a reader gone away is a BrokenPipeError caught below
+        return code
     except StudyInterrupted as e:
         print(f"distner: {one_line(e)}", file=sys.stderr)
         return 130

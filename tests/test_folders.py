@@ -367,3 +367,52 @@ def test_two_inputs_with_one_base_name_keep_an_evaluation_each(finished, tmp_pat
     again = snapshot(run)
     _, _, third = evaluate_run(run, input_file=a)  # the same input: its own file again
     assert third == first and set(snapshot(run)) == set(again)
+
+
+def test_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    os.close(read)  # `distner data stats | head -c 0`: the reader is gone before anything is written
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "distner", "data", "stats", "--data-dir", TINY, "--lang", "en", "--json"],
+            stdout=write, stderr=subprocess.PIPE, cwd=tmp_path, env=ENV, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == 141 and proc.stderr == b""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_is_one_line(finished, tmp_path: Path) -> None:
+    """/dev/full fails every write with ENOSPC, as a full disk does."""
+    before = snapshot(finished[0])
+    proc = predict(finished[0], "/dev/full", tmp_path)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr.decode()
+    assert lines[-1] == "distner: error: /dev/full: cannot write (No space left on device)"
+    assert snapshot(finished[0]) == before
+
+
+def test_a_trial_no_node_can_hold_fails_at_once(tmp_path: Path, no_ray_left) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE % 1)
+    for flags, need in (
+        (["--cpus-per-trial", "1000"], "--cpus-per-trial 1000: no trial can start"),
+        (["--gpus-per-trial", "64"], "--cpus-per-trial 1 and --gpus-per-trial 64: no trial can start"),
+    ):
+        args = [
+            "tune",
+            "--lang",
+            "en",
+            "--data-dir",
+            TINY,
+            "--space",
+            space,
+            "--storage",
+            tmp_path / "s",
+            *flags,
+        ]
+        proc = distner(*args, "--name", flags[0].strip("-"), cwd=tmp_path)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and "Traceback" not in err, err
+        assert need in err.strip().splitlines()[-1] and "ask for less" in err
