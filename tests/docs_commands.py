@@ -307,6 +307,9 @@ class Runner:
             if sub == "pipeline":
                 extra += ["--seeds", "1"] if "--seeds" not in rest else []
                 rest = _drop(rest, "--seeds") + ["--seeds", "1"]
+                # a page's earlier `retrain`, rewritten here to 1 epoch, finished runs that --smoke's
+                # 2 epochs differ from; at full size both would be one config (and skipped)
+                extra += ["--overwrite"]
             return self._run([*base, *[a for a in rest if a != "--smoke"], *extra])
         if sub == "retrain":
             rest = _drop(rest, "--seeds")
