@@ -46,6 +46,11 @@ def _report(name: str) -> Any:
     return default(ReportOptions, name)
 
 
+def _add_overrides(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """`--set KEY=VALUE`, repeatable, into args.overrides."""
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[], help=help)
+
+
 def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -195,14 +200,7 @@ def _add_retrain_args(p: argparse.ArgumentParser, pipeline: bool = False) -> Non
         help="retrain finished seed runs made with another config (default: refuse; finished runs "
         "with the same config are always skipped)",
     )
-    g.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key for tuned and baseline runs alike (repeatable)",
-    )
+    _add_overrides(g, "override a config key for tuned and baseline runs alike (repeatable)")
     if not pipeline:
         g.add_argument(
             "--config",
@@ -277,14 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", metavar="FILE", help="flat YAML of config keys, e.g. tune_spaces/baseline.yaml"
     )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="override one config key (repeatable), e.g. --set epochs=1 --set hidden_dim=64",
-    )
+    _add_overrides(p, "override one config key (repeatable), e.g. --set epochs=1 --set hidden_dim=64")
     _add_data_dir(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/train/<lang>-<granularity>)")
     p.add_argument(
@@ -452,14 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", required=True, help=LANG_HELP)
     p.add_argument("--space", metavar="FILE", help="a search space, e.g. tune_spaces/pretrained.yaml")
     p.add_argument("--config", metavar="FILE", help="flat YAML of config keys (instead of --space)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        metavar="KEY=VALUE",
-        default=[],
-        help="override one config key (repeatable), e.g. --set encoder_layers=last",
-    )
+    _add_overrides(p, "override one config key (repeatable), e.g. --set encoder_layers=last")
     p.add_argument(
         "--splits",
         default="train,dev,test",

@@ -372,8 +372,8 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> N
                 f"{folder}: holds files but no {manifest.NAME}, so it is not a study of this distner; "
                 "move it away or use --name NEW"
             )
-        recorded = read_json(folder / "summary.json") if (folder / "summary.json").is_file() else {}
-        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if isinstance(recorded, dict) else "?"
+        recorded = StudyFiles(folder).summary()  # the one (validated) reader of summary.json
+        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if recorded else "?"
         if recorded and cell != study.cell:
             raise DistnerError(f"{folder}: holds {cell} (its summary.json), not {study.cell}")
         manifest.adopt(folder, want)
