@@ -15,6 +15,7 @@ from . import __version__
 from .errors import DistnerError, StudyInterrupted, one_line
 from .options import (
     DEFAULT_GPU_SHARE,
+    NUM_SAMPLES,
     PACK_MAX,
     SMOKE_EPOCHS,
     SMOKE_SAMPLES,
@@ -84,7 +85,8 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,  # the default depends on --smoke
         metavar="N",
-        help=f"trials (default {_tune('num_samples')}; {SMOKE_SAMPLES} with --smoke)",
+        help=f"trials in all (default {NUM_SAMPLES}, {SMOKE_SAMPLES} with --smoke; with --resume: the "
+        "study's own count, or more to add trials)",
     )
     g.add_argument(
         "--max-concurrent",
@@ -767,3 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`distner ... | head`): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
         return 141  # as a shell reports a process ended by SIGPIPE
+    except OSError as e:  # one no writer turned into its own line (a full disk, say, or no temp dir)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"distner: error: {one_line(where + (e.strerror or str(e)))}", file=sys.stderr)
+        return 2

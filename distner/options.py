@@ -43,6 +43,9 @@ def default(options: type, name: str) -> Any:
     raise KeyError(f"{options.__name__} has no field {name!r}")
 
 
+NUM_SAMPLES = 64  # a new study's trials when --num-samples is not given
+
+
 @dataclass(frozen=True)
 class TuneOptions:
     """`distner tune`: one study of one language x granularity (tuning.run_study)."""
@@ -50,7 +53,9 @@ class TuneOptions:
     lang: str
     granularity: str = "fine"
     space: str = SPACE
-    num_samples: int = 64
+    # trials in all; None: NUM_SAMPLES for a new study, the count it has for a resumed one (a
+    # resume may raise it: more trials)
+    num_samples: int | None = None
     max_concurrent: int | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: DEFAULT_GPU_SHARE when the cluster has GPUs, else 0
@@ -74,7 +79,7 @@ class TuneOptions:
     pack: int | None = None
 
     def __post_init__(self) -> None:
-        if self.num_samples < 1:
+        if self.num_samples is not None and self.num_samples < 1:
             raise DistnerError(f"--num-samples: must be >= 1, got {self.num_samples}")
         if self.cpus_per_trial <= 0:
             raise DistnerError(f"--cpus-per-trial: must be > 0, got {self.cpus_per_trial}")

@@ -1,15 +1,25 @@
 """The study's searcher: Ray Tune's OptunaSearch (TPE), with trials that ASHA stopped early told to
-Optuna as pruned. Ray's class keeps its Optuna study and trials in private attributes; this module
-is the one place distner touches them (the study's optuna.db is exported from `optuna_study`).
+Optuna as pruned, inside a search algorithm whose trial count a resume may raise. Ray's classes keep
+the Optuna study, its trials and the trial count in private attributes; this module is the one
+place distner touches them (the study's optuna.db is exported from `optuna_study`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from ray.train._internal.storage import get_fs_and_path
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
+
+# what a resumed study is to reach and where it is now (`resumed_as`); read when Ray restores it
+_RESUME: ContextVar[tuple[int, str, str] | None] = ContextVar("distner_resume", default=None)
 
 
 class PruningAwareOptunaSearch(OptunaSearch):
@@ -41,3 +51,40 @@ class PruningAwareOptunaSearch(OptunaSearch):
 def optuna_study(searcher: OptunaSearch) -> optuna.Study | None:
     """The Optuna study behind a Ray OptunaSearch (restored or live)."""
     return searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+
+
+class StudySearch(SearchGenerator):
+    """Ray's own wrapping of a searcher (SearchGenerator over a ConcurrencyLimiter), with two fixes
+    to what a resume restores from the saved state:
+    - the trial count may be raised: Ray restores the one the study started with, and
+      `Tuner.restore` takes no new one;
+    - trials created after the resume go to the study's folder as it is now: Ray restores the
+      storage path the study started in, so a moved or copied study wrote its new trials into the
+      old place (Ray updates the restored trials' paths, not the searcher's).
+    Pickled into the study's tuner.pkl, so only studies started with it have them."""
+
+    def __init__(self, searcher: OptunaSearch, max_concurrent: int | None):
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        resume, experiment = _RESUME.get(), self._experiment
+        if resume is None or experiment is None:
+            return
+        total, storage_path, name = resume
+        self._total_samples = max(self._total_samples, total)
+        storage = copy.copy(experiment.storage)  # as TuneController._restore_trials does
+        storage.storage_filesystem, storage.storage_fs_path = get_fs_and_path(storage_path, None)
+        storage.experiment_dir_name = name
+        experiment.storage = experiment.spec["storage"] = storage  # new trials are made from spec
+
+
+@contextlib.contextmanager
+def resumed_as(total: int, storage_path: str, name: str) -> Iterator[None]:
+    """Within: a StudySearch that Ray restores creates trials until there are `total`, in
+    `storage_path`/`name` (the study's folder now)."""
+    token = _RESUME.set((total, storage_path, name))
+    try:
+        yield
+    finally:
+        _RESUME.reset(token)

@@ -17,7 +17,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,12 +34,13 @@ from .data import Corpus
 from .encoder import prebuild, space_specs
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import read_json, write_json
+from .interrupts import StopRequest, stop_requests
 from .labels import normalize_granularity, normalize_lang
 from .locks import folder_lock
-from .options import TuneOptions
+from .options import NUM_SAMPLES, TuneOptions
 from .paths import check_output_dir, check_output_file
 from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
-from .searcher import PruningAwareOptunaSearch
+from .searcher import PruningAwareOptunaSearch, StudySearch, resumed_as
 from .spaces import Param, Space, load_space
 from .study import (
     Study,
@@ -138,42 +138,77 @@ def _ray_domain(p: Param) -> Any:
     }[p.kind]()
 
 
-class _StopSignals:
-    """Ctrl-C (SIGINT) or SIGTERM during a study: ask Tune for its graceful stop (it saves the
-    experiment state so --resume continues) and remember that a signal came. Tune's own SIGINT
-    handler cannot be asked afterwards whether it fired, and once every trial has been created its
-    stop marks the running ones TERMINATED, so a stopped study looked finished. A second signal
-    stops at once."""
+@contextmanager
+def _graceful_stop() -> Iterator[StopRequest]:
+    """interrupts' policy for a study: the first Ctrl-C (SIGINT) or SIGTERM asks Tune for its
+    graceful stop (it saves the experiment state, so --resume continues), the second stops at once.
+    Tune's own SIGINT handler is turned off for the block: it cannot be asked afterwards whether it
+    fired, and once every trial has been created its stop marks the running ones TERMINATED, so a
+    stopped study looked finished."""
 
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-        self._env: str | None = None
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
-            self._env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours forwards to Tune's SIGUSR1 one
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, sig: int, frame: Any) -> None:
-        if self.received is not None:
-            raise KeyboardInterrupt("stopped at once; --resume continues from the last saved state")
-        self.received = sig
+    def ask_tune(sig: int) -> None:
         print("distner: stopping; saving the study's state (again: stop at once)", file=sys.stderr)
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop: ends the loop, saves state
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        if not self._old:
-            return
-        if self._env is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+    with _tune_env("TUNE_DISABLE_SIGINT_HANDLER", "1", override=True), stop_requests(ask_tune) as request:
+        yield request
+
+
+@contextmanager
+def _tune_env(key: str, value: str, override: bool = False) -> Iterator[None]:
+    """A Ray Tune setting (Tune reads them from the environment) for the study's fit only; a
+    user's own setting wins unless `override`, and is put back after."""
+    was = os.environ.get(key)
+    if was is not None and not override:
+        yield
+        return
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if was is None:
+            os.environ.pop(key, None)
         else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = self._env  # the user's own setting
+            os.environ[key] = was
+
+
+RAY_TB_HINT = "To visualize your results with TensorBoard"  # Ray's banner line: its staging folder
+
+
+class _DropLine:
+    """sys.stdout, less the lines that start with `prefix` (Ray prints each with one `print`)."""
+
+    def __init__(self, out: Any, prefix: str) -> None:
+        self._out, self._prefix, self._dropping = out, prefix, False
+
+    def write(self, text: str) -> int:
+        if text.startswith(self._prefix):
+            self._dropping = True  # print() writes the line, then its end separately
+            return len(text)
+        if self._dropping and text == "\n":
+            self._dropping = False
+            return len(text)
+        self._dropping = False
+        return int(self._out.write(text))
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding: the real stream's
+        return getattr(self._out, name)
+
+
+@contextmanager
+def _ray_tensorboard_hint(shown: bool) -> Iterator[None]:
+    """Ray's banner names its staging folder as the TensorBoard logdir, not the study's folder;
+    distner prints its own hint (`distner board STUDY`), so Ray's is kept out unless --verbose 2
+    asks for Ray's own output."""
+    if shown:
+        yield
+        return
+    real = sys.stdout
+    sys.stdout = _DropLine(real, RAY_TB_HINT)
+    try:
+        yield
+    finally:
+        sys.stdout = real
 
 
 def study_exists(storage: str, name: str) -> bool:
@@ -217,7 +252,8 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
     from ray.tune.schedulers import ASHAScheduler
 
     name, path, storage = study.name, study.path, storage_root(opts.storage)
-    _claim(opts, study, space, tune.Tuner.can_restore(path))
+    count = _claim(opts, study, space, tune.Tuner.can_restore(path))  # None: as Ray saved it
+    total = count or NUM_SAMPLES
 
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)  # checked before the data is read or Ray starts
@@ -226,8 +262,6 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
     specs = space_specs(space)
     if specs and not opts.results_only:  # built once here, so that trials only read them
         prebuild({"train": corpus.train, "dev": corpus.dev}, specs)
-    # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency; expected here
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_ray = init_ray(opts.address, opts.verbose)
     try:
         check_storage_for_cluster(storage)
@@ -285,15 +319,15 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
         tune_config = tune.TuneConfig(
             metric=MONITOR,
             mode="max",
-            search_alg=searcher,
+            search_alg=StudySearch(searcher, max_concurrent),
             scheduler=ASHAScheduler(
                 time_attr="training_iteration",
                 max_t=max_t,
                 grace_period=min(opts.grace_period, max_t),
                 reduction_factor=opts.reduction_factor,
             ),
-            num_samples=opts.num_samples,
-            max_concurrent_trials=max_concurrent,
+            num_samples=total,
+            max_concurrent_trials=None,  # StudySearch limits them (as Ray's own wrapping would)
             time_budget_s=opts.time_budget_s,
             reuse_actors=True,
         )
@@ -324,17 +358,24 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
             tuner = tune.Tuner(
                 trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
             )
-        with _StopSignals() as stop, _pending_trials(max_concurrent, _slots(opts.cpus_per_trial, gpus)):
+        with (
+            # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency
+            _tune_env("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"),
+            _graceful_stop() as stop,
+            _ray_tensorboard_hint(shown=opts.verbose > 1),
+            _pending_trials(max_concurrent, _slots(opts.cpus_per_trial, gpus)),
+            resumed_as(total, storage, name),  # what a restored StudySearch needs to know
+        ):
             grid = tuner.fit()
         wall = time.time() - t0
         finished = grid.num_terminated + grid.num_errors
         budget_hit = opts.time_budget_s is not None and wall >= 0.98 * opts.time_budget_s
-        cut_short = finished < len(grid) or (len(grid) < opts.num_samples and not opts.resume)
+        cut_short = finished < len(grid) or (count is not None and len(grid) < count)
         if stop.received is not None or (not budget_hit and cut_short):
             how = (
                 f"stopped by {signal.Signals(stop.received).name}"
                 if stop.received is not None
-                else f"interrupted with {finished} of {opts.num_samples} trials ended"
+                else f"interrupted with {finished} of {total} trials ended"
             )
             raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
         return _finish(grid, wall, space, opts, study, gpus, pack)
@@ -346,11 +387,13 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
 PACK_FILE = "pack.json"  # in the study's results folder: the K it was started with
 
 
-def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> None:
+def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> int | None:
     """Check the study folder is this study's (its distner.json) before data is read or Ray starts;
-    write the manifest of a new one. A resume keeps how the study was started."""
+    write the manifest of a new one. A resume keeps how the study was started, but may raise its
+    trial count. Returns the study's trial count (None: the one Ray saved, for a study an older
+    distner started)."""
     folder, path = study.results_dir, study.path
-    want = manifest.Manifest("study", study.cell, _made_from(opts, space))
+    want = manifest.Manifest("study", study.cell, _made_from(opts, space, opts.num_samples or NUM_SAMPLES))
     have = manifest.read(folder)
     # a folder holding only its manifest (and pack.json) is one whose start failed: not started
     started = restorable or manifest.holds_files(folder, besides=(manifest.NAME, PACK_FILE))
@@ -366,6 +409,7 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> N
                 f"{path}: Ray's state of this study (tuner.pkl) is missing or damaged, so it cannot be "
                 "resumed; start another with --name NEW (this folder's files stay as they are)"
             )
+        return None if opts.results_only else _resumed_count(folder, have, opts.num_samples)
     elif started:  # files, no manifest
         if not (continuing and restorable):
             raise DistnerError(
@@ -376,23 +420,51 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> N
         cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if recorded else "?"
         if recorded and cell != study.cell:
             raise DistnerError(f"{folder}: holds {cell} (its summary.json), not {study.cell}")
-        manifest.adopt(folder, want)
+        made = {**want.made_from, "num_samples": opts.num_samples, "grows": False}  # Ray's own search
+        manifest.adopt(folder, replace(want, made_from=made))
+        return None
     elif continuing:
         raise DistnerError(f"{path}: no study to resume (run without --resume to start it)")
     else:
         manifest.write(folder, want)  # first, before anything else lands in the folder
+    return want.made_from["num_samples"]
 
 
-# what a resumed study must have been started with (what Ray's saved tuner keeps regardless)
-RESUME_KEEPS = ("space_sha256", "seed", "num_samples", "grace_period", "reduction_factor")
+# what a resumed study must have been started with (what Ray's saved tuner keeps regardless);
+# num_samples may only grow (_resumed_count)
+RESUME_KEEPS = ("space_sha256", "seed", "grace_period", "reduction_factor")
 
 
-def _made_from(opts: TuneOptions, space: Space) -> dict[str, Any]:
+def _resumed_count(folder: Path, have: manifest.Manifest, asked: int | None) -> int | None:
+    """A resumed study's trial count: the one it has, or more if --num-samples asks for more (its
+    manifest then records the new count). Fewer is refused: its trials exist. None: a study an
+    older distner started, which resumes with the count Ray saved."""
+    had, grows = have.made_from.get("num_samples"), have.made_from.get("grows", False)
+    if had is not None and (not isinstance(had, int) or isinstance(had, bool)):
+        raise DistnerError(f"{folder / manifest.NAME}: damaged manifest (num_samples {had!r})")
+    if asked is None or asked == had:
+        return had if grows else None
+    if had is not None and asked < had:
+        raise DistnerError(
+            f"{folder}: num_samples was {had}, now {asked}; a resumed study may add trials, not drop them"
+        )
+    if not grows:
+        raise DistnerError(
+            f"{folder}: num_samples was {had}, now {asked}; this study was started by an older distner, "
+            "whose saved search cannot add trials; start another with --name NEW"
+        )
+    print(f"distner: {folder.name}: {had} -> {asked} trials", file=sys.stderr)
+    manifest.write(folder, replace(have, made_from={**have.made_from, "num_samples": asked}))
+    return asked
+
+
+def _made_from(opts: TuneOptions, space: Space, num_samples: int | None) -> dict[str, Any]:
     return {
         "space": opts.space,
         "space_sha256": space.sha256(),
         "seed": opts.seed,
-        "num_samples": opts.num_samples,
+        "num_samples": num_samples,
+        "grows": True,  # searcher.StudySearch: a resume may raise num_samples
         "grace_period": opts.grace_period,
         "reduction_factor": opts.reduction_factor,
         "start_from": list(opts.start_from),
@@ -482,15 +554,11 @@ def _pending_trials(limit: int | None, slots: int) -> Iterator[None]:
     """Let Tune hold a trial pending for every free slot. With a searcher and no --max-concurrent
     it keeps only one pending, so slots fill one by one and, with actor reuse, a fast trial's
     process can take every trial while other nodes sit idle. A user's own setting wins."""
-    key = "TUNE_MAX_PENDING_TRIALS_PG"
-    if limit is not None or key in os.environ:  # Tune then uses --max-concurrent, or the user's
+    if limit is not None:  # Tune then uses --max-concurrent
         yield
         return
-    os.environ[key] = str(slots)
-    try:
+    with _tune_env("TUNE_MAX_PENDING_TRIALS_PG", str(slots)):
         yield
-    finally:
-        os.environ.pop(key, None)
 
 
 def _cpu_packers(cpus_per_packer: float) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from distner.tuning import run_study
 
 from .helpers import SPACE, TINY, write
 from .test_folders import distner, snapshot
+
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def test_a_new_study_writes_its_manifest_first(study: Path) -> None:
     [
         (["--granularity", "coarse", "--name", "en-fine", "--resume"], {}, "holds en-fine, not en-coarse"),
         (["--resume"], {"seed": 4}, "seed was 3, now 4; a resumed study keeps how it was started"),
-        (["--resume"], {"samples": 5}, "num_samples was 2, now 5"),
+        (["--resume"], {"samples": 1}, "num_samples was 2, now 1; a resumed study may add trials, not drop"),
         (["--resume", "--grace-period", 2], {}, "grace_period was 1, now 2"),
         ([], {}, "study exists; add --resume to continue it, or --name NEW"),
     ],
@@ -75,6 +78,42 @@ def test_a_resume_that_would_change_the_study_is_refused(
     lines = proc.stderr.decode().strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and line in lines[0], proc.stderr.decode()
     assert snapshot(study) == before
+
+
+def test_a_resume_may_add_trials(study: Path, tmp_path: Path) -> None:
+    """--num-samples up on --resume: the study's trials stay as they were and more are added
+    (Ray alone would restore the count it was started with and add none)."""
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    folder = root / "runs" / "en-fine"
+    before = (folder / "trials.csv").read_text().splitlines()
+    original = snapshot(study)
+    result = run_study(options(root, space=str(root / "space.yaml"), resume=True, num_samples=3))
+    after = (folder / "trials.csv").read_text().splitlines()
+    assert len(before) == 3 and len(after) == 4 and result.summary["trials"] == 3
+    assert set(before[1:]) <= set(after[1:])  # the two earlier trials, as they were
+    assert snapshot(study) == original  # the new trial ran in the copy, not where it was copied from
+    m = manifest.read(folder)
+    assert m is not None and m.made_from["num_samples"] == 3
+    # resumed again without --num-samples: the study's own count now, nothing to add
+    again = run_study(replace(options(root, space=str(root / "space.yaml"), resume=True), num_samples=None))
+    assert again.summary["trials"] == 3 and (folder / "trials.csv").read_text().splitlines() == after
+
+
+def test_a_study_of_an_older_distner_cannot_add_trials(study: Path, tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    folder = root / "runs" / "en-fine"
+    m = manifest.read(folder)
+    assert m is not None
+    made = {k: v for k, v in m.made_from.items() if k != "grows"}  # as written before StudySearch
+    manifest.write(folder, replace(m, made_from=made))
+    before = snapshot(root)
+    proc = distner(*tune_args(root, "--resume", samples=4), cwd=root)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr.decode()
+    assert "num_samples was 2, now 4; this study was started by an older distner" in lines[0]
+    assert snapshot(root) == before
 
 
 def test_a_changed_space_is_refused_on_resume(study: Path, tmp_path: Path) -> None:
