@@ -25,7 +25,7 @@ class StudyInterrupted(DistnerError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a fit: nothing it made counts as a run (the CLI exits 130)."""
+    """Ctrl-C or SIGTERM during a fit: nothing it made counts as a run (the CLI exits 130)."""
 
 
 def shorten(value: object, limit: int = MAX_ECHO) -> str:

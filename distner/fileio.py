@@ -10,10 +10,8 @@ import functools
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +19,7 @@ from typing import IO, Any
 import yaml
 
 from .errors import DistnerError
+from .interrupts import deferred
 from .paths import output_target
 
 
@@ -87,7 +86,7 @@ def replace_dir(new: Path, dest: Path) -> None:
     meanwhile, so Ctrl-C cannot leave `dest` missing or half-replaced."""
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)  # left by an earlier process of this pid, if any
-    with _sigint_deferred():
+    with deferred():
         if dest.exists():
             os.replace(dest, old)
         try:
@@ -112,7 +111,7 @@ def staged_files(dest: Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(dir=dest, prefix=".staged-"))
     try:
         yield stage
-        with _sigint_deferred():
+        with deferred():
             for f in sorted(stage.iterdir()):
                 out = dest / f.name
                 if out.is_symlink():  # the output policy: a link's target is written, not the link
@@ -123,19 +122,6 @@ def staged_files(dest: Path) -> Iterator[Path]:
         raise DistnerError(f"{dest}: cannot write ({e.strerror or e})") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    main = threading.current_thread() is threading.main_thread()
-    if not main or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -161,16 +161,15 @@ def _importances(db: Path) -> dict[str, float] | None:
 
 
 def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure objects, not pyplot: no backend is chosen for the process and nothing global is kept
     import matplotlib.ticker
+    from matplotlib.figure import Figure
 
     names = []
     curve = c["study"]["best_so_far"]
     if curve:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = Figure(figsize=(6, 3.5))
+        ax = fig.subplots()
         ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker="o", label="best so far")
         if c["study"].get("baseline_dev_f1") is not None:
             ax.axhline(
@@ -183,7 +182,8 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
         names.append(_save(fig, out / f"{cell}-study.png"))
     imp = c["study"]["importances"]
     if imp:
-        fig, ax = plt.subplots(figsize=(6, 0.4 * len(imp) + 1.2))
+        fig = Figure(figsize=(6, 0.4 * len(imp) + 1.2))
+        ax = fig.subplots()
         keys = list(imp)[::-1]
         ax.barh(keys, [imp[k] for k in keys])
         ax.set(xlabel="importance (Optuna fANOVA)", title=f"{cell}: what mattered")
@@ -191,7 +191,8 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
         names.append(_save(fig, out / f"{cell}-importance.png"))
     cm = c["final"]["coarse_confusion"]
     m = [[v / max(1, sum(row)) for v in row] for row in cm["matrix"]]
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
+    fig = Figure(figsize=(5.5, 4.8))
+    ax = fig.subplots()
     im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(cm["labels"])), cm["labels"], rotation=45, ha="right")
     ax.set_yticks(range(len(cm["labels"])), cm["labels"])
@@ -214,12 +215,7 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
 
 
 def _save(fig: Any, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    try:
-        write_output(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    write_output(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path.name
 
 

@@ -20,10 +20,8 @@ import os
 import random
 import re
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,6 +32,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import __version__
 from .config import ModelConfig, RunConfig
@@ -51,6 +50,7 @@ from .data import (
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode, evaluate
 from .fileio import replace_dir, write_json, write_output, write_yaml
+from .interrupts import StopRequest, stop_requests
 from .labels import tag_set
 from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
@@ -277,12 +277,26 @@ class FitResult:
     epochs_run: int
 
 
-def _quiet_lightning() -> None:
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's info lines and three warnings that do not apply to distner's fits (tiny data in
+    memory, no worker processes), kept out for the fit only: a program that imports distner keeps
+    its own logger levels and warning filters."""
+    levels = {name: logging.getLogger(name).level for name in LIGHTNING_LOGGERS}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        for name in LIGHTNING_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
 
 
 def select_accelerator(accelerator: str) -> str:
@@ -309,7 +323,21 @@ def fit(
 
     `keep="best"` keeps the epoch with the best dev entity macro-F1; `"last"` the final epoch.
     """
-    _quiet_lightning()
+    with _quiet_lightning():
+        return _fit(cfg, corpus, out_dir, accelerator, callbacks, ckpt_path, progress, evaluate_test, keep)
+
+
+def _fit(
+    cfg: RunConfig,
+    corpus: Corpus,
+    out_dir: str | os.PathLike,
+    accelerator: str,
+    callbacks: Sequence[pl.Callback],
+    ckpt_path: str | None,
+    progress: bool,
+    evaluate_test: bool,
+    keep: str,
+) -> FitResult:
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -352,7 +380,9 @@ def fit(
     except FloatingPointError as e:
         raise TrainingDiverged(f"{out}: {e} at epoch {trainer.current_epoch + 1}") from None
     except SystemExit as e:
-        if isinstance(e.__context__, KeyboardInterrupt):  # Lightning ends a Ctrl-C'd fit with sys.exit(1)
+        # Lightning ends a Ctrl-C'd fit with sys.exit(1), and a SIGTERM'd one (its handler runs
+        # beside ours) with SIGTERMException, a SystemExit of code None: exit 0 if let through
+        if isinstance(e.__context__, KeyboardInterrupt) or isinstance(e, SIGTERMException):
             raise TrainingInterrupted() from None
         raise
     if trainer.interrupted:  # a stop that returned normally is still not a result
@@ -389,40 +419,20 @@ def fit(
     return FitResult(out, metrics, best.best_epoch + 1, best.best, trainer.current_epoch)
 
 
-class CtrlC(pl.Callback):
-    """Ctrl-C during a fit becomes a KeyboardInterrupt at the next batch boundary. Raised by the
-    signal handler itself it can land inside TensorBoard's writer queue, and Lightning's shutdown
-    then waits on that queue forever; raised here nothing is half done. A second Ctrl-C stops at
-    once."""
+class StopAtBatch(pl.Callback):
+    """A stop signal during a fit (interrupts.stop_requests) ends it at the next batch boundary.
+    Raised by the signal handler itself, a KeyboardInterrupt can land inside TensorBoard's writer
+    queue, and Lightning's shutdown then waits on that queue forever; raised here nothing is half
+    done."""
 
-    def __init__(self) -> None:
-        self.requested = False
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
 
     def on_train_batch_end(self, *args: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
+        self.request.check()
 
     def on_validation_batch_end(self, *args: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Our handler in place of Python's default one (not of one a caller chose, nor SIG_IGN)."""
-        main = threading.current_thread() is threading.main_thread()
-        if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            yield
-            return
-        signal.signal(signal.SIGINT, self._handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning may have set SIG_IGN
+        self.request.check()
 
 
 def fit_into(
@@ -447,13 +457,11 @@ def _fit_into(cfg: RunConfig, corpus: Corpus, out: Path, kwargs: dict[str, Any])
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; run folders are meant to be shared
     except OSError as e:
         raise DistnerError(f"{out}: cannot write the run ({e.strerror or e})") from None
-    ctrl_c = CtrlC()
-    kwargs["callbacks"] = [*kwargs.get("callbacks", ()), ctrl_c]
     try:
-        with ctrl_c.installed():
+        with stop_requests() as stop:
+            kwargs["callbacks"] = [*kwargs.get("callbacks", ()), StopAtBatch(stop)]
             result = fit(cfg, corpus, tmp, **kwargs)
-        if ctrl_c.requested:  # pressed outside the batch loop (data preparation, final evaluation)
-            raise KeyboardInterrupt
+        stop.check()  # a stop outside the batch loop (data preparation, final evaluation)
         replace_dir(tmp, out)
     except KeyboardInterrupt:
         if not tmp.exists():  # Ctrl-C held back during the swap fired right after it

@@ -26,6 +26,8 @@ from distner.evaluation import load_run, predict_file
 
 from .helpers import ROOT, TINY
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
 
 
@@ -588,8 +590,10 @@ def test_the_table_is_big_enough() -> None:
 # ------------------------------------------------------------------ Ctrl-C during a real training
 
 
-def _interrupt_training(out: Path, cwd: Path, *extra: str) -> tuple[int, str]:
-    """Start `distner train` (long enough to still be training), send SIGINT once its first epoch
+def _interrupt_training(
+    out: Path, cwd: Path, *extra: str, sig: signal.Signals = signal.SIGINT
+) -> tuple[int, str]:
+    """Start `distner train` (long enough to still be training), send `sig` once its first epoch
     line is out, and return the exit code and stderr."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [
@@ -618,7 +622,7 @@ def _interrupt_training(out: Path, cwd: Path, *extra: str) -> tuple[int, str]:
             seen.append(line)
             if line.startswith("epoch "):
                 break
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rest = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
@@ -629,10 +633,14 @@ def _interrupt_training(out: Path, cwd: Path, *extra: str) -> tuple[int, str]:
     return proc.returncode, stderr
 
 
-def test_ctrl_c_keeps_the_earlier_run(finished: Finished, tmp_path: Path) -> None:
+STOPS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a scheduler: one policy (interrupts.py)
+
+
+@pytest.mark.parametrize("sig", STOPS, ids=lambda s: s.name)
+def test_ctrl_c_keeps_the_earlier_run(finished: Finished, tmp_path: Path, sig: signal.Signals) -> None:
     run = shutil.copytree(finished.run, tmp_path / "run")
     before = snapshot(tmp_path, TINY)
-    code, stderr = _interrupt_training(run, tmp_path, "--overwrite")
+    code, stderr = _interrupt_training(run, tmp_path, "--overwrite", sig=sig)
     assert code == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == (
@@ -644,8 +652,9 @@ def test_ctrl_c_keeps_the_earlier_run(finished: Finished, tmp_path: Path) -> Non
     assert (tmp_path / "after.conll").read_bytes() == finished.predictions
 
 
-def test_ctrl_c_on_a_fresh_folder_leaves_nothing(tmp_path: Path) -> None:
-    code, stderr = _interrupt_training(tmp_path / "fresh", tmp_path)
+@pytest.mark.parametrize("sig", STOPS, ids=lambda s: s.name)
+def test_ctrl_c_on_a_fresh_folder_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
+    code, stderr = _interrupt_training(tmp_path / "fresh", tmp_path, sig=sig)
     assert code == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].endswith("stopped; nothing was written there")

@@ -209,3 +209,30 @@ def test_train_loss_is_the_sentence_weighted_epoch_mean(tmp_path, tiny_dir):
         expected = sum(loss * n for loss, n in steps) / sum(n for _, n in steps)
         assert logged == pytest.approx(expected, rel=1e-5)
     assert spy.epochs[-1][1] < spy.epochs[0][1]  # it learns
+
+
+def test_a_fit_leaves_the_process_as_it_was(tmp_path, tiny_dir):
+    """Importing distner and training with it changes nothing process-wide: warning filters,
+    Lightning's logger levels, signal handlers and the environment are as they were after."""
+    import logging
+    import os
+    import signal
+    import warnings
+
+    from distner.interrupts import STOP_SIGNALS
+    from distner.training import LIGHTNING_LOGGERS, fit_into
+
+    def state():
+        return (
+            list(warnings.filters),
+            {n: logging.getLogger(n).level for n in LIGHTNING_LOGGERS},
+            {s: signal.getsignal(s) for s in STOP_SIGNALS},
+            # less what the libraries set for themselves: Lightning's seed_everything its seed (for
+            # worker processes), torch and OpenMP their own flags on first use
+            {k: v for k, v in os.environ.items() if not k.startswith(("PL_", "KMP_", "TORCH"))},
+        )
+
+    before = state()
+    cfg = load_config(None, [*TINY, "epochs=1"])
+    fit_into(cfg, Corpus.load(tiny_dir, "en", "fine"), tmp_path / "run", progress=False, accelerator="cpu")
+    assert state() == before

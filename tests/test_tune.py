@@ -24,6 +24,8 @@ from distner.tuning import run_study
 
 from .helpers import SPACE, ray_left, ray_pids, run, write
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 START = """
 embedding_dim: 16
 hidden_dim: 16
@@ -342,8 +344,12 @@ def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
     assert proc.returncode == 130 and "--resume" in out, out[-2000:]
     assert not (tmp_path / "best" / "hi-fine.yaml").exists(), out[-2000:]
 
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=400)
+    # resumed at the default verbosity: Ray's banner, less its TensorBoard line (it names Ray's
+    # staging folder); distner's own hint names the study
+    done = subprocess.run([*cmd, "--resume", "--verbose", "1"], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"View detailed results here: {study_dir}" in done.stdout, done.stdout[-3000:]
+    assert "TensorBoard" not in done.stdout and f"distner board {study_dir}" in done.stderr
     rows = list(csv.DictReader(open(study_dir / "trials.csv")))
     assert len(rows) == 4 and len({r["trial"] for r in rows}) == 4
     assert all(r["state"] in ("completed", "stopped_early") for r in rows), rows

@@ -1,0 +1,73 @@
+"""interrupts.py's policy, in this process with real signals: first stop recorded, second raises;
+an ignored signal stays ignored; someone else's handler is kept; everything put back after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from distner.interrupts import STOP_SIGNALS, deferred, stop_requests
+
+
+def _send(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)  # Python runs the handler at the next bytecode boundary of the main thread
+
+
+@pytest.mark.parametrize("sig", STOP_SIGNALS, ids=lambda s: s.name)
+def test_first_is_recorded_second_stops_at_once(sig: signal.Signals) -> None:
+    before = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    seen: list[int] = []
+    with stop_requests(seen.append) as stop:
+        _send(sig)
+        assert stop.received == sig and seen == [sig]
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt, match="stopped at once"):
+            _send(sig)
+    assert {s: signal.getsignal(s) for s in STOP_SIGNALS} == before
+
+
+def test_an_ignored_signal_stays_ignored_and_a_foreign_handler_is_kept() -> None:
+    foreign: list[int] = []
+
+    def mine(signum: int, frame: object) -> None:
+        foreign.append(signum)
+
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+    old_term = signal.signal(signal.SIGTERM, mine)  # a program that imports distner
+    try:
+        with stop_requests() as stop:
+            _send(signal.SIGINT)
+            _send(signal.SIGTERM)
+            assert stop.received is None and foreign == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def test_nested_blocks_each_see_their_own_and_put_the_outer_back() -> None:
+    with stop_requests() as outer:
+        with stop_requests() as inner:
+            _send(signal.SIGTERM)
+        assert inner.received == signal.SIGTERM and outer.received is None
+        _send(signal.SIGINT)
+        assert outer.received == signal.SIGINT
+
+
+def test_deferred_holds_a_signal_until_the_block_ends() -> None:
+    import threading
+
+    idle = threading.Event()  # another thread, as a fit has: a signal mask would not hold here
+    threading.Thread(target=idle.wait, daemon=True).start()
+    with stop_requests() as stop:
+        with deferred():
+            _send(signal.SIGTERM)
+            assert stop.received is None  # held back while files are swapped into place
+        time.sleep(0.05)
+        assert stop.received == signal.SIGTERM
+    idle.set()
