@@ -65,3 +65,15 @@ def no_ray_left():
     before = ray_pids()
     yield
     assert not ray_left(before), "a test left Ray processes running"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`) is integration too; every test
+    neither integration nor slow is unit."""
+    for item in items:
+        if "slow" in item.keywords:
+            continue
+        if "no_ray_left" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+        if "integration" not in item.keywords:
+            item.add_marker(pytest.mark.unit)

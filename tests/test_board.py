@@ -3,6 +3,10 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 
 def test_board_serves_a_study_folder(tmp_path):
     (tmp_path / "study").mkdir()

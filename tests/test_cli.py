@@ -7,6 +7,8 @@ import pytest
 
 from .helpers import run, write
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 
 def assert_one_line_error(proc, *needles):
     assert proc.returncode == 2, proc.stderr

@@ -125,6 +125,7 @@ def test_other_problems_are_one_line_errors(tmp_path: Path, text: str, expected:
     assert str(err.value).startswith(f"{path}: ")
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_cli_validates_every_shipped_file_and_names_a_typo(tmp_path):
     import subprocess
     import sys

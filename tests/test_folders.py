@@ -32,6 +32,8 @@ from distner.locks import folder_lock, lock_file
 
 from .helpers import ROOT, SPACE, TINY
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
 TEST_CONLL = TINY / "en" / "test.conll"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed

@@ -11,6 +11,8 @@ import pytest
 
 from .helpers import SPACE, write, write_corpus
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 
 @pytest.fixture
 def two_node_cluster():

@@ -23,6 +23,8 @@ from distner.tuning import run_study
 
 from .helpers import ROOT, SPACE, ray_left, ray_pids, run, write
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 SEED = 5
 
 

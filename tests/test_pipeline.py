@@ -16,6 +16,8 @@ from PIL import Image
 from distner.data import read_conll
 from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 SMOKE_PIPELINE = ("pipeline", "--langs", "hi", "--granularities", "fine,coarse", "--smoke", "--verbose", "0")
 
 

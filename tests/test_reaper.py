@@ -17,6 +17,8 @@ from distner.ray_runtime import _agent_session, _cmdline, _reap_orphaned_ray_age
 
 from .helpers import started_here
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 DRIVER = (
     "import ray, time; ray.init(num_cpus=1, include_dashboard=False); "
     "print('up', flush=True); time.sleep(300)"

@@ -19,6 +19,8 @@ from distner import manifest
 from .helpers import TINY, write
 from .test_folders import ENV, distner, snapshot
 
+pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
 CONFIG = "embedding_dim: 8\nhidden_dim: 8\nepochs: 1\nlr: 0.005\n"
 SMALL = ["--set", "embedding_dim=8", "--set", "hidden_dim=8", "--set", "epochs=1"]  # the baseline too
 
