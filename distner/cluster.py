@@ -82,14 +82,15 @@ def validate_cluster_file(path: str | Path) -> None:
     """Raise DistnerError("{path}: {key path}: {message}") if Ray would reject this cluster YAML."""
     import jsonschema
     from click import ClickException
-    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    from .compat import check_cluster_config
 
     path = Path(path)
     cfg = _load(path)
     try:
         with _quiet():
             # prepare_config rewrites some providers' configs in place; keep the user's dict intact.
-            validate_config(prepare_config(copy.deepcopy(cfg)))
+            check_cluster_config(copy.deepcopy(cfg))
     except jsonschema.ValidationError as e:
         keys, message = _schema_problem(e)
         raise DistnerError(f"{path}: {keys}: {message}") from None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .compat import RAY_SYSTEM_CONFIG
 from .config import RunConfig
 from .data import Corpus
 from .errors import DistnerError
@@ -51,9 +52,7 @@ def init_ray(address: str | None = None, verbose: int = 1) -> bool:
         include_dashboard=False,
         object_store_memory=int(min(2 * gib, max(0.1 * mem, 0.25 * gib))),
         log_to_driver=verbose > 1,
-        # Ray's default starts workers at niceness 15, so trials starve beside any other job; a
-        # study distner starts itself runs its trials at the priority of the command that started it
-        _system_config={"worker_niceness": 0},
+        _system_config=RAY_SYSTEM_CONFIG,  # trials at the priority of the command (compat.py)
         logging_level=level,
     )
     return True

@@ -1,7 +1,7 @@
 """The study's searcher: Ray Tune's OptunaSearch (TPE), with trials that ASHA stopped early told to
 Optuna as pruned, inside a search algorithm whose trial count a resume may raise. Ray's classes keep
-the Optuna study, its trials and the trial count in private attributes; this module is the one
-place distner touches them (the study's optuna.db is exported from `optuna_study`).
+the Optuna study, its trials and the trial count in private attributes, reached through compat.py
+(the study's optuna.db is exported from `optuna_study`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.train._internal.storage import get_fs_and_path
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
+
+from . import compat
 
 # what a resumed study is to reach and where it is now (`resumed_as`); read when Ray restores it
 _RESUME: ContextVar[tuple[int, str, str] | None] = ContextVar("distner_resume", default=None)
@@ -38,19 +39,21 @@ class PruningAwareOptunaSearch(OptunaSearch):
         epochs = int(result.get("config", {}).get("epochs", self._epochs))
         stopped = not error and not result.get("diverged") and 0 < ran < epochs
         study = optuna_study(self)
-        if not stopped or study is None or trial_id in self._completed_trials:
+        told = compat.completed_trials(self)
+        if not stopped or study is None or trial_id in told:
             super().on_trial_complete(trial_id, result or None, error)
             return
-        trial = self._ot_trials[trial_id]
+        trial = compat.optuna_trial(self, trial_id)
         if self.metric in result:  # Tune hands a trial's last result only here, not to on_trial_result
             trial.report(result[self.metric], ran)
         study.tell(trial, state=TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
+        told.add(trial_id)
 
 
 def optuna_study(searcher: OptunaSearch) -> optuna.Study | None:
     """The Optuna study behind a Ray OptunaSearch (restored or live)."""
-    return searcher._ot_study  # noqa: SLF001 - Ray keeps the study only here
+    study: optuna.Study | None = compat.optuna_study(searcher)
+    return study
 
 
 class StudySearch(SearchGenerator):
@@ -68,13 +71,13 @@ class StudySearch(SearchGenerator):
 
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
-        resume, experiment = _RESUME.get(), self._experiment
+        resume, experiment = _RESUME.get(), compat.search_experiment(self)
         if resume is None or experiment is None:
             return
         total, storage_path, name = resume
-        self._total_samples = max(self._total_samples, total)
+        compat.set_trial_total(self, total)
         storage = copy.copy(experiment.storage)  # as TuneController._restore_trials does
-        storage.storage_filesystem, storage.storage_fs_path = get_fs_and_path(storage_path, None)
+        storage.storage_filesystem, storage.storage_fs_path = compat.storage_filesystem(storage_path)
         storage.experiment_dir_name = name
         experiment.storage = experiment.spec["storage"] = storage  # new trials are made from spec
 

@@ -1,0 +1,54 @@
+"""Every private part of Ray and Optuna that distner relies on, one function each, each with a
+test in tests/test_compat.py: when a release moves one, that test names it. pyproject.toml bounds
+Ray and Optuna to the minor releases tested. Nothing else in distner reaches into either library's
+private names (subclasses call their parent's methods, not its attributes, except through here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# ray.init's `_system_config` (private): Ray starts workers at niceness 15 by default, so trials
+# starve beside any other job; a study distner starts itself runs them at its own priority
+RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
+
+
+def optuna_study(searcher: Any) -> Any:
+    """The optuna.Study behind a Ray OptunaSearch (live or restored): Ray keeps it only here."""
+    return searcher._ot_study
+
+
+def optuna_trial(searcher: Any, trial_id: str) -> Any:
+    """The optuna.Trial a Ray OptunaSearch asked for Tune's trial `trial_id`."""
+    return searcher._ot_trials[trial_id]
+
+
+def completed_trials(searcher: Any) -> set[str]:
+    """Tune trial ids a Ray OptunaSearch has already told Optuna about (a set it updates)."""
+    return searcher._completed_trials
+
+
+def set_trial_total(search: Any, total: int) -> None:
+    """Raise the count of trials a Ray SearchGenerator creates (restored from its saved state)."""
+    search._total_samples = max(search._total_samples, total)
+
+
+def search_experiment(search: Any) -> Any:
+    """The Experiment a Ray SearchGenerator makes new trials from (None before it is set up)."""
+    return search._experiment
+
+
+def storage_filesystem(storage_path: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it) for a Ray storage path, local or a bucket URI."""
+    from ray.train._internal.storage import get_fs_and_path
+
+    return get_fs_and_path(storage_path, None)
+
+
+def check_cluster_config(config: dict[str, Any]) -> None:
+    """What `ray up` checks of a cluster launcher config: the schema and the provider's rules
+    (raises jsonschema.ValidationError, NotImplementedError, click.ClickException, ValueError...).
+    `prepare_config` fills in defaults, in place: pass a copy."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    validate_config(prepare_config(config))

@@ -1,0 +1,62 @@
+"""compat.py: each private part of Ray and Optuna that distner uses, against the installed
+releases. A failure here names what a new release moved (pyproject.toml bounds both).
+RAY_SYSTEM_CONFIG goes to every ray.init distner makes: each integration test that runs a study
+starts Ray with it."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+import pyarrow.fs
+import pytest
+import yaml
+from ray import tune
+from ray.tune.experiment import Experiment
+from ray.tune.search import SearchGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from distner import compat
+
+from .helpers import ROOT
+
+
+def _searcher() -> OptunaSearch:
+    return OptunaSearch(space={"lr": tune.uniform(0.001, 0.1)}, metric="m", mode="max",
+                        sampler=optuna.samplers.TPESampler(seed=0))  # fmt: skip
+
+
+def test_optuna_searcher_internals() -> None:
+    searcher = _searcher()
+    searcher.suggest("a")
+    assert isinstance(compat.optuna_study(searcher), optuna.Study)
+    trial = compat.optuna_trial(searcher, "a")
+    assert isinstance(trial, optuna.Trial) and trial.number == 0
+    told = compat.completed_trials(searcher)
+    searcher.on_trial_complete("a", {"m": 0.5})
+    assert told == {"a"}  # the live set, updated by Ray's searcher itself
+
+
+def test_search_generator_internals(tmp_path) -> None:
+    search = SearchGenerator(_searcher())
+    assert compat.search_experiment(search) is None
+    exp = Experiment("e", run=lambda config: None, storage_path=str(tmp_path), num_samples=3)
+    search.add_configurations([exp])
+    assert compat.search_experiment(search) is exp and search.total_samples == 3
+    compat.set_trial_total(search, 5)
+    compat.set_trial_total(search, 4)  # never lowered
+    assert search.total_samples == 5
+    state = search.get_state()  # what a resume restores: the count, the experiment, its storage
+    assert state["total_samples"] == 5 and state["experiment"].spec["storage"] is exp.storage
+
+
+def test_storage_filesystem(tmp_path) -> None:
+    fs, path = compat.storage_filesystem(str(tmp_path))
+    assert isinstance(fs, pyarrow.fs.LocalFileSystem) and path == str(tmp_path)
+
+
+def test_cluster_config_check() -> None:
+    good = yaml.safe_load((ROOT / "cluster" / "aws.yaml").read_text())
+    compat.check_cluster_config(copy.deepcopy(good))
+    with pytest.raises(Exception, match="max_worker"):
+        compat.check_cluster_config({**copy.deepcopy(good), "max_worker": 2})
