@@ -573,7 +573,7 @@ def _retrain_options(args: argparse.Namespace, lang: str, gran: str, smoke: bool
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .labels import normalize_lang
+    from .labels import Cell
     from .tables import study_table
     from .tuning import run_study
 
@@ -581,7 +581,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for gran in grans:
         name = args.name and (args.name if len(grans) == 1 else f"{args.name}-{gran}")
         if args.smoke and not name:
-            name = f"{normalize_lang(args.lang)}-{gran}-smoke"
+            name = f"{Cell(args.lang, gran)}-smoke"
         opts = _tune_options(args, args.lang, gran)
         result = run_study(replace(opts, name=name, resume=args.resume, results_only=args.results_only))
         print(study_table(result.summary))

@@ -69,6 +69,36 @@ def normalize_granularity(name: str) -> str:
     return g
 
 
+class Cell(str):
+    """One language x granularity as distner names it, "hi-fine": the name of its study, its best
+    config, its retrain folder and its report section. A str, so that it goes into paths, JSON and
+    messages as it is; `lang` and `granularity` take it apart (never split the string by hand)."""
+
+    __slots__ = ()
+
+    def __new__(cls, lang: str, granularity: str) -> Cell:
+        return super().__new__(cls, f"{normalize_lang(lang)}-{normalize_granularity(granularity)}")
+
+    def __getnewargs__(self) -> tuple[str, str]:  # type: ignore[override]  # pickling (Ray)
+        return self.lang, self.granularity
+
+    @classmethod
+    def parse(cls, name: str) -> Cell:
+        """ "hi-fine" (or "hindi-fine") back into a Cell; anything else is one line naming it."""
+        lang, sep, gran = name.partition("-")
+        if not sep:
+            raise DistnerError(f"cell {shorten(name)}: expected LANG-GRANULARITY, e.g. hi-fine")
+        return cls(lang, gran)
+
+    @property
+    def lang(self) -> str:
+        return self.partition("-")[0]
+
+    @property
+    def granularity(self) -> str:
+        return self.partition("-")[2]
+
+
 def tag_set(granularity: str) -> tuple[str, ...]:
     """The full fixed IOB2 tag set: `O` first, then B-/I- per type (67 fine, 13 coarse)."""
     types = FINE_TYPES if normalize_granularity(granularity) == "fine" else COARSE_TYPES

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import DistnerError, shorten
-from .labels import normalize_granularity, normalize_lang
+from .labels import Cell
 from .paths import check_path_component
 
 # Default places, shared by several steps
@@ -148,8 +148,8 @@ class RetrainOptions:
             raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
 
     @property
-    def cell(self) -> str:
-        return f"{normalize_lang(self.lang)}-{normalize_granularity(self.granularity)}"
+    def cell(self) -> Cell:
+        return Cell(self.lang, self.granularity)
 
 
 @dataclass(frozen=True)
@@ -171,9 +171,5 @@ class ReportOptions:
             raise DistnerError("--granularities: none given (e.g. --granularities fine,coarse)")
 
     @property
-    def cells(self) -> list[str]:
-        return [
-            f"{normalize_lang(lang)}-{normalize_granularity(g)}"
-            for lang in self.langs
-            for g in self.granularities
-        ]
+    def cells(self) -> list[Cell]:
+        return [Cell(lang, g) for lang in self.langs for g in self.granularities]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import read_json
-from .labels import normalize_granularity, normalize_lang
+from .labels import Cell, normalize_granularity, normalize_lang
 from .options import ReportOptions, RetrainOptions, TuneOptions
 from .paths import check_output_dir, is_remote
 from .report import build_report
@@ -52,7 +52,7 @@ def run_pipeline(
     check_output_dir(report_out, "--report-dir")
     for lang in langs:
         for gran in granularities:
-            cell = f"{lang}-{gran}"
+            cell = Cell(lang, gran)
             best = Path(tune.best_dir) / f"{cell}.yaml"
             name = f"{cell}-smoke" if smoke else cell
             if _made_by(best, name):

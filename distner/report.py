@@ -17,6 +17,7 @@ from typing import Any
 from .config import SEED_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
+from .labels import Cell
 from .locks import folder_lock
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
@@ -55,10 +56,10 @@ def _rel(path: str | None) -> str | None:
 def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
     path = retrain_dir / cell / "retrain.json"
     if not path.is_file():
-        lang, gran = cell.split("-")
+        c = Cell.parse(cell)
         raise DistnerError(
             f"{path}: no retrain results for {cell}; make them with: "
-            f"distner retrain --lang {lang} --granularity {gran}"
+            f"distner retrain --lang {c.lang} --granularity {c.granularity}"
         )
     data = read_json(path)
     problem = _retrain_problem(data, cell)
@@ -234,7 +235,7 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]
     cells, published = opts.cells, _published()
     if opts.finished_only:
         cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
-    loaded = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing anything
+    loaded: dict[str, Any] = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing
     earlier = _load_earlier(opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
         return _write_report(loaded, published, rdir, stage, earlier)

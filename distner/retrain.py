@@ -43,10 +43,9 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
     if opts.top_k == 1:
         path = Path(opts.config or Path(opts.best_dir) / f"{opts.cell}.yaml")
         if not path.is_file():
-            lang, gran = opts.cell.split("-")
             raise DistnerError(
                 f"{path}: best config not found; make it with: "
-                f"distner tune --lang {lang} --granularity {gran}"
+                f"distner tune --lang {opts.cell.lang} --granularity {opts.cell.granularity}"
             )
         return [("tuned", load_config(path), str(path.resolve()))]
     meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
@@ -91,7 +90,6 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
 
 
 def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
-    lang, gran = opts.cell.split("-")
     over = parse_overrides(list(opts.overrides))
     variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
     base = baseline_config(opts, variants[0][1])
@@ -117,7 +115,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         for _, cfg, out in todo:
             _check_not_finished(out, cfg)
     if todo:
-        corpus = Corpus.load(opts.data_dir, lang, gran)
+        corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
         keep = "last" if opts.train_on == "train+dev" else "best"
@@ -130,8 +128,8 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         _run_jobs(todo, corpus, opts, keep)
     result: dict[str, Any] = {
         "cell": opts.cell,
-        "lang": lang,
-        "granularity": gran,
+        "lang": opts.cell.lang,
+        "granularity": opts.cell.granularity,
         "train_on": opts.train_on,
         "seeds": seeds,
         "variants": {},

@@ -24,6 +24,7 @@ from typing import Any
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, write_json, write_output, write_yaml
+from .labels import Cell
 from .metrics import MONITOR
 from .options import STORAGE
 from .paths import is_remote
@@ -65,8 +66,8 @@ class Study:
     best_dir: str
 
     @property
-    def cell(self) -> str:
-        return f"{self.lang}-{self.granularity}"
+    def cell(self) -> Cell:
+        return Cell(self.lang, self.granularity)
 
     @property
     def path(self) -> str:

@@ -35,7 +35,7 @@ from .encoder import prebuild, space_specs
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import read_json, write_json
 from .interrupts import StopRequest, stop_requests
-from .labels import normalize_granularity, normalize_lang
+from .labels import Cell, normalize_granularity, normalize_lang
 from .locks import folder_lock
 from .options import NUM_SAMPLES, TuneOptions
 from .paths import check_output_dir, check_output_file
@@ -238,7 +238,7 @@ def run_study(opts: TuneOptions) -> StudyResult:
     points = initial_points(space, opts.start_from)  # bad files fail before Ray starts
     if opts.resume and opts.start_from:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
-    study = Study(opts.name or f"{lang}-{gran}", lang, gran, opts.storage, opts.best_dir)
+    study = Study(opts.name or Cell(lang, gran), lang, gran, opts.storage, opts.best_dir)
     _check_outputs(study)
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
@@ -417,7 +417,7 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> i
                 "move it away or use --name NEW"
             )
         recorded = StudyFiles(folder).summary()  # the one (validated) reader of summary.json
-        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if recorded else "?"
+        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if recorded else "?"  # as written
         if recorded and cell != study.cell:
             raise DistnerError(f"{folder}: holds {cell} (its summary.json), not {study.cell}")
         made = {**want.made_from, "num_samples": opts.num_samples, "grows": False}  # Ray's own search

@@ -37,3 +37,18 @@ def test_coarse_mapping():
     assert to_coarse("I-Medication/Vaccine") == "I-Medical"
     assert to_coarse("O") == "O"
     assert {to_coarse(t) for t in tag_set("fine")} == set(tag_set("coarse"))
+
+
+def test_a_cell_is_its_name_and_comes_apart_again():
+    import pickle
+
+    from distner.errors import DistnerError
+    from distner.labels import Cell
+
+    cell = Cell("Hindi", "FINE")
+    assert cell == "hi-fine" and (cell.lang, cell.granularity) == ("hi", "fine")
+    assert Cell.parse("bengali-coarse") == "bn-coarse" and Cell.parse("en-fine").granularity == "fine"
+    assert pickle.loads(pickle.dumps(cell)) == cell and type(pickle.loads(pickle.dumps(cell))) is Cell
+    for bad in ("hifine", "xx-fine", "hi-medium"):
+        with pytest.raises(DistnerError):
+            Cell.parse(bad)
