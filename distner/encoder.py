@@ -21,7 +21,6 @@ import hashlib
 import os
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
@@ -34,6 +33,7 @@ from torch import nn
 from .config import ModelConfig, encoder_layer_ids
 from .data import Sentence
 from .errors import DistnerError
+from .fileio import write_output
 from .pretrained import BLOCK_BYTES, E5File, dequantize, load
 
 if TYPE_CHECKING:
@@ -394,11 +394,6 @@ def _read_cache(path: Path, lengths: list[int]) -> list[torch.Tensor] | None:
 
 
 def _write_cache(path: Path, feats: list[torch.Tensor], lengths: list[int], sha256: str, sp: Spec) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise DistnerError(f"{path}: cannot write the encoder cache ({e.strerror or e})") from None
     record = {
         "format": CACHE_FORMAT,
         "model_sha256": sha256,
@@ -407,11 +402,4 @@ def _write_cache(path: Path, feats: list[torch.Tensor], lengths: list[int], sha2
         "offsets": torch.tensor([0, *accumulate(lengths)]),
         "features": torch.cat(feats) if feats else torch.zeros((0, 1, 384), dtype=torch.float16),
     }
-    try:
-        with os.fdopen(fd, "wb") as out:
-            torch.save(record, out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_output(path, lambda out: torch.save(record, out))  # whole or not at all
