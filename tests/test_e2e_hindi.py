@@ -10,6 +10,7 @@ from distner.data import read_conll
 from .helpers import run
 
 
+@pytest.mark.integration  # distner's CLI in a subprocess
 def test_train_predict_evaluate_on_hindi(data_root, tmp_path):
     out = tmp_path / "run"
     proc = run(
@@ -39,7 +40,6 @@ def test_train_predict_evaluate_on_hindi(data_root, tmp_path):
     gold_s = read_conll(src)
     assert max(len(s) for s in gold_s) > 25  # (what the baseline truncates training sentences to)
     assert test["sentences"] == len(gold_s) and test["tokens"] == sum(map(len, gold_s))  # none truncated
-    assert 0.0 <= test["entity_macro_f1"] <= 1.0
     assert test["seed_style_accuracy"] > test["token_accuracy"]  # padding inflates
 
     pred = tmp_path / "pred.conll"

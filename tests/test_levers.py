@@ -99,6 +99,7 @@ def test_bad_vectors_files(tmp_path, tiny_dir):
         fit(load_config(None, [*TINY, f"pretrained_vectors={ok}"]), corpus, tmp_path / "r", progress=False)
 
 
+@pytest.mark.integration  # distner's CLI in a subprocess
 def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
     """`distner train --set crf=true --set char_features=true` on CPU; Viterbi output is valid IOB2."""
     out = tmp_path / "run"

@@ -36,6 +36,7 @@ def test_every_config_is_checked():
     assert {p.name for p in CONFIGS} >= {"hi-fine.yaml", "hi-fine-levers.yaml", "lample.yaml"}
 
 
+@pytest.mark.integration  # distner's CLI in a subprocess
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_committed_config_trains(config, synthetic_data, tmp_path):
     """The published config as it is (only its length cut), through the CLI a reader would use."""
@@ -54,7 +55,7 @@ def test_committed_config_trains(config, synthetic_data, tmp_path):
     assert {k: v for k, v in saved.items() if k not in cut} == {
         k: v for k, v in published.items() if k not in cut
     }
-    assert json.loads((out / "metrics.json").read_text())["test"]["entity_macro_f1"] >= 0.0
+    assert set(json.loads((out / "metrics.json").read_text())["test"]) >= {"entity_macro_f1", "per_type"}
 
 
 def test_report_has_three_seeds_per_cell_and_no_machine_paths():

@@ -56,6 +56,7 @@ def test_release_layout_scripts_and_labels(synthetic_data, lang):
         assert max(len(s) for s in sentences) > 25  # some longer than the baseline's training truncation
 
 
+@pytest.mark.integration  # distner's CLI in a subprocess
 def test_distner_reads_it_as_a_data_root(synthetic_data):
     for lang, gran, types in (("bn", "fine", 33), ("en", "coarse", 6)):
         proc = run(
@@ -78,6 +79,7 @@ def test_same_seed_same_bytes(tmp_path):
     assert all(a[k] != other[k] for k in a)
 
 
+@pytest.mark.integration  # distner's CLI in a subprocess
 def test_a_small_model_learns_it(synthetic_data, tmp_path):
     """What keeps 'the model learned something' meaningful on this corpus: a small unidirectional
     LSTM tagger, 4 epochs on 400 Hindi sentences, finds most entities of unseen sentences."""
