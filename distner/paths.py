@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import DistnerError, shorten
+from .runs import RUN_FILES
 
-RUN_FILES = ("config.yaml", "model.pt", "metrics.json")  # what makes a folder a distner run
 # Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
 REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
 

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import runs
 from .config import SEED_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
@@ -290,7 +291,7 @@ def _write_report(
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
         final_dir = rdir / cell / r["final"]["run_dir"]  # relative to the cell (older: absolute)
-        final_metrics = read_json(final_dir / "metrics.json")["test"]
+        final_metrics = runs.read_metrics(final_dir)["test"]
         pub = published["results"][lang][gran]
         c: dict[str, Any] = {
             "lang": lang,

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import manifest
-from .config import RunConfig, load_config, parse_overrides, read_yaml_mapping
+from . import manifest, runs
+from .config import RunConfig, load_config, parse_overrides
 from .data import Corpus
 from .encoder import prebuild, spec
 from .errors import DistnerError
@@ -135,11 +135,11 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         "variants": {},
     }
     for name, cfg, src in variants:
-        runs = []
+        done = []
         for s in seeds:
             run_dir = run_dirs[name, s]
-            m = read_json(run_dir / "metrics.json")
-            runs.append(
+            m = runs.read_metrics(run_dir)
+            done.append(
                 {
                     "seed": s,
                     "run_dir": str(run_dir.relative_to(cell_dir)),  # the cell folder can move
@@ -152,8 +152,8 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         result["variants"][name] = {
             "source": src,
             "config": cfg.to_flat(),
-            "runs": runs,
-            "test": _summarise(runs),
+            "runs": done,
+            "test": _summarise(done),
         }
     result["study"] = _study_of(variants[0][2], opts)
     tuned_src = Path(variants[0][2])
@@ -193,19 +193,14 @@ def _run_jobs(
 
 def _done(run_dir: Path, cfg: RunConfig) -> bool:
     """A seed run counts as done only if it finished with exactly this config."""
-    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
-        return False
-    return read_yaml_mapping(run_dir / "config.yaml").get("config") == cfg.to_flat()
+    return runs.finished_config(run_dir) == cfg.to_flat()
 
 
 def _check_not_finished(run_dir: Path, cfg: RunConfig) -> None:
     """A finished seed run made with another config is not replaced without --overwrite."""
-    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+    had, want = runs.finished_config(run_dir), cfg.to_flat()
+    if had is None:
         return
-    had = read_yaml_mapping(run_dir / "config.yaml").get("config")
-    want = cfg.to_flat()
-    if not isinstance(had, dict):
-        raise DistnerError(f"{run_dir / 'config.yaml'}: damaged (no 'config' mapping)")
     key = next((k for k in sorted(set(had) | set(want)) if had.get(k) != want.get(k)), "?")
     raise DistnerError(
         f"{run_dir}: finished with {key}={had.get(key)!r}, asked for {key}={want.get(key)!r}; "

@@ -34,7 +34,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from . import __version__
+from . import runs
 from .config import ModelConfig, RunConfig
 from .data import (
     UNK_ID,
@@ -49,14 +49,14 @@ from .data import (
 )
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode, evaluate
-from .fileio import replace_dir, write_json, write_output, write_yaml
+from .fileio import replace_dir, write_output
 from .interrupts import StopRequest, stop_requests
 from .labels import tag_set
 from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
-from .pretrained import model_info, word_vectors
+from .pretrained import word_vectors
 from .sizes import check_fits, machine_bytes
 
 # Training steps between checks that the loss is finite: a check reads a value from the device and
@@ -344,7 +344,7 @@ def _fit(
     data = prepare(corpus, cfg)
     model = build_model(cfg, data)
     module = TaggerModule(model, cfg, data.tags)
-    write_run_config(out, cfg, corpus, data)
+    runs.write_config(out, cfg, corpus, data)
 
     accel = select_accelerator(accelerator)
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
@@ -352,7 +352,7 @@ def _fit(
         {**cfg.to_flat(), "lang": corpus.lang, "granularity": corpus.granularity},
         metrics={f"best/{MONITOR}": 0.0},
     )
-    best = BestWeights(out / "model.pt", keep_last=keep == "last")
+    best = BestWeights(out / runs.WEIGHTS, keep_last=keep == "last")
     progress_cbs = [EpochLog()] if progress else []
     trainer = pl.Trainer(
         max_epochs=cfg.train.epochs,
@@ -415,7 +415,7 @@ def _fit(
         train_seconds=round(seconds, 2),
         config=cfg.to_flat(),
     )
-    write_json(out / "metrics.json", metrics)
+    runs.write_metrics(out, metrics)
     return FitResult(out, metrics, best.best_epoch + 1, best.best, trainer.current_epoch)
 
 
@@ -479,28 +479,3 @@ def _fit_into(cfg: RunConfig, corpus: Corpus, out: Path, kwargs: dict[str, Any])
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dataclasses.replace(result, out_dir=out)
-
-
-RUN_CONFIG_HEADER = "# Written by distner: everything needed to rebuild this run's model (model.pt).\n"
-
-
-def run_config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[str, Any]:
-    """What a run folder's config.yaml holds (packed trials send it to their trial as data)."""
-    return {
-        "distner_version": __version__,
-        "lang": corpus.lang,
-        "granularity": corpus.granularity,
-        "data_dir": corpus.data_dir,
-        "seed": cfg.train.seed,
-        "config": cfg.to_flat(),
-        "tags": list(data.tags),
-        "chars": list(data.chars.itos) if data.chars else None,
-        "vocab": list(data.vocab.itos),
-        # which vectors unseen words will get at evaluation: checked by evaluation.load_run
-        # and which encoder computed the features (encoder_features)
-        **({"pretrained": model_info()} if cfg.model.subword_vectors or cfg.model.encoder_features else {}),
-    }
-
-
-def write_run_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) -> None:
-    write_yaml(out / "config.yaml", run_config_record(cfg, corpus, data), header=RUN_CONFIG_HEADER)

@@ -1,0 +1,58 @@
+"""runs.py: the run folder's files, written by a real fit and read back through its one reader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from distner import runs
+from distner.config import load_config
+from distner.data import Corpus
+from distner.errors import DistnerError
+from distner.paths import is_run_dir
+from distner.training import fit
+
+from .helpers import TINY
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1"])
+    fit(cfg, Corpus.load(TINY, "en", "fine"), out, progress=False, accelerator="cpu")
+    return out, cfg
+
+
+def test_a_fit_writes_the_files_runs_names_and_reads_them_back(run):
+    out, cfg = run
+    assert all((out / f).is_file() for f in runs.RUN_FILES) and is_run_dir(out)
+    assert runs.finished_config(out) == cfg.to_flat()
+    metrics = runs.read_metrics(out)
+    assert metrics["config"] == cfg.to_flat() and {"dev", "test"} <= set(metrics)
+    weights = out / runs.WEIGHTS
+    assert set(runs.read_weights(weights)) == set(torch.load(weights, weights_only=True))
+
+
+def test_an_unfinished_or_damaged_run_is_told_apart(run, tmp_path):
+    out, _ = run
+    copy = shutil.copytree(out, tmp_path / "copy")
+    (copy / runs.METRICS).unlink()
+    assert runs.finished_config(copy) is None  # no metrics.json: not finished
+    (copy / runs.METRICS).write_text(json.dumps({"dev": {}}))
+    with pytest.raises(DistnerError, match=r"metrics\.json: damaged \(no 'test' scores\)"):
+        runs.read_metrics(copy)
+    (copy / runs.CONFIG).write_text("lang: en\n")
+    with pytest.raises(DistnerError, match=r"config\.yaml: damaged \(no 'config' mapping\)"):
+        runs.finished_config(copy)
+
+
+def test_a_cell_folder_means_its_final_run(run, tmp_path):
+    out, _ = run
+    cell = tmp_path / "cell"
+    shutil.copytree(out, cell / "tuned" / "seed-1")
+    (cell / runs.FINAL).write_text(json.dumps({"run_dir": "tuned/seed-1"}))
+    assert runs.resolve_final(cell) == cell / "tuned" / "seed-1"
+    assert runs.resolve_final(out) == out  # a run folder is itself
