@@ -13,6 +13,12 @@ from typing import Any
 RAY_SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
+def is_ray_exit_handler(handler: Any) -> bool:
+    """Whether a signal handler is the one ray.init installs for SIGTERM in the driver (it exits at
+    once) and leaves in place after ray.shutdown()."""
+    return callable(handler) and getattr(handler, "__module__", "").startswith("ray.")
+
+
 def optuna_study(searcher: Any) -> Any:
     """The optuna.Study behind a Ray OptunaSearch (live or restored): Ray keeps it only here."""
     return searcher._ot_study

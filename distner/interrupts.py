@@ -6,6 +6,9 @@
 - a second stops at once (KeyboardInterrupt where it lands);
 - a signal that distner's parent set to ignored stays ignored (a shell starts background jobs with
   SIGINT ignored: `kill -INT` of one does nothing, as for any program; send SIGTERM);
+- Ray's driver handler for SIGTERM (exit at once), which ray.init installs and ray.shutdown leaves
+  behind, is replaced within the block like Python's defaults: a pipeline that tuned, then retrains,
+  still stops its fit cleanly;
 - while finished files are moved into place, both are held back (`deferred`) and act right after.
 
 Nothing is installed on import: `stop_requests` installs the handler for its block, in the main
@@ -20,6 +23,8 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from . import compat
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = (signal.default_int_handler, signal.SIG_DFL, None)  # None: set outside Python
@@ -58,7 +63,8 @@ def stop_requests(on_first: Callable[[int], None] | None = None) -> Iterator[Sto
     if threading.current_thread() is threading.main_thread():
         for sig in STOP_SIGNALS:
             current = signal.getsignal(sig)
-            if current in _DEFAULTS or _ours(current):  # never SIG_IGN, never someone else's
+            # never SIG_IGN, never a handler the program that imported distner installed
+            if current in _DEFAULTS or _ours(current) or compat.is_ray_exit_handler(current):
                 old[sig] = signal.signal(sig, request._handle)
     try:
         yield request

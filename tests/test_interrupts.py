@@ -71,3 +71,21 @@ def test_deferred_holds_a_signal_until_the_block_ends() -> None:
         time.sleep(0.05)
         assert stop.received == signal.SIGTERM
     idle.set()
+
+
+def test_rays_leftover_sigterm_handler_is_replaced_within_and_put_back_after(no_ray_left) -> None:
+    """ray.init installs a SIGTERM handler that exits at once and ray.shutdown leaves it: a pipeline
+    that tuned and then retrains must still stop its fit by the policy."""
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.shutdown()
+    rays = signal.getsignal(signal.SIGTERM)
+    try:
+        assert callable(rays) and rays.__module__.startswith("ray.")
+        with stop_requests() as stop:
+            _send(signal.SIGTERM)
+            assert stop.received == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is rays
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
