@@ -97,3 +97,20 @@ def test_readme_and_metrics_doc_quote_report_json():
     assert quoted == len(cells), "every reported cell is in the README's table"
     queued = [k for k, r in metrics.items() if r[-1] == "queued"]
     assert set(queued).isdisjoint(cells), "a finished cell is still marked queued in docs/metrics.md"
+
+
+def test_readme_quotes_the_pretrained_report():
+    """The README's second table quotes results/pretrained/report.json, one row per finished cell."""
+    report = json.loads((RESULTS / "pretrained" / "report.json").read_text(encoding="utf-8"))
+    against = report["against"]
+    assert against["source"] == "results/report.json"
+    readme = _table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "pretrained cell")
+    quoted = set()
+    for name, row in readme.items():
+        words = name.split()
+        cell = f"{LANG_NAMES[words[0]]}-{words[1]}"
+        f1 = against["cells"][cell]["entity_macro_f1"]
+        baseline = mean_std(report["cells"][cell]["baseline"]["entity_macro_f1"])
+        assert row == [mean_std(f1["earlier"]), mean_std(f1["this"]), f"{100 * f1['gain']:+.2f}", baseline]
+        quoted.add(cell)
+    assert quoted == set(report["cells"]), "every cell of the pretrained report is in the README"
