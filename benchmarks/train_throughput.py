@@ -18,7 +18,7 @@ bare loop (`aggregate_ratio`) and against one member alone (`packing_gain`):
 
     python benchmarks/train_throughput.py --pack 8 --data-dir DIR --device cuda
 
-With `--levers` it instead trains the seed config and the committed Hindi levers winner
+With `--levers` it instead trains the reference config and the committed Hindi levers winner
 (results/configs/hi-fine-levers.yaml: BiLSTM, char-CNN, CRF, no truncation, batch 64) through
 distner's own training path on the same training sample, and prints `seed_tok_s`, `levers_tok_s`,
 `levers_ratio` and `padding_share` (padding positions / all positions of the levers run's batches):
@@ -256,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--granularity", default="fine")
     ap.add_argument("--data-dir", help="default: $DISTNER_DATA")
     ap.add_argument(
-        "--config", default=None, help="config YAML (default: the seed baseline; --levers: its config)"
+        "--config", default=None, help="config YAML (default: the reference baseline; --levers: its config)"
     )
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs per side (median is reported)")
     ap.add_argument("--max-train-sentences", type=int, default=0, help="0 = all of train (--levers: 2500)")
-    ap.add_argument("--levers", action="store_true", help="seed config vs the levers winner (see above)")
+    ap.add_argument("--levers", action="store_true", help="reference config vs the levers winner (see above)")
     ap.add_argument("--pack", type=int, default=0, metavar="K", help="K members side by side (see above)")
     args = ap.parse_args(argv)
     if args.levers:

@@ -2,7 +2,7 @@
 (tuning.TuneReport) and packed trials (packed.run_packed_trial). Light on purpose (no torch): a
 packed trial's process imports only this side of distner.
 
-A checkpoint holds weights + Adam state: 156 MB at the seed's size on Hindi, ~0.8 s to save and
+A checkpoint holds weights + Adam state: 156 MB at the reference's size on Hindi, ~0.8 s to save and
 copy (docs/performance.md). By default ("auto", 0) one is saved once this many seconds of the trial
 ran since its last one, and never sooner than 20x the last checkpoint's own cost: checkpoints then
 take at most ~5% of a trial, and --resume repeats at most about a minute of it (or one epoch, where

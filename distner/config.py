@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 MAX_SEED = 2**32 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
-# The seed's sequence length: its training truncation, and the window of the seed-style scores.
-SEED_SEQ_LEN = 25
+# The reference's sequence length: its training truncation, and the window of the padded-token scores.
+REFERENCE_SEQ_LEN = 25
 SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
 ENCODER_LAYERS = 12  # multilingual-e5-small's layers (encoder_layers counts them from 1)
 ENCODER_MIXES = ("mean", "scalar")
@@ -132,12 +133,12 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and data handling. Defaults are the seed's: 10 epochs, batch 35, 25 tokens, Adam."""
+    """Optimisation and data handling. Defaults are the reference's: 10 epochs, batch 35, 25 tokens, Adam."""
 
     epochs: int = 10
     batch_size: int = 35
-    seq_len: int = SEED_SEQ_LEN  # training truncation; 0 = no truncation. Evaluation never truncates.
-    # The seed names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
+    seq_len: int = REFERENCE_SEQ_LEN  # training truncation; 0 = no truncation. Evaluation never truncates.
+    # The reference names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
     lr: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
@@ -164,8 +165,8 @@ class TrainConfig:
 
     @property
     def scoring_len(self) -> int:
-        """The window of the seed-style scores: the training truncation, or the seed's without one."""
-        return self.seq_len or SEED_SEQ_LEN
+        """The window of the padded-token scores: the training truncation, or the reference's without one."""
+        return self.seq_len or REFERENCE_SEQ_LEN
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
     """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked)."""
     out: dict[str, Any] = {}
     for item in items or []:
@@ -305,7 +306,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> RunConfig:
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | None = None) -> RunConfig:
     """Defaults <- YAML file (flat keys) <- `--set` overrides."""
     values: dict[str, Any] = {}
     source = "config"

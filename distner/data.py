@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from .config import SEED_SEQ_LEN
+from .config import REFERENCE_SEQ_LEN
 from .errors import DistnerError, shorten
 from .labels import FINE_TYPES, normalize_granularity, normalize_lang, to_coarse
 
@@ -460,7 +460,7 @@ def padding_share(data: Encoded, sampler: Iterable[list[int]]) -> float:
     return 1 - real / max(total, 1)
 
 
-def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = SEED_SEQ_LEN) -> dict:
+def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = REFERENCE_SEQ_LEN) -> dict:
     """Counts for `distner data stats`: sizes, entities per type, length percentiles."""
     from .metrics import get_entities
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import runs
-from .config import SEED_SEQ_LEN, RunConfig, read_yaml_mapping
+from .config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
 from .data import (
     PAD,
     UNK,
@@ -117,7 +117,7 @@ def evaluate(
     sentences: Sequence[Sentence],
     vocab: Vocab,
     tags: Sequence[str],
-    seq_len: int = SEED_SEQ_LEN,
+    seq_len: int = REFERENCE_SEQ_LEN,
     device: torch.device | str = "cpu",
     chars: Vocab | None = None,
     features: Sequence[torch.Tensor] | None = None,

@@ -3,7 +3,7 @@
 Three views of the same predictions:
 - entity level (the official MultiCoNER measure): exact-match spans, per type, micro and macro;
 - token level: scikit-learn's classification_report over real tokens only;
-- "seed-style" (inflated, for comparison with the class report only): every sentence padded or
+- "padded-token" (inflated, for comparison with the class report only): every sentence padded or
   truncated to `seq_len`, padded positions scored as a class of their own.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from .config import SEED_SEQ_LEN
+from .config import REFERENCE_SEQ_LEN
 
 PAD_LABEL = "<pad>"
 MONITOR = "val_entity_macro_f1"  # what "best epoch" means everywhere in distner: dev entity macro-F1
@@ -88,13 +88,13 @@ def token_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -
     }
 
 
-def seed_style_scores(
-    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN
+def padded_token_scores(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = REFERENCE_SEQ_LEN
 ) -> dict:
     """The class report's method, reproduced only to put our numbers beside its published ones.
 
     Sentences are cut or padded to `seq_len`, and padded positions count as correctly predicted
-    `<pad>` tokens (the seed's network learns that trivial mapping), so accuracy and the macro
+    `<pad>` tokens (the reference's network learns that trivial mapping), so accuracy and the macro
     average are inflated by padding and by the majority `O` tag.
     """
     from sklearn.metrics import classification_report
@@ -130,11 +130,13 @@ def coarse_confusion(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]
     return {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
 
 
-def score(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = SEED_SEQ_LEN) -> dict:
+def score(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], seq_len: int = REFERENCE_SEQ_LEN
+) -> dict:
     """Everything `metrics.json` holds for one split."""
     out = entity_scores(gold, pred)
     out.update(token_scores(gold, pred))
-    out.update(seed_style_scores(gold, pred, seq_len))
+    out.update(padded_token_scores(gold, pred, seq_len))
     out["coarse_confusion"] = coarse_confusion(gold, pred)
     out["sentences"] = len(gold)
     out["tokens"] = sum(len(s) for s in gold)

@@ -31,7 +31,7 @@ class CharCNN(nn.Module):
 class Tagger(nn.Module):
     """Embedding (+ char-CNN, + frozen encoder features) -> (Bi)LSTM -> Linear, then softmax or a CRF.
 
-    With the default ModelConfig this is exactly the seed's network. Padding (token id 0) sits at
+    With the default ModelConfig this is exactly the reference's network. Padding (token id 0) sits at
     the end of each row; a unidirectional LSTM never lets it reach real positions, so packing is
     only needed (and only paid for) when the LSTM also reads right-to-left.
     """
@@ -67,7 +67,7 @@ class Tagger(nn.Module):
             dropout=cfg.lstm_dropout if cfg.num_layers > 1 else 0.0,
             batch_first=True,
         )
-        # Identity when off: the seed had no dropout, and a p=0 Dropout still costs a pass
+        # Identity when off: the reference had no dropout, and a p=0 Dropout still costs a pass
         self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else nn.Identity()
         self.proj = nn.Linear(cfg.hidden_dim * (2 if cfg.bidirectional else 1), num_tags)
         self.crf = None

@@ -43,12 +43,12 @@ def run_pipeline(
     tune and retrain options are `tune` and `retrain` with the cell filled in."""
     langs = [normalize_lang(x) for x in report.langs]
     granularities = [normalize_granularity(g) for g in report.granularities]
-    report_out = report.out
+    report_out = report.report_dir
     # every step checks its own outputs; checking all of them first fails before hours of tuning
     if not is_remote(tune.storage):
         check_output_dir(tune.storage, "--storage")
     check_output_dir(tune.best_dir, "--best-dir")
-    check_output_dir(retrain.out, "--retrain-dir")
+    check_output_dir(retrain.retrain_dir, "--retrain-dir")
     check_output_dir(report_out, "--report-dir")
     for lang in langs:
         for gran in granularities:
@@ -64,7 +64,7 @@ def run_pipeline(
                     file=sys.stderr,
                 )
                 run_study(replace(tune, lang=lang, granularity=gran, name=name, resume=resume))
-            done = Path(retrain.out) / cell / "retrain.json"
+            done = Path(retrain.retrain_dir) / cell / "retrain.json"
             if done.is_file() and _retrained_from(done, best):
                 print(f"pipeline: {cell}: retrain - done ({done})", file=sys.stderr)
             else:
@@ -78,11 +78,13 @@ def run_pipeline(
                         granularity=gran,
                         config=None,
                         best_dir=tune.best_dir,
-                        studies=tune.storage,
+                        storage=tune.storage,
                     )
                 )
     result = build_report(
-        replace(report, langs=tuple(langs), granularities=tuple(granularities), retrain_dir=retrain.out)
+        replace(
+            report, langs=tuple(langs), granularities=tuple(granularities), retrain_dir=retrain.retrain_dir
+        )
     )
     print(f"pipeline: report -> {Path(report_out).resolve() / 'report.md'}", file=sys.stderr)
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import runs
-from .config import SEED_SEQ_LEN
+from .config import REFERENCE_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
 from .labels import Cell
@@ -27,18 +27,18 @@ from .tables import markdown_table, mean_std, tuning_bought_table
 
 METHOD = f"""\
 **Method.** Each cell (language x granularity) was tuned on the dev split only: a Ray Tune study
-in which Optuna's TPE sampler proposed configurations (the class report's seed configuration was
-always trial one) and ASHA stopped weak trials early, all scored by dev entity macro-F1. The best
-configuration and the seed baseline were then retrained from scratch with several seeds and each
-run's best-dev-epoch model was scored once on the test split; tables show mean +- standard
-deviation over seeds. Test data never influenced a choice. **Entity macro-F1** is the official
-MultiCoNER measure: exact-match spans (type and both boundaries), F1 per entity type, averaged over
-types; micro-F1 pools all spans. **Seed-style** numbers reproduce the class report's method:
-token-level scikit-learn scores with every sentence padded or truncated to {SEED_SEQ_LEN} tokens and padded
-positions counted as a class of their own. Most positions are padding or `O`, which any model gets
-right, so accuracy sits near 0.9 even for a model that finds no entity at all: those numbers are
-inflated and are shown only to put ours beside the published ones. The published figures come from
-a different test split (the official one), so compare them only loosely.
+in which Optuna's TPE sampler proposed configurations (the class report's configuration, the
+reference, was always trial one) and ASHA stopped weak trials early, all scored by dev entity
+macro-F1. The best configuration and the reference baseline were then retrained from scratch with
+several seeds and each run's best-dev-epoch model was scored once on the test split; tables show
+mean +- standard deviation over seeds. Test data never influenced a choice. **Entity macro-F1** is
+the official MultiCoNER measure: exact-match spans (type and both boundaries), F1 per entity type,
+averaged over types; micro-F1 pools all spans. **Padded-token** numbers reproduce the class
+report's method: token-level scikit-learn scores with every sentence padded or truncated to
+{REFERENCE_SEQ_LEN} tokens and padded positions counted as a class of their own. Most positions are
+padding or `O`, which any model gets right, so accuracy sits near 0.9 even for a model that finds
+no entity at all: those numbers are inflated and are shown only to put ours beside the published
+ones. The published figures come from a different test split (the official one), so compare them only loosely.
 """
 
 
@@ -132,7 +132,7 @@ def study_facts(study: str | None) -> dict[str, Any]:
                 best = max(best, v)
             curve.append(best if best > -math.inf else float("nan"))
         out["best_so_far"] = curve
-        # how far the winner and the seed baseline got before ASHA stopped them (or the end)
+        # how far the winner and the reference baseline got before ASHA stopped them (or the end)
         best_id = s.get("best_trial") if s else None
         for key, trial in (
             ("best_epochs_run", next((r for r in rows if r["trial"] == best_id), None)),
@@ -175,7 +175,10 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
         ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker="o", label="best so far")
         if c["study"].get("baseline_dev_f1") is not None:
             ax.axhline(
-                100 * c["study"]["baseline_dev_f1"], color="grey", ls="--", label="seed baseline (trial 1)"
+                100 * c["study"]["baseline_dev_f1"],
+                color="grey",
+                ls="--",
+                label="reference baseline (trial 1)",
             )
         ax.set(xlabel="trial", ylabel="dev entity macro-F1 (%)", title=f"{cell}: study progress")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
@@ -224,7 +227,7 @@ def _save(fig: Any, path: Path) -> str:
 def build_report(opts: ReportOptions) -> dict[str, Any]:
     """Collect every cell, write report.json, report.md and figures; returns the report dict.
     With `finished_only`, cells without retrain results are left out instead of being an error."""
-    rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.out, "--out").resolve()
+    rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.report_dir, "--report-dir").resolve()
     for name in ("report.md", "report.json"):
         check_output_file(odir / name, "--out")
     # one writer per report folder: two would mix their figures and files
@@ -335,7 +338,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "gain",
             "tuned micro-F1",
             "baseline micro-F1",
-            "seed-style acc / macro-F1, ours* ",
+            "padded-token acc / macro-F1, ours* ",
             "published acc / macro-F1*",
             "trials",
             "GPU-h",
@@ -404,7 +407,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
         ]
         keys = [k for k in c["hyperparameters"]["tuned"] if not k.startswith("max_")]
-        hp = [["hyperparameter", "tuned", "seed baseline"]]
+        hp = [["hyperparameter", "tuned", "reference baseline"]]
         hp += [
             [k, str(c["hyperparameters"]["tuned"][k]), str(c["hyperparameters"]["baseline"][k])]
             for k in keys

@@ -1,4 +1,4 @@
-"""Retrain the winners: the tuned config(s) and the seed baseline, from scratch, with several seeds.
+"""Retrain the winners: the tuned config(s) and the reference baseline, from scratch, with several seeds.
 
 Reads `best/<cell>.yaml` (or the study's top-k trials, through study.StudyFiles) and
 `tune_spaces/baseline.yaml`; writes `<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders,
@@ -50,7 +50,7 @@ def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
         return [("tuned", load_config(path), str(path.resolve()))]
     meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
     # the study that wrote best/, if known
-    study = StudyFiles(Path(meta.get("study") or Path(opts.studies) / opts.cell))
+    study = StudyFiles(Path(meta.get("study") or Path(opts.storage) / opts.cell))
     ranked = study.ranked()
     if len(ranked) < opts.top_k:
         raise DistnerError(f"--top-k {opts.top_k}: study {study.folder} has {len(ranked)} finished trial(s)")
@@ -81,7 +81,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
     """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
-    cell_dir = check_output_dir(Path(opts.out).resolve() / opts.cell, "--retrain-dir")
+    cell_dir = check_output_dir(Path(opts.retrain_dir).resolve() / opts.cell, "--retrain-dir")
     for name in ("final.json", "retrain.json"):
         check_output_file(cell_dir / name, "--retrain-dir")
     # one writer per cell: two would train the same seeds and each write retrain.json
@@ -98,7 +98,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
     )
     _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
     seeds = list(range(1, opts.seeds + 1))
-    # A tuned config equal to the baseline (the seed won the study) reuses the baseline's runs.
+    # A tuned config equal to the baseline (the reference won the study) reuses the baseline's runs.
     base_flat = variants[-1][1].to_flat()
     run_dirs = {
         (name, s): cell_dir / ("baseline" if cfg.to_flat() == base_flat else name) / f"seed-{s}"

@@ -61,11 +61,11 @@ class Space:
         return RunConfig.from_flat(self.fixed, source=self.source).to_flat()
 
     def baseline_point(self) -> dict[str, Any]:
-        """The seed's value for every searched key: the study's first trial."""
+        """The reference's value for every searched key: the study's first trial."""
         point, p = self._point(RunConfig().to_flat())
         if p is not None:
             raise DistnerError(
-                f"{self.source}: key {p.name!r}: the seed's value {point[p.name]!r} is outside "
+                f"{self.source}: key {p.name!r}: the reference's value {point[p.name]!r} is outside "
                 f"{p.kind} {list(p.args)}; widen it so the baseline can run as trial one"
             )
         return point
@@ -195,5 +195,5 @@ def load_space(path: str | os.PathLike) -> Space:
         _check_range(param, fixed, source)
     if not params:
         raise DistnerError(f"{source}: nothing to search (no key has a distribution)")
-    space.baseline_point()  # the seed must fit: fail here, before data loading and Ray start
+    space.baseline_point()  # the reference must fit: fail here, before data loading and Ray start
     return space

@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .config import SEED_SEQ_LEN
+from .config import REFERENCE_SEQ_LEN
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
     ("entity_micro_f1", "entity micro-F1"),
     ("token_accuracy", "token acc"),
-    ("seed_style_macro_f1", "seed-style macro-F1*"),
-    ("seed_style_accuracy", "seed-style acc*"),
+    ("seed_style_macro_f1", "padded-token macro-F1*"),
+    ("seed_style_accuracy", "padded-token acc*"),
 )
 
 
@@ -90,7 +90,7 @@ def study_table(s: dict[str, Any]) -> str:
 
 def tuning_bought_table(st: dict[str, Any]) -> str | None:
     """Markdown rows of a study's tuned winner, its warm starts (configs transferred unchanged, e.g.
-    another cell's winner) and the seed baseline: dev score and epochs run. None without warm starts."""
+    another cell's winner) and the reference baseline: dev score and epochs run. None without warm starts."""
     if not st.get("start_from") or st.get("best_dev_f1") is None:
         return None
     epochs = lambda v: "-" if v is None else str(v)  # noqa: E731
@@ -105,7 +105,11 @@ def tuning_bought_table(st: dict[str, Any]) -> str | None:
     ]
     if st.get("baseline_dev_f1") is not None:
         rows.append(
-            ["seed baseline (trial 1)", pct(st["baseline_dev_f1"]), epochs(st.get("baseline_epochs_run"))]
+            [
+                "reference baseline (trial 1)",
+                pct(st["baseline_dev_f1"]),
+                epochs(st.get("baseline_epochs_run")),
+            ]
         )
     note = "Epochs run: a trial that ASHA stopped early was scored after fewer epochs."
     return markdown_table(rows) + "\n\n" + note
@@ -124,7 +128,9 @@ def retrain_table(r: dict[str, Any]) -> str:
 
 def stats_table(per_split: dict[str, dict[str, Any]]) -> str:
     """`distner data stats`: one row per split of data.corpus_stats' counts."""
-    rows = [["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{SEED_SEQ_LEN} tokens"]]
+    rows = [
+        ["split", "sentences", "tokens", "entities", "len p50", "p95", "max", f">{REFERENCE_SEQ_LEN} tokens"]
+    ]
     for split, s in per_split.items():
         ln = s["length"]
         rows.append(
@@ -132,7 +138,7 @@ def stats_table(per_split: dict[str, dict[str, Any]]) -> str:
                 split,
                 *(str(s[k]) for k in ("sentences", "tokens", "entities")),
                 *(str(ln[k]) for k in ("p50", "p95", "max")),
-                f"{100 * s[f'truncated_at_{SEED_SEQ_LEN}']:.1f}%",
+                f"{100 * s[f'truncated_at_{REFERENCE_SEQ_LEN}']:.1f}%",
             ]
         )
     return table(rows)

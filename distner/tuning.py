@@ -218,7 +218,7 @@ def study_exists(storage: str, name: str) -> bool:
 
 
 def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The study's first trials: the seed baseline, then each --start-from file's searched values,
+    """The study's first trials: the reference baseline, then each --start-from file's searched values,
     each distinct point once (two cells' winners are often one config; a second run of it would
     only spend a trial on the same score)."""
     points = [space.baseline_point()]
@@ -328,7 +328,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
             ),
             num_samples=total,
             max_concurrent_trials=None,  # StudySearch limits them (as Ray's own wrapping would)
-            time_budget_s=opts.time_budget_s,
+            time_budget_s=opts.time_budget,
             reuse_actors=True,
         )
         run_config = tune.RunConfig(
@@ -369,7 +369,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
             grid = tuner.fit()
         wall = time.time() - t0
         finished = grid.num_terminated + grid.num_errors
-        budget_hit = opts.time_budget_s is not None and wall >= 0.98 * opts.time_budget_s
+        budget_hit = opts.time_budget is not None and wall >= 0.98 * opts.time_budget
         cut_short = finished < len(grid) or (count is not None and len(grid) < count)
         if stop.received is not None or (not budget_hit and cut_short):
             how = (

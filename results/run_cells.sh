@@ -37,7 +37,7 @@ for cell in "${cells[@]}"; do
   cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "results/studies/$cell/"
   printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> results/timings.tsv
   # the report of every cell finished so far
-  python -m distner report --finished-only --retrain-dir "$runs/retrain" --out results
+  python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir results
   if [ "$commit" = 1 ]; then
     for try in 1 2 3 4 5; do
       git add results && git commit -q -m "results: $cell (study, 3-seed retrain, report)" -- results \

@@ -55,7 +55,7 @@ PY
   mkdir -p "$out/studies/$cell"
   cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$out/studies/$cell/"
   printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
-  python -m distner report --finished-only --retrain-dir "$runs/retrain" --out "$out"
+  python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out"
   if [ "$commit" = 1 ]; then
     for try in 1 2 3 4 5; do
       git add "$out" && git commit -q -m "results/pretrained: $cell (study, 3-seed retrain, report)" -- "$out" \

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from .helpers import DISTNER
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 TINY_TRAIN = [
@@ -221,7 +223,7 @@ class Runner:
                 return self._run(["ray", "job", "submit", "--help"])
             yamls = [a for a in rest if a.endswith((".yaml", ".yml"))]
             for y in yamls:
-                status, detail = self._run([sys.executable, "-m", "distner", "cluster", "validate", y])
+                status, detail = self._run([*DISTNER, "cluster", "validate", y])
                 if status != "ran":
                     return status, detail
             status, detail = self._run(["ray", sub, "--help"])
@@ -260,7 +262,7 @@ class Runner:
             return "failed", f"the docs check does not know how to run `{tool}`"
         sub = rest[0] if rest else ""
         rest = rest[1:]
-        base = [sys.executable, "-m", "distner", sub]
+        base = [*DISTNER, sub]
         if sub == "train":
             return self._run([*base, *rest, *TINY_TRAIN, "--quiet"])
         if sub in ("tune", "pipeline"):
@@ -299,11 +301,11 @@ class Runner:
                 # keep the study name the real command would use (--smoke alone would add -smoke)
                 from distner.labels import normalize_lang
 
-                lang, gran = (
-                    normalize_lang(_value(rest, "--lang") or "en"),
-                    _value(rest, "--granularity") or "fine",
+                lang = normalize_lang(_value(rest, "--lang") or "en")
+                grans = (_value(rest, "--granularities") or _value(rest, "--granularity") or "fine").split(
+                    ","
                 )
-                extra += ["--name", lang if gran == "both" else f"{lang}-{gran}"]
+                extra += ["--name", lang if len(grans) > 1 else f"{lang}-{grans[0]}"]
             if sub == "pipeline":
                 extra += ["--seeds", "1"] if "--seeds" not in rest else []
                 rest = _drop(rest, "--seeds") + ["--seeds", "1"]

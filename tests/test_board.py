@@ -1,9 +1,10 @@
 import subprocess
-import sys
 import time
 import urllib.request
 
 import pytest
+
+from .helpers import DISTNER, run_cli
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.integration  # real Ray studies or distner in subproces
 def test_board_serves_a_study_folder(tmp_path):
     (tmp_path / "study").mkdir()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distner", "board", str(tmp_path / "study"), "--port", "0"],
+        [*DISTNER, "board", str(tmp_path / "study"), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,7 +33,5 @@ def test_board_serves_a_study_folder(tmp_path):
 
 
 def test_board_missing_folder(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "distner", "board", str(tmp_path / "nope")], capture_output=True, text=True
-    )
+    proc = run_cli("board", tmp_path / "nope")
     assert proc.returncode == 2 and "no such study or run folder" in proc.stderr

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from .helpers import run, write
+from .helpers import run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -20,11 +20,11 @@ def assert_one_line_error(proc, *needles):
 
 
 def test_help_lists_commands():
-    proc = run("--help")
+    proc = run_cli("--help")
     assert proc.returncode == 0
     for cmd in ("train", "evaluate", "predict", "data"):
         assert cmd in proc.stdout
-    assert "--set KEY=VALUE" in run("train", "--help").stdout
+    assert "--set KEY=VALUE" in run_cli("train", "--help").stdout
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def bad_data(tmp_path, tiny_dir):
 def test_bad_training_file(bad_data, train_text, needle, tmp_path):
     write(bad_data / "en" / "train.conll", train_text)
     out = tmp_path / "out"
-    proc = run("train", "--lang", "en", "--data-dir", bad_data, "--out", out)
+    proc = run_cli("train", "--lang", "en", "--data-dir", bad_data, "--out", out)
     assert_one_line_error(proc, needle)
     assert not out.exists()  # nothing half-written
 
@@ -55,46 +55,50 @@ def test_bad_training_file(bad_data, train_text, needle, tmp_path):
 def test_not_utf8_gz(bad_data):
     with gzip.open(bad_data / "en" / "train.conll.gz", "wb") as f:
         f.write(b"# id a\n\xff\xfe _ _ O\n")
-    proc = run("train", "--lang", "en", "--data-dir", bad_data)
+    proc = run_cli("train", "--lang", "en", "--data-dir", bad_data)
     assert_one_line_error(proc, "train.conll.gz:2: not valid UTF-8")
 
 
 def test_missing_split_unknown_language_bad_config(tmp_path, tiny_dir):
-    assert_one_line_error(run("train", "--lang", "en", "--data-dir", tmp_path), "split 'train' not found")
-    assert_one_line_error(run("train", "--lang", "klingon", "--data-dir", tiny_dir), "unknown language")
+    assert_one_line_error(run_cli("train", "--lang", "en", "--data-dir", tmp_path), "split 'train' not found")
+    assert_one_line_error(run_cli("train", "--lang", "klingon", "--data-dir", tiny_dir), "unknown language")
     assert_one_line_error(
-        run("train", "--lang", "en", "--data-dir", tiny_dir, "--set", "hiddn_dim=3"),
+        run_cli("train", "--lang", "en", "--data-dir", tiny_dir, "--set", "hiddn_dim=3"),
         "unknown config key 'hiddn_dim'",
     )
     cfg = write(tmp_path / "c.yaml", "epochs: [1\n")
-    assert_one_line_error(run("train", "--lang", "en", "--data-dir", tiny_dir, "--config", cfg), "c.yaml:")
-    assert_one_line_error(run("evaluate", "--model", tmp_path / "nope"), "config.yaml: file not found")
+    assert_one_line_error(
+        run_cli("train", "--lang", "en", "--data-dir", tiny_dir, "--config", cfg), "c.yaml:"
+    )
+    assert_one_line_error(run_cli("evaluate", "--model", tmp_path / "nope"), "config.yaml: file not found")
 
 
 def test_bad_flag_exits_2():
-    proc = run("train", "--lang", "en", "--epochs", "3")
+    proc = run_cli("train", "--lang", "en", "--epochs", "3")
     assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr
 
 
 def test_data_stats(tiny_dir):
-    proc = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir, "--json")
+    proc = run_cli("data", "stats", "--langs", "en", "--data-dir", tiny_dir, "--json")
     assert proc.returncode == 0, proc.stderr
     stats = json.loads(proc.stdout)["en"]
     assert stats["train"]["sentences"] == 12 and stats["train"]["entities"] == 19
     assert stats["train"]["entities_per_type"]["HumanSettlement"] == 4
-    text = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir)
+    text = run_cli("data", "stats", "--langs", "en", "--data-dir", tiny_dir)
     assert "train" in text.stdout and text.returncode == 0
 
 
 def test_data_stats_rejects_unknown_granularity(tiny_dir):
-    proc = run("data", "stats", "--lang", "en", "--data-dir", tiny_dir, "--granularity", "medium")
+    proc = run_cli("data", "stats", "--langs", "en", "--data-dir", tiny_dir, "--granularity", "medium")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
 def test_bad_tune_flags_fail_before_ray_starts(tmp_path, tiny_dir):
     base = ("tune", "--lang", "en", "--data-dir", tiny_dir, "--storage", tmp_path / "runs")
-    assert_one_line_error(run(*base, "--grace-period", "0"), "--grace-period: must be >= 1")
-    assert_one_line_error(run(*base, "--start-from", tmp_path / "nope.yaml"), "nope.yaml")
+    assert_one_line_error(run_cli(*base, "--grace-period", "0"), "--grace-period: must be >= 1")
+    assert_one_line_error(run_cli(*base, "--start-from", tmp_path / "nope.yaml"), "nope.yaml")
     far = write(tmp_path / "far.yaml", "hidden_dim: 7\n")
-    assert_one_line_error(run(*base, "--start-from", far), "far.yaml: key 'hidden_dim': value 7 is outside")
+    assert_one_line_error(
+        run_cli(*base, "--start-from", far), "far.yaml: key 'hidden_dim': value 7 is outside"
+    )
     assert not (tmp_path / "runs").exists()

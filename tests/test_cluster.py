@@ -11,7 +11,7 @@ import pytest
 from distner.cluster import validate_cluster_file, validate_cluster_files
 from distner.errors import DistnerError
 
-from .helpers import ROOT, write
+from .helpers import DISTNER, ROOT, write
 
 CLUSTER_FILES = sorted((ROOT / "cluster").glob("*.yaml"))
 
@@ -146,9 +146,7 @@ def test_cli_validates_every_shipped_file_and_names_a_typo(tmp_path):
     assert ok.returncode == 0 and ok.stdout.count(": ok") == 3, ok.stdout + ok.stderr
     bad = tmp_path / "aws.yaml"
     bad.write_text((root / "cluster" / "aws.yaml").read_text().replace("max_workers:", "max_worker:", 1))
-    proc = subprocess.run(
-        [sys.executable, "-m", "distner", "cluster", "validate", str(bad)], capture_output=True, text=True
-    )
+    proc = subprocess.run([*DISTNER, "cluster", "validate", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "max_worker" in proc.stdout and str(bad) in proc.stdout
 
 

@@ -7,13 +7,13 @@ import pytest
 
 from distner.data import read_conll
 
-from .helpers import run
+from .helpers import run_cli
 
 
 @pytest.mark.integration  # distner's CLI in a subprocess
 def test_train_predict_evaluate_on_hindi(data_root, tmp_path):
     out = tmp_path / "run"
-    proc = run(
+    proc = run_cli(
         "train",
         "--lang",
         "hindi",
@@ -43,12 +43,12 @@ def test_train_predict_evaluate_on_hindi(data_root, tmp_path):
     assert test["seed_style_accuracy"] > test["token_accuracy"]  # padding inflates
 
     pred = tmp_path / "pred.conll"
-    proc = run("predict", "--model", out, "--input", src, "--output", pred)
+    proc = run_cli("predict", "--model", out, "--input", src, "--output", pred)
     assert proc.returncode == 0, proc.stderr
     pred_s = read_conll(pred)
     assert [(s.id, s.tokens) for s in gold_s] == [(s.id, s.tokens) for s in pred_s]
 
-    proc = run("evaluate", "--model", out, "--input", src, "--predictions", pred)
+    proc = run_cli("evaluate", "--model", out, "--input", src, "--predictions", pred)
     assert proc.returncode == 0, proc.stderr
     scored = json.loads((out / "eval-input-test-predictions.json").read_text())
     for key in ("entity_macro_f1", "entity_micro_f1", "token_accuracy", "seed_style_macro_f1"):
@@ -58,7 +58,7 @@ def test_train_predict_evaluate_on_hindi(data_root, tmp_path):
 @pytest.mark.slow
 def test_issue_command_learns_entities(real_data, tmp_path):
     """The acceptance command of the foundation issue, on all of Hindi train."""
-    proc = run(
+    proc = run_cli(
         "train",
         "--lang",
         "hindi",

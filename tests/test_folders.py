@@ -30,22 +30,21 @@ from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_file
 from distner.locks import folder_lock, lock_file
 
-from .helpers import ROOT, SPACE, TINY
+from .helpers import DISTNER, ROOT, SPACE, TINY, TINY_NET, sets
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
-TINY_NET = ["--set", "embedding_dim=8", "--set", "hidden_dim=8"]
 TEST_CONLL = TINY / "en" / "test.conll"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
 
 
 def distner(*args: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "distner", *map(str, args)]
+    cmd = [*DISTNER, *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, timeout=300, **kw)  # type: ignore[call-overload]
 
 
 def train_args(out: Path | str, *extra: object) -> list[object]:
-    return ["train", "--lang", "en", "--data-dir", TINY, *TINY_NET, "--out", out, *extra]
+    return ["train", "--lang", "en", "--data-dir", TINY, *sets(*TINY_NET), "--out", out, *extra]
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
@@ -199,7 +198,7 @@ def test_output_that_cannot_be_written_is_one_line(finished, tmp_path: Path, cas
 
 
 def _start_train(out: Path, cwd: Path, *extra: object) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "distner", *map(str, train_args(out, *extra))]
+    cmd = [*DISTNER, *map(str, train_args(out, *extra))]
     return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -300,7 +299,7 @@ def test_a_held_study_cell_or_report_is_refused(tmp_path: Path, command: str, no
         ),
         "report": (
             tmp_path / "report",
-            ["report", "--langs", "en", "--granularities", "fine", "--out", tmp_path / "report"],
+            ["report", "--langs", "en", "--granularities", "fine", "--report-dir", tmp_path / "report"],
         ),
     }[command]
     holder = subprocess.Popen(
@@ -376,7 +375,7 @@ def test_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
     os.close(read)  # `distner data stats | head -c 0`: the reader is gone before anything is written
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "distner", "data", "stats", "--data-dir", TINY, "--lang", "en", "--json"],
+            [*DISTNER, "data", "stats", "--data-dir", TINY, "--langs", "en", "--json"],
             stdout=write, stderr=subprocess.PIPE, cwd=tmp_path, env=ENV, timeout=120,
         )  # fmt: skip
     finally:

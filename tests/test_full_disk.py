@@ -14,12 +14,11 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .helpers import TINY, write
+from .helpers import DISTNER, TINY, write
 from .test_folders import ENV, TEST_CONLL, TINY_NET, distner, finished, snapshot  # noqa: F401
 from .test_retrain_cells import CONFIG, SMALL, cell, retrain_args  # noqa: F401
 
@@ -37,7 +36,7 @@ def full_disk(limit: int, *args: object, cwd: Path) -> subprocess.CompletedProce
     def limit_writes() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    cmd = [sys.executable, "-m", "distner", *map(str, args)]
+    cmd = [*DISTNER, *map(str, args)]
     return subprocess.run(
         cmd, cwd=cwd, env=FULL_ENV, capture_output=True, timeout=300, preexec_fn=limit_writes
     )
@@ -98,7 +97,7 @@ def test_retrain(limit: int, tmp_path: Path) -> None:
 def test_report_over_an_earlier_one(limit: int, cell, tmp_path: Path) -> None:  # noqa: F811
     root = shutil.copytree(cell, tmp_path / "copy")
     args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells",
-            "--out", root / "report"]  # fmt: skip
+            "--report-dir", root / "report"]  # fmt: skip
     assert distner(*args, cwd=root).returncode == 0  # the earlier report, which must stay whole
     before = snapshot(root)
     line = check(full_disk(limit, *args, cwd=root), root, before)

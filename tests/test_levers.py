@@ -14,7 +14,7 @@ from distner.evaluation import load_run, predict_tags
 from distner.labels import is_valid_iob2
 from distner.training import fit
 
-from .helpers import run, write
+from .helpers import run_cli, write
 
 TINY = ["embedding_dim=8", "hidden_dim=8", "epochs=2", "batch_size=4", "lr=0.05"]
 
@@ -103,7 +103,7 @@ def test_bad_vectors_files(tmp_path, tiny_dir):
 def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
     """`distner train --set crf=true --set char_features=true` on CPU; Viterbi output is valid IOB2."""
     out = tmp_path / "run"
-    proc = run(
+    proc = run_cli(
         "train",
         "--lang",
         "hi",
@@ -139,7 +139,7 @@ def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
     assert all(is_valid_iob2([run_.tags[j] for j in seq]) for seq in raw)
     pred = tmp_path / "pred.conll"
     assert (
-        run(
+        run_cli(
             "predict", "--model", out, "--input", data_root / "hi" / "test.conll.gz", "--output", pred
         ).returncode
         == 0

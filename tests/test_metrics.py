@@ -5,7 +5,7 @@ from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 
 from distner.labels import tag_set
-from distner.metrics import entity_scores, get_entities, seed_style_scores, token_scores
+from distner.metrics import entity_scores, get_entities, padded_token_scores, token_scores
 
 
 def test_spans_exact_and_conlleval_repairs():
@@ -56,12 +56,12 @@ def test_token_scores_ignore_nothing_but_real_tokens():
 
 def test_seed_style_counts_padding_and_inflates():
     gold, pred = [["O", "B-A", "I-A"]], [["O", "O", "O"]]
-    s = seed_style_scores(gold, pred, seq_len=25)
+    s = padded_token_scores(gold, pred, seq_len=25)
     assert s["seed_style_support"] == 25
     assert s["seed_style_accuracy"] == pytest.approx(23 / 25)  # 22 pads + 1 O are "right"
     assert s["seed_style_accuracy"] > token_scores(gold, pred)["token_accuracy"]
     # truncation drops tokens past seq_len
-    assert seed_style_scores(gold, pred, seq_len=2)["seed_style_support"] == 2
+    assert padded_token_scores(gold, pred, seq_len=2)["seed_style_support"] == 2
 
 
 def test_repair_keeps_entity_scores():

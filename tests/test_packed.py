@@ -21,7 +21,7 @@ from distner.metrics import MONITOR
 from distner.options import TuneOptions
 from distner.tuning import run_study
 
-from .helpers import ROOT, SPACE, ray_left, ray_pids, run, write
+from .helpers import ROOT, SPACE, ray_left, ray_pids, run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -185,7 +185,7 @@ def _trial_dirs(study_dir: Path) -> list[Path]:
     [("0", "--pack: must be >= 1"), ("-3", "--pack: must be >= 1"), ("100000", "at most")],
 )
 def test_bad_pack_is_one_line(tmp_path, synthetic_data, flag, message, no_ray_left):
-    bad = run(*_cmd(tmp_path, synthetic_data, "--pack", flag)[3:])
+    bad = run_cli(*_cmd(tmp_path, synthetic_data, "--pack", flag)[3:])
     assert bad.returncode == 2, bad.stderr
     assert message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "best").exists()

@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
@@ -16,21 +14,15 @@ from PIL import Image
 from distner.data import read_conll
 from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
 
+from .helpers import run_cli
+
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
 SMOKE_PIPELINE = ("pipeline", "--langs", "hi", "--granularities", "fine,coarse", "--smoke", "--verbose", "0")
 
 
 def distner(*args, cwd, data):
-    env = {**os.environ, "DISTNER_DATA": str(data)}
-    return subprocess.run(
-        [sys.executable, "-m", "distner", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return run_cli(*args, cwd=cwd, env={**os.environ, "DISTNER_DATA": str(data)})
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 from distner.config import load_config, read_yaml_mapping
 from distner.tables import mean_std
 
-from .helpers import ROOT, run
+from .helpers import ROOT, run_cli
 
 RESULTS = ROOT / "results"
 CONFIGS = sorted(RESULTS.glob("best/*.yaml")) + sorted(RESULTS.glob("configs/*.yaml"))
@@ -42,7 +42,7 @@ def test_committed_config_trains(config, synthetic_data, tmp_path):
     """The published config as it is (only its length cut), through the CLI a reader would use."""
     lang, gran = _cell(config)
     out = tmp_path / "run"
-    proc = run(
+    proc = run_cli(
         "train", "--lang", lang, "--granularity", gran, "--config", config,
         "--set", "epochs=1", "--set", "max_train_sentences=64", "--set", "max_eval_sentences=32",
         "--data-dir", synthetic_data, "--out", out, "--quiet",

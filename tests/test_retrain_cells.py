@@ -8,7 +8,6 @@ import json
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,13 +15,13 @@ import pytest
 
 from distner import manifest
 
-from .helpers import TINY, write
+from .helpers import DISTNER, TINY, TINY_NET, sets, write
 from .test_folders import ENV, distner, snapshot
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
 CONFIG = "embedding_dim: 8\nhidden_dim: 8\nepochs: 1\nlr: 0.005\n"
-SMALL = ["--set", "embedding_dim=8", "--set", "hidden_dim=8", "--set", "epochs=1"]  # the baseline too
+SMALL = sets(*TINY_NET, "epochs=1")  # the baseline too
 
 
 def retrain_args(root: Path, *extra: object) -> list[object]:
@@ -140,7 +139,7 @@ def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_
     folder = root / "cells" / "en-fine"
     args = retrain_args(root, "--set", "epochs=300")  # long enough to be stopped mid-run
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distner", *map(str, args), "--overwrite"],
+        [*DISTNER, *map(str, args), "--overwrite"],
         cwd=root,
         env=ENV,
         stdout=subprocess.PIPE,

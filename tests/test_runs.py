@@ -9,19 +9,18 @@ import pytest
 import torch
 
 from distner import runs
-from distner.config import load_config
 from distner.data import Corpus
 from distner.errors import DistnerError
 from distner.paths import is_run_dir
 from distner.training import fit
 
-from .helpers import TINY
+from .helpers import TINY, tiny_config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1"])
+    cfg = tiny_config()
     fit(cfg, Corpus.load(TINY, "en", "fine"), out, progress=False, accelerator="cpu")
     return out, cfg
 

@@ -18,7 +18,7 @@ def test_every_shipped_space_is_valid_and_holds_the_seed(path):
     assert all(point[k] == seed[k] for k in point)
 
 
-def test_default_space_explores_the_seed_knobs_and_more():
+def test_default_space_explores_the_reference_knobs_and_more():
     space = load_space(ROOT / "tune_spaces" / "default.yaml")
     names = {p.name for p in space.params}
     assert {
@@ -45,7 +45,7 @@ def test_default_space_explores_the_seed_knobs_and_more():
         ("lr: {uniform: [1]}\n", "uniform takes 2 numbers"),
         ("hidden_dim: {uniform: [1, 600]}\n", "is an int"),
         ("hidden_dim: {choice: [a, b]}\n", "needs a int"),
-        ("hidden_dim: {choice: [16, 32]}\n", "seed's value 520 is outside"),
+        ("hidden_dim: {choice: [16, 32]}\n", "reference's value 520 is outside"),
         ("epochs: 0\nhidden_dim: {choice: [520]}\n", "epochs: must be > 0"),
         ("epochs: 3\n", "nothing to search"),
         (

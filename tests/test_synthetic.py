@@ -11,7 +11,7 @@ import pytest
 from distner.data import read_conll
 from distner.labels import FINE_TYPES, is_valid_iob2
 
-from .helpers import run
+from .helpers import run_cli
 from .synthetic import LANGS, SIZES, write_corpus
 
 HEADER = re.compile(
@@ -59,8 +59,8 @@ def test_release_layout_scripts_and_labels(synthetic_data, lang):
 @pytest.mark.integration  # distner's CLI in a subprocess
 def test_distner_reads_it_as_a_data_root(synthetic_data):
     for lang, gran, types in (("bn", "fine", 33), ("en", "coarse", 6)):
-        proc = run(
-            "data", "stats", "--lang", lang, "--granularity", gran, "--data-dir", synthetic_data, "--json"
+        proc = run_cli(
+            "data", "stats", "--langs", lang, "--granularity", gran, "--data-dir", synthetic_data, "--json"
         )
         assert proc.returncode == 0, proc.stderr
         stats = json.loads(proc.stdout)[lang]
@@ -84,7 +84,7 @@ def test_a_small_model_learns_it(synthetic_data, tmp_path):
     """What keeps 'the model learned something' meaningful on this corpus: a small unidirectional
     LSTM tagger, 4 epochs on 400 Hindi sentences, finds most entities of unseen sentences."""
     net = ("embedding_dim=32", "hidden_dim=32", "epochs=4", "batch_size=16", "lr=0.05")
-    proc = run(
+    proc = run_cli(
         "train",
         "--lang",
         "hi",

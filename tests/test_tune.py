@@ -22,7 +22,7 @@ from distner.options import RetrainOptions, TuneOptions, parse_duration
 from distner.study import active_seconds
 from distner.tuning import run_study
 
-from .helpers import SPACE, ray_left, ray_pids, run, write
+from .helpers import SPACE, ray_left, ray_pids, run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -117,7 +117,7 @@ def test_report_shows_what_tuning_bought(study):
     assert lines[2] == f"| {winner} | {100 * s['best_dev_f1']:.2f} | {won} |"
     assert lines[3].startswith("| warm start `")
     assert lines[3].endswith(f" | {s['start_from'][0]['epochs_run']} |")
-    assert lines[4] == f"| seed baseline (trial 1) | {100 * s['baseline_dev_f1']:.2f} | {based} |"
+    assert lines[4] == f"| reference baseline (trial 1) | {100 * s['baseline_dev_f1']:.2f} | {based} |"
     assert tuning_bought_table({**facts, "start_from": []}) is None
     # the other case than this study's: the warm start as the winner, or not
     flip = {**facts, "best_trial": None if won_by_start else s["start_from"][0]["trial"]}
@@ -125,8 +125,9 @@ def test_report_shows_what_tuning_bought(study):
 
 
 def test_start_points_run_once(tmp_path, capsys):
-    """Two cells' winners are often one config: each distinct point of the searched keys is one trial
-    (unsearched keys and _meta do not make a point distinct; the seed's values run once, as trial one)."""
+    """Two cells' winners are often one config: each distinct point of the searched keys is one
+    trial (unsearched keys and _meta do not make a point distinct; the reference's values run once,
+    as trial one)."""
     from distner.spaces import load_space
     from distner.tuning import initial_points
 
@@ -221,7 +222,7 @@ def test_best_config_trains_again(study, tmp_path):
     assert result.best_config_path.name == "hi-fine.yaml"
     cfg = load_config(result.best_config_path)
     assert cfg.train.max_train_sentences == 300
-    proc = run(
+    proc = run_cli(
         "train",
         "--lang",
         "hi",
@@ -247,9 +248,9 @@ def test_retrain_top_k_from_the_study(study, tmp_path):
         RetrainOptions(
             lang="hi",
             top_k=2,
-            studies=str(tmp / "runs"),
+            storage=str(tmp / "runs"),
             seeds=1,
-            out=str(tmp_path),
+            retrain_dir=str(tmp_path),
             data_dir=str(study.data),
             overrides=("epochs=1",),
             progress=False,
@@ -424,7 +425,9 @@ def test_retrain_top_k_beyond_the_study_is_refused(study, tmp_path):
     from distner.retrain import retrain_cell
 
     tmp = study.tmp
-    opts = RetrainOptions(lang="hi", top_k=9, studies=str(tmp / "runs"), out=str(tmp_path), progress=False)
+    opts = RetrainOptions(
+        lang="hi", top_k=9, storage=str(tmp / "runs"), retrain_dir=str(tmp_path), progress=False
+    )
     with pytest.raises(DistnerError, match=r"--top-k 9: study .*hi-fine has 4 finished trial\(s\)"):
         retrain_cell(opts)
     assert not any(tmp_path.iterdir())
