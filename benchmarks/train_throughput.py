@@ -44,7 +44,7 @@ from torch import nn
 
 from distner.config import RunConfig, load_config
 from distner.data import IGNORE_INDEX, BucketBatchSampler, Corpus, Encoded, make_loader
-from distner.training import Prepared, build_model, fit, prepare
+from distner.training import EncodedCorpus, build_model, fit, prepare
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 
@@ -149,7 +149,7 @@ def bare_epoch(data: Encoded, cfg, num_tags: int, vocab_size: int, device: str, 
     return timed_epoch(losses(), opt, device)
 
 
-def model_loop_epoch(data: Prepared, cfg: RunConfig, device: str, seed: int) -> float:
+def model_loop_epoch(data: EncodedCorpus, cfg: RunConfig, device: str, seed: int) -> float:
     """One epoch of distner's network and batches in a plain loop (no Lightning); returns seconds."""
     torch.manual_seed(seed)
     model = build_model(cfg, data).to(device)

@@ -12,7 +12,7 @@ device another queues work. The only shared thing is torch's global random gener
 word dropout, the DataLoader's base seed): a member that draws from it swaps its own generator
 state in and out under one lock, so its stream is the same whether it trains alone or packed.
 
-Nothing here knows about Ray. Reads: a `Prepared` corpus and a `RunConfig`. Writes: nothing (the
+Nothing here knows about Ray. Reads: a `EncodedCorpus` corpus and a `RunConfig`. Writes: nothing (the
 caller saves `state_dict()`, `best_weights()` and metrics where it wants them).
 """
 
@@ -33,9 +33,9 @@ import torch
 from .config import RunConfig
 from .data import BatchDataset, Corpus, make_loader
 from .errors import DistnerError, TrainingDiverged
-from .evaluation import EVAL_BATCH, decode
+from .evaluation import EVAL_BATCH, decode_tags
 from .metrics import MONITOR, entity_scores
-from .training import FINITE_CHECK_EVERY, Prepared, build_model, prepare
+from .training import FINITE_CHECK_EVERY, EncodedCorpus, build_model, prepare
 
 # Torch's global generators (CPU and CUDA) are process-wide: members swap theirs in under this lock.
 _RNG_LOCK = threading.Lock()
@@ -74,11 +74,13 @@ class SharedData:
 
     corpus: Corpus
     device: torch.device
-    _cache: dict[tuple[Any, ...], tuple[Prepared, BatchDataset, BatchDataset]] = field(default_factory=dict)
+    _cache: dict[tuple[Any, ...], tuple[EncodedCorpus, BatchDataset, BatchDataset]] = field(
+        default_factory=dict
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
     keep: int = 4  # distinct encodings kept (each holds the splits on the device)
 
-    def get(self, cfg: RunConfig) -> tuple[Prepared, BatchDataset, BatchDataset]:
+    def get(self, cfg: RunConfig) -> tuple[EncodedCorpus, BatchDataset, BatchDataset]:
         key = _prep_key(cfg)
         with self._lock:
             hit = self._cache.pop(key, None)
@@ -229,7 +231,7 @@ class Member:
                 n = len(batch.lengths)
                 loss_sum += float(loss) * n
                 sentences += n
-                pred += decode(model, scores, batch.lengths, self.tags)
+                pred += decode_tags(model, scores, batch.lengths, self.tags)
                 gold += [
                     [self.tags[j] for j in row[:k]]
                     for row, k in zip(batch.labels.tolist(), batch.lengths.tolist())

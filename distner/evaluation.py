@@ -47,7 +47,7 @@ from .pretrained import word_vectors
 EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
 
 
-def decode(
+def decode_tags(
     model: Tagger, scores: torch.Tensor, lengths: torch.Tensor, tags: Sequence[str]
 ) -> list[list[str]]:
     """Tag names per real token, made valid IOB2 (a no-op for the CRF; entity scores unaffected)."""
@@ -88,7 +88,7 @@ def predict_tags(
     for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
         b = data[idx]
         logits = model(b.tokens, b.lengths, b.word_chars, b.word_index, b.features)
-        for i, tag_seq in zip(idx, decode(model, logits, b.lengths, tags)):
+        for i, tag_seq in zip(idx, decode_tags(model, logits, b.lengths, tags)):
             out[keep[i]] = tag_seq
     return out
 

@@ -22,6 +22,7 @@ from .data import Corpus
 from .errors import DistnerError
 from .options import DEFAULT_GPU_SHARE
 from .paths import is_remote
+from .runs import KeepEpoch
 from .training import fit_into
 
 
@@ -163,7 +164,7 @@ def fit_on_ray(
     corpus: Corpus,
     address: str | None = None,
     gpus_per_run: float | None = None,
-    keep: str = "best",
+    keep: KeepEpoch = "best",
 ) -> None:
     """Run independent fits (retraining seeds) as Ray tasks spread over GPUs and nodes."""
     import ray

@@ -118,7 +118,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
-        keep = "last" if opts.train_on == "train+dev" else "best"
+        keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
             prebuild({"train": corpus.train, "dev": corpus.dev, "test": corpus.test}, specs)
@@ -171,7 +171,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
 
 
 def _run_jobs(
-    jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions, keep: str
+    jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions, keep: runs.KeepEpoch
 ) -> None:
     import torch
 

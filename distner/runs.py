@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import FIELD_TYPES, RunConfig, read_yaml_mapping
 from .errors import DistnerError, one_line
@@ -28,11 +28,13 @@ if TYPE_CHECKING:
     import torch
 
     from .data import Corpus, Vocab
-    from .training import Prepared
+    from .training import EncodedCorpus
 
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.pt", "metrics.json"
 RUN_FILES = (CONFIG, WEIGHTS, METRICS)  # what makes a folder a distner run
 FINAL = "final.json"  # in a retrain cell folder: which of its runs is the final model
+# which epoch's weights model.pt holds: the best on dev, or the last (training on train+dev)
+KeepEpoch = Literal["best", "last"]
 
 
 def resolve_final(path: str | os.PathLike) -> Path:
@@ -131,7 +133,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 CONFIG_HEADER = "# Written by distner: everything needed to rebuild this run's model (model.pt).\n"
 
 
-def config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[str, Any]:
+def config_record(cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> dict[str, Any]:
     """What a run folder's config.yaml holds (packed trials send it to their trial as data)."""
     from . import __version__
     from .pretrained import model_info
@@ -152,7 +154,7 @@ def config_record(cfg: RunConfig, corpus: Corpus, data: Prepared) -> dict[str, A
     }
 
 
-def write_config(out: Path, cfg: RunConfig, corpus: Corpus, data: Prepared) -> None:
+def write_config(out: Path, cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> None:
     from .fileio import write_yaml
 
     write_yaml(out / CONFIG, config_record(cfg, corpus, data), header=CONFIG_HEADER)

@@ -84,7 +84,7 @@ class Study:
         return Path(self.best_dir).resolve() / f"{self.cell}.yaml"
 
     @property
-    def recorded(self) -> str:
+    def as_given(self) -> str:
         """The study as best/*.yaml names it: as given (relative paths stay relative, so committed
         best configs name no folder of the machine that made them)."""
         return (
@@ -300,7 +300,7 @@ def _write_best(rows: list[dict[str, Any]], space: Space, study: Study) -> Path:
         f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
     )
     meta = {
-        "study": study.recorded,
+        "study": study.as_given,
         "trial": best["trial"],
         "dev_entity_macro_f1": best["best_dev_f1"],
         "epochs_run": best["epochs_run"],

@@ -48,7 +48,7 @@ from .data import (
     read_vectors,
 )
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
-from .evaluation import EVAL_BATCH, decode, evaluate
+from .evaluation import EVAL_BATCH, decode_tags, evaluate
 from .fileio import replace_dir, write_output
 from .interrupts import StopRequest, stop_requests
 from .labels import tag_set
@@ -65,7 +65,7 @@ FINITE_CHECK_EVERY = 50
 
 
 @dataclass(frozen=True)
-class Prepared:
+class EncodedCorpus:
     """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""
 
     vocab: Vocab
@@ -77,7 +77,7 @@ class Prepared:
     vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
 
 
-def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
+def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     t, m = cfg.train, cfg.model
     # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
     train = [s for s in corpus.train if len(s)]
@@ -116,7 +116,7 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> Prepared:
         vocab = Vocab.build(train, t.min_freq)
     chars = Vocab.build_chars(train) if m.char_features else None
     tags = tag_set(corpus.granularity)
-    return Prepared(
+    return EncodedCorpus(
         vocab,
         tags,
         encode(train, vocab, tags, t.seq_len or None, chars, train_feats),
@@ -134,7 +134,7 @@ def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torc
     return cached_features(split_tokens(sentences), cfg)
 
 
-def build_model(cfg: RunConfig, data: Prepared) -> Tagger:
+def build_model(cfg: RunConfig, data: EncodedCorpus) -> Tagger:
     """The network for a config, with pretrained vectors copied in (and frozen) when asked."""
     longest = max((len(s) for s in data.dev_sentences), default=1)
     check_fits(cfg, len(data.vocab), len(data.tags), longest, machine_bytes(), "this machine")
@@ -202,7 +202,7 @@ class TaggerModule(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, logits = self._loss(batch)
         self.log("val_loss", loss, on_epoch=True, batch_size=len(batch.lengths))
-        self._pred += decode(self.model, logits, batch.lengths, self.tags)
+        self._pred += decode_tags(self.model, logits, batch.lengths, self.tags)
         self._gold += [
             [self.tags[j] for j in row[:n]] for row, n in zip(batch.labels.tolist(), batch.lengths.tolist())
         ]
@@ -317,7 +317,7 @@ def fit(
     ckpt_path: str | None = None,
     progress: bool = True,
     evaluate_test: bool = True,
-    keep: str = "best",
+    keep: runs.KeepEpoch = "best",
 ) -> FitResult:
     """Train one model and write config.yaml, model.pt, tb/ (TensorBoard) and metrics.json.
 
@@ -336,7 +336,7 @@ def _fit(
     ckpt_path: str | None,
     progress: bool,
     evaluate_test: bool,
-    keep: str,
+    keep: runs.KeepEpoch,
 ) -> FitResult:
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
