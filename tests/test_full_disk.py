@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DISTNER, TINY, write
-from .test_folders import ENV, TEST_CONLL, TINY_NET, distner, finished, snapshot  # noqa: F401
+from .helpers import DISTNER, TINY, TINY_NET, sets, write
+from .test_folders import ENV, TEST_CONLL, distner, finished, snapshot  # noqa: F401
 from .test_retrain_cells import CONFIG, SMALL, cell, retrain_args  # noqa: F401
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
@@ -58,7 +58,7 @@ def check(proc: subprocess.CompletedProcess, root: Path, before: dict[str, str])
 @pytest.mark.parametrize("limit", LIMITS)
 def test_train(limit: int, tmp_path: Path) -> None:
     before = snapshot(tmp_path)
-    proc = full_disk(limit, "train", "--lang", "en", "--data-dir", TINY, *TINY_NET, "--set", "epochs=1",
+    proc = full_disk(limit, "train", "--lang", "en", "--data-dir", TINY, *sets(*TINY_NET, "epochs=1"),
                      "--out", "run", cwd=tmp_path)  # fmt: skip
     line = check(proc, tmp_path, before)
     assert "File too large" in line or "No usable temporary directory" in line, line

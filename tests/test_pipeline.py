@@ -77,7 +77,7 @@ def test_report_names_no_absolute_path(pipeline):
 
 def test_report_finished_only_leaves_out_cells_not_run(pipeline, tmp_path):
     cwd, data = pipeline
-    args = ("report", "--langs", "hi,bn", "--granularities", "fine", "--out", tmp_path / "r")
+    args = ("report", "--langs", "hi,bn", "--granularities", "fine", "--report-dir", tmp_path / "r")
     assert distner(*args, cwd=cwd, data=data).returncode == 2  # bn-fine was never run
     proc = distner(*args, "--finished-only", cwd=cwd, data=data)
     assert proc.returncode == 0, proc.stderr

@@ -97,7 +97,7 @@ def test_report_refuses_another_cells_results(cell: Path, tmp_path: Path) -> Non
     shutil.copytree(root / "cells" / "en-fine", root / "cells" / "hi-fine")  # en-fine's, under hi-fine
     before = snapshot(root)
     args = ["report", "--langs", "hi", "--granularities", "fine", "--retrain-dir", root / "cells"]
-    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    line = one_line(distner(*args, "--report-dir", root / "report", cwd=root))
     assert (
         line == f"distner: error: {root / 'cells' / 'hi-fine' / 'retrain.json'}: holds en-fine, not hi-fine"
     )
@@ -118,7 +118,7 @@ def test_report_says_what_is_wrong_with_a_damaged_retrain_json(
     (root / "cells" / "en-fine" / "retrain.json").write_text(damage)
     before = snapshot(root)
     args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells"]
-    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    line = one_line(distner(*args, "--report-dir", root / "report", cwd=root))
     assert line.startswith(f"distner: error: {root / 'cells' / 'en-fine' / 'retrain.json'}: damaged")
     assert snapshot(root) == before
 
@@ -155,7 +155,7 @@ def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_
     assert proc.returncode == 130, err.decode()
     assert not (folder / "retrain.json").exists() and not (folder / "final.json").exists()
     args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", root / "cells"]
-    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    line = one_line(distner(*args, "--report-dir", root / "report", cwd=root))
     assert "no retrain results for en-fine" in line
 
 
@@ -168,7 +168,7 @@ def test_a_report_that_fails_part_way_changes_nothing(cell: Path, tmp_path: Path
     recorded.update(cell="en-coarse", granularity="coarse")
     (cells / "en-coarse" / "retrain.json").write_text(json.dumps(recorded))
     args = ["report", "--langs", "en", "--granularities", "fine,coarse", "--retrain-dir", cells]
-    proc = distner(*args, "--out", root / "report", cwd=root)
+    proc = distner(*args, "--report-dir", root / "report", cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
     before = snapshot(root / "report")
     # en-fine's figures would now come out different; en-coarse's final model lost its metrics
@@ -177,20 +177,20 @@ def test_a_report_that_fails_part_way_changes_nothing(cell: Path, tmp_path: Path
     m["test"]["coarse_confusion"]["matrix"][0][0] += 5
     metrics.write_text(json.dumps(m))
     (cells / "en-coarse" / "tuned" / "seed-1" / "metrics.json").unlink()
-    line = one_line(distner(*args, "--out", root / "report", cwd=root))
+    line = one_line(distner(*args, "--report-dir", root / "report", cwd=root))
     assert line.endswith("en-coarse/tuned/seed-1/metrics.json: file not found")
     assert snapshot(root / "report") == before  # no figure replaced, no staging folder left
 
 
 def test_report_against_an_earlier_report(cell: Path, tmp_path: Path) -> None:
     args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", cell / "cells"]
-    assert distner(*args, "--out", tmp_path / "first", cwd=tmp_path).returncode == 0
+    assert distner(*args, "--report-dir", tmp_path / "first", cwd=tmp_path).returncode == 0
     earlier = json.loads((tmp_path / "first" / "report.json").read_text())
     now = earlier["cells"]["en-fine"]["tuned"]["entity_macro_f1"]["mean"]
     earlier["cells"]["en-fine"]["tuned"]["entity_macro_f1"]["mean"] = now - 0.1  # 10 points worse
     earlier["cells"]["hi-fine"] = earlier["cells"]["en-fine"]  # a cell this report does not have
     write(tmp_path / "earlier.json", json.dumps(earlier))
-    proc = distner(*args, "--out", tmp_path / "second", "--against", "earlier.json", cwd=tmp_path)
+    proc = distner(*args, "--report-dir", tmp_path / "second", "--against", "earlier.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     report = json.loads((tmp_path / "second" / "report.json").read_text())
     against = report["against"]
@@ -200,7 +200,7 @@ def test_report_against_an_earlier_report(cell: Path, tmp_path: Path) -> None:
     md = (tmp_path / "second" / "report.md").read_text()
     assert "## Against an earlier report" in md and "| en-fine |" in md and "| +10.00 |" in md
     write(tmp_path / "bad.json", '{"cells": {"en-fine": {"tuned": {}}}}')
-    line = one_line(distner(*args, "--out", tmp_path / "third", "--against", "bad.json", cwd=tmp_path))
+    line = one_line(distner(*args, "--report-dir", tmp_path / "third", "--against", "bad.json", cwd=tmp_path))
     assert (
         line
         == "distner: error: bad.json: cell en-fine: no tuned entity_macro_f1/entity_micro_f1 mean and std"
