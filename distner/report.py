@@ -18,10 +18,10 @@ from . import runs
 from .config import REFERENCE_SEQ_LEN
 from .errors import DistnerError
 from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
-from .labels import Cell
 from .locks import folder_lock
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
+from .records import RETRAIN_JSON, read_retrain
 from .study import StudyFiles
 from .tables import markdown_table, mean_std, tuning_bought_table
 
@@ -52,48 +52,6 @@ def _rel(path: str | None) -> str | None:
     if not path or is_remote(path):
         return path
     return os.path.relpath(Path(path).resolve(), Path.cwd())
-
-
-def _load_cell(retrain_dir: Path, cell: str) -> dict[str, Any]:
-    path = retrain_dir / cell / "retrain.json"
-    if not path.is_file():
-        c = Cell.parse(cell)
-        raise DistnerError(
-            f"{path}: no retrain results for {cell}; make them with: "
-            f"distner retrain --lang {c.lang} --granularity {c.granularity}"
-        )
-    data = read_json(path)
-    problem = _retrain_problem(data, cell)
-    if problem:
-        raise DistnerError(f"{path}: {problem}")
-    return data
-
-
-def _retrain_problem(data: Any, cell: str) -> str | None:
-    """What is wrong with a retrain.json for `cell`, or None (it is read field by field below)."""
-    if not isinstance(data, dict):
-        return "damaged (not a JSON object)"
-    for key, kind in (
-        ("cell", str),
-        ("lang", str),
-        ("granularity", str),
-        ("variants", dict),
-        ("final", dict),
-    ):
-        if not isinstance(data.get(key), kind):
-            return f"damaged (key {key!r} missing or not a {kind.__name__})"
-    if data["cell"] != cell:
-        return f"holds {data['cell']}, not {cell}"
-    variants = data["variants"]
-    if "baseline" not in variants or len(variants) < 2:
-        return "damaged (needs a tuned and a baseline variant)"
-    for name, v in variants.items():
-        runs = v.get("runs") if isinstance(v, dict) else None
-        if not isinstance(runs, list) or not runs or not isinstance(v.get("test"), dict):
-            return f"damaged (variant {name!r} has no runs or no test summary)"
-    if not isinstance(data["final"].get("run_dir"), str):
-        return "damaged (final has no run_dir)"
-    return None
 
 
 def study_facts(study: str | None) -> dict[str, Any]:
@@ -238,8 +196,9 @@ def build_report(opts: ReportOptions) -> dict[str, Any]:
 def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]:
     cells, published = opts.cells, _published()
     if opts.finished_only:
-        cells = [c for c in cells if (rdir / c / "retrain.json").is_file()] or cells[:1]
-    loaded: dict[str, Any] = {cell: _load_cell(rdir, cell) for cell in cells}  # fail before writing
+        cells = [c for c in cells if (rdir / c / RETRAIN_JSON).is_file()] or cells[:1]
+    # fail before writing
+    loaded: dict[str, Any] = {cell: read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells}
     earlier = _load_earlier(opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
         return _write_report(loaded, published, rdir, stage, earlier)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import manifest, runs
 from .config import RunConfig, load_config, parse_overrides
@@ -22,6 +21,7 @@ from .fileio import read_json, write_json
 from .locks import folder_lock
 from .options import RetrainOptions
 from .paths import check_output_dir, check_output_file, is_remote
+from .records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
 from .spaces import resolve_space_path
 from .study import StudyFiles, best_meta
 from .training import fit_into
@@ -29,13 +29,6 @@ from .training import fit_into
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
 # config so that both are trained on the same data (e.g. the sample of a smoke study).
 BUDGET_KEYS = ("max_train_sentences", "max_eval_sentences")
-REPORTED = (
-    "entity_macro_f1",
-    "entity_micro_f1",
-    "token_accuracy",
-    "seed_style_macro_f1",
-    "seed_style_accuracy",
-)
 
 
 def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
@@ -67,19 +60,17 @@ def baseline_config(opts: RetrainOptions, like: RunConfig) -> RunConfig:
     return base.replace(source=opts.baseline, **budget)
 
 
-def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _summarise(seed_runs: list[SeedRun]) -> dict[str, Stat]:
+    out: dict[str, Stat] = {}
     for key in REPORTED:
-        vals = [r["test"][key] for r in runs]
-        out[key] = {
-            "mean": statistics.fmean(vals),
-            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "n": len(vals),
-        }
+        vals = [r["test"][key] for r in seed_runs]
+        out[key] = Stat(
+            mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals)
+        )
     return out
 
 
-def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
+def retrain_cell(opts: RetrainOptions) -> RetrainRecord:
     """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
     cell_dir = check_output_dir(Path(opts.retrain_dir).resolve() / opts.cell, "--retrain-dir")
     for name in ("final.json", "retrain.json"):
@@ -89,7 +80,7 @@ def retrain_cell(opts: RetrainOptions) -> dict[str, Any]:
         return _retrain_cell(opts, cell_dir)
 
 
-def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
+def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     over = parse_overrides(list(opts.overrides))
     variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
     base = baseline_config(opts, variants[0][1])
@@ -126,47 +117,44 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> dict[str, Any]:
         for name in ("retrain.json", "final.json"):
             (cell_dir / name).unlink(missing_ok=True)
         _run_jobs(todo, corpus, opts, keep)
-    result: dict[str, Any] = {
-        "cell": opts.cell,
-        "lang": opts.cell.lang,
-        "granularity": opts.cell.granularity,
-        "train_on": opts.train_on,
-        "seeds": seeds,
-        "variants": {},
-    }
+    variant_records: dict[str, Variant] = {}
     for name, cfg, src in variants:
-        done = []
+        done: list[SeedRun] = []
         for s in seeds:
             run_dir = run_dirs[name, s]
             m = runs.read_metrics(run_dir)
             done.append(
-                {
-                    "seed": s,
-                    "run_dir": str(run_dir.relative_to(cell_dir)),  # the cell folder can move
-                    "best_epoch": m["best_epoch"],
-                    "train_seconds": m["train_seconds"],
-                    "dev": {k: m["dev"][k] for k in REPORTED},
-                    "test": {k: m["test"][k] for k in REPORTED},
-                }
+                SeedRun(
+                    seed=s,
+                    run_dir=str(run_dir.relative_to(cell_dir)),  # the cell folder can move
+                    best_epoch=m["best_epoch"],
+                    train_seconds=m["train_seconds"],
+                    dev={k: m["dev"][k] for k in REPORTED},
+                    test={k: m["test"][k] for k in REPORTED},
+                )
             )
-        result["variants"][name] = {
-            "source": src,
-            "config": cfg.to_flat(),
-            "runs": done,
-            "test": _summarise(done),
-        }
-    result["study"] = _study_of(variants[0][2], opts)
+        variant_records[name] = Variant(source=src, config=cfg.to_flat(), runs=done, test=_summarise(done))
     tuned_src = Path(variants[0][2])
-    result["best_meta"] = best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None
-    tuned = [r for n, v in result["variants"].items() if n != "baseline" for r in v["runs"]]
-    final = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
-    result["final"] = {
-        "run_dir": final["run_dir"],
-        "selected_by": "dev entity_macro_f1",
-        "dev_entity_macro_f1": final["dev"]["entity_macro_f1"],
-    }
-    write_json(cell_dir / "final.json", result["final"])
-    write_json(cell_dir / "retrain.json", result)
+    tuned = [r for n, v in variant_records.items() if n != "baseline" for r in v["runs"]]
+    best = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
+    final = Final(
+        run_dir=best["run_dir"],
+        selected_by="dev entity_macro_f1",
+        dev_entity_macro_f1=best["dev"]["entity_macro_f1"],
+    )
+    result = RetrainRecord(
+        cell=opts.cell,
+        lang=opts.cell.lang,
+        granularity=opts.cell.granularity,
+        train_on=opts.train_on,
+        seeds=seeds,
+        variants=variant_records,
+        study=_study_of(variants[0][2], opts),
+        best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
+        final=final,
+    )
+    write_json(cell_dir / "final.json", final)
+    write_json(cell_dir / RETRAIN_JSON, result)
     return result
 
 

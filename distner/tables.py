@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from .config import REFERENCE_SEQ_LEN
+from .records import RetrainRecord, Stat
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -28,7 +29,7 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def mean_std(d: dict[str, Any]) -> str:
+def mean_std(d: Stat | dict[str, Any]) -> str:
     """A {mean, std} score over seeds in percent: "75.66 +- 0.41"."""
     return f"{100 * d['mean']:.2f} +- {100 * d['std']:.2f}"
 
@@ -115,7 +116,7 @@ def tuning_bought_table(st: dict[str, Any]) -> str | None:
     return markdown_table(rows) + "\n\n" + note
 
 
-def retrain_table(r: dict[str, Any]) -> str:
+def retrain_table(r: RetrainRecord) -> str:
     """One row per variant of a cell's retrain.json: test entity F1, mean +- std over seeds."""
     rows = [["variant", "test entity macro-F1", "test entity micro-F1", "seeds"]]
     for name, v in r["variants"].items():

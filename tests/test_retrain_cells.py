@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from distner import manifest
+from distner.records import RetrainRecord, SeedRun, Variant, read_retrain
 
 from .helpers import DISTNER, TINY, TINY_NET, sets, write
 from .test_folders import ENV, distner, snapshot
@@ -54,7 +55,13 @@ def test_the_cell_says_what_it_is_and_names_its_runs_relative_to_itself(cell: Pa
         {"train_on": "train"},
     )
     final = json.loads((folder / "final.json").read_text())["run_dir"]
-    runs = json.loads((folder / "retrain.json").read_text())["variants"]
+    record = json.loads((folder / "retrain.json").read_text())
+    # what the writer wrote is what the type says, key for key, and its one reader takes it
+    assert set(record) == set(RetrainRecord.__annotations__)
+    for v in record["variants"].values():
+        assert set(v) == set(Variant.__annotations__) and set(v["runs"][0]) == set(SeedRun.__annotations__)
+    assert read_retrain(folder / "retrain.json", "en-fine") == record
+    runs = record["variants"]
     assert final == "tuned/seed-1" and {r["run_dir"] for v in runs.values() for r in v["runs"]} == {
         "tuned/seed-1",
         "baseline/seed-1",
