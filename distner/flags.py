@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import DistnerError, one_line
 
-DEPRECATED_UNTIL = "0.6"  # old spellings are accepted by this release's successor, then dropped
+DEPRECATED_UNTIL = "0.2"  # old spellings still work in the next release (this is 0.1), then go
 
 
 def opt(
@@ -86,7 +86,7 @@ class _Flag(argparse.Action):
     def __call__(self, parser: Any, ns: argparse.Namespace, values: Any, option: str | None = None) -> None:
         if option in self.old:
             print(
-                f"distner: note: {option} is deprecated (accepted until distner {DEPRECATED_UNTIL}); "
+                f"distner: note: {option} is deprecated (still accepted in distner {DEPRECATED_UNTIL}); "
                 f"use {self.new}",
                 file=sys.stderr,
             )

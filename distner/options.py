@@ -98,8 +98,8 @@ def parse_checkpoint_every(text: str) -> int:
 def _one_granularity(text: str) -> str:
     if text == "both":  # the old spelling of a list
         print(
-            f"distner: note: --granularity both is deprecated (accepted until distner {DEPRECATED_UNTIL}); "
-            "use --granularities fine,coarse",
+            "distner: note: --granularity both is deprecated "
+            f"(still accepted in distner {DEPRECATED_UNTIL}); use --granularities fine,coarse",
             file=sys.stderr,
         )
     return text

@@ -124,10 +124,10 @@ def test_old_spellings_work_with_a_note(capsys, tmp_path):
     )
     notes = capsys.readouterr().err.splitlines()
     assert notes == [
-        "distner: note: --out is deprecated (accepted until distner 0.6); use --report-dir",
-        "distner: note: --lang is deprecated (accepted until distner 0.6); use --langs",
-        "distner: note: --lang is deprecated (accepted until distner 0.6); use --langs",
-        "distner: note: --granularity both is deprecated (accepted until distner 0.6); "
+        "distner: note: --out is deprecated (still accepted in distner 0.2); use --report-dir",
+        "distner: note: --lang is deprecated (still accepted in distner 0.2); use --langs",
+        "distner: note: --lang is deprecated (still accepted in distner 0.2); use --langs",
+        "distner: note: --granularity both is deprecated (still accepted in distner 0.2); "
         "use --granularities fine,coarse",
     ]
     # the pipeline never had --out: no alias there
