@@ -1,6 +1,7 @@
-"""The files one step hands the next, as types with one reader each: `retrain.json`, which
-`distner retrain` writes per cell and `report` and `pipeline` read. Light on purpose (no torch):
-the report reads it without loading the training stack.
+"""The files one step hands the next, as types with one reader each: a study's `summary.json`
+(written by `distner tune`, read by tune on resume, retrain and report) and a cell's
+`retrain.json` (written by `distner retrain`, read by report and pipeline). Light on purpose (no
+torch): the report reads them without loading the training stack.
 """
 
 from __future__ import annotations
@@ -22,7 +23,68 @@ REPORTED = (
 )
 
 
+SUMMARY_JSON = "summary.json"
 RETRAIN_JSON = "retrain.json"
+
+
+class StartRow(TypedDict):
+    """A --start-from config and the trial that ran its values."""
+
+    config: str
+    trial: str | None
+    best_dev_f1: float | None
+    epochs_run: int | None
+
+
+class _AddedLater(TypedDict, total=False):
+    """summary.json keys that studies made by earlier versions of distner lack."""
+
+    active_seconds: float | None  # all its runs (wall_seconds: the last run's)
+    pack: int  # trials per packed process; without the key, 1
+
+
+class StudySummary(_AddedLater):
+    """summary.json: what a study was, how it searched, how its trials ended, what it cost."""
+
+    study: str
+    lang: str
+    granularity: str
+    space: str  # relative to where tune ran: summaries get committed
+    searcher: str
+    scheduler: str
+    seed: int  # of the TPE sampler
+    checkpoint_every: int | str  # epochs, or "auto"
+    trials: int
+    completed: int  # trials by state (study.STATES)
+    stopped_early: int
+    failed: int
+    diverged: int
+    not_run: int
+    best_trial: str | None
+    best_dev_f1: float | None
+    baseline_dev_f1: float | None
+    wall_seconds: float | None  # this run's (the last, for a resumed study)
+    trial_seconds: float
+    gpu_hours: float
+    gpus_per_trial: float
+    cpus_per_trial: float
+    nodes: list[str]
+    start_from: list[StartRow]
+
+
+def read_summary(path: Path) -> StudySummary | None:
+    """A study's summary.json (None when there is none yet), checked for the keys every summary
+    has; anything else is one line naming the file."""
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DistnerError(f"{path}: damaged (not a JSON object)")
+    missing = [k for k in StudySummary.__required_keys__ if k not in data]
+    if missing:
+        raise DistnerError(f"{path}: damaged (no key {sorted(missing)[0]!r})")
+    checked: StudySummary = data  # type: ignore[assignment]  # keys checked above
+    return checked
 
 
 class Stat(TypedDict):

@@ -23,11 +23,12 @@ from typing import Any
 
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
-from .fileio import atomic_write_text, read_json, write_json, write_output, write_yaml
+from .fileio import atomic_write_text, write_json, write_output, write_yaml
 from .labels import Cell
 from .metrics import MONITOR
 from .options import STORAGE
 from .paths import is_remote
+from .records import SUMMARY_JSON, StartRow, StudySummary, read_summary
 from .spaces import Space
 
 STATES = ("completed", "stopped_early", "failed", "diverged", "not_run")
@@ -100,7 +101,7 @@ class StudyResult:
     study_path: str
     results_dir: Path
     best_config_path: Path
-    summary: dict[str, Any]
+    summary: StudySummary
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -108,12 +109,12 @@ class StudyResult:
 
 
 def write_outputs(
-    study: Study, rows: list[dict[str, Any]], summary: dict[str, Any], space: Space
+    study: Study, rows: list[dict[str, Any]], summary: StudySummary, space: Space
 ) -> StudyResult:
     """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml of a study."""
     study.results_dir.mkdir(parents=True, exist_ok=True)
     _write_trials_csv(study.results_dir / "trials.csv", rows, space)
-    write_json(study.results_dir / "summary.json", summary)
+    write_json(study.results_dir / SUMMARY_JSON, summary)
     _export_optuna(study.path, study.results_dir / "optuna.db", study.name)
     best_path = _write_best(rows, space, study)
     return StudyResult(study.name, study.path, study.results_dir, best_path, summary, rows)
@@ -199,38 +200,51 @@ def summarise(
     rows: list[dict[str, Any]],
     study: Study,
     space: Space,
-    search: dict[str, Any],
-    resources: dict[str, Any],
+    search: tuple[str, str, int, int | str],
+    resources: tuple[float, float, int],
     wall: float,
     active: float = math.nan,
-) -> dict[str, Any]:
-    """summary.json: the study, how it searched (`search`: searcher, scheduler, seed, ...), trial
-    counts by state, best and baseline dev scores, time and `resources` (gpus_per_trial, ...).
-    `wall` is this run's (the last, for a resumed study); `active` spans all its runs."""
+) -> StudySummary:
+    """summary.json: the study, how it searched (`search`: searcher, scheduler, sampler seed,
+    checkpoint_every), trial counts by state, best and baseline dev scores, time and `resources`
+    (gpus_per_trial, cpus_per_trial, pack). `wall` is this run's (the last, for a resumed study);
+    `active` spans all its runs. Its start_from rows are filled in by the caller."""
     best = max(_scored(rows), key=lambda r: r["best_dev_f1"], default=None)
     base = next((r for r in rows if r["baseline"]), None)
     count = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    return {
-        "study": study.name,
-        "lang": study.lang,
-        "granularity": study.granularity,
-        "space": os.path.relpath(space.source),  # relative: summaries get committed
-        **search,
-        "trials": len(rows),
-        **count,
-        "best_trial": best["trial"] if best else None,
-        "best_dev_f1": best["best_dev_f1"] if best else None,
-        "baseline_dev_f1": base["best_dev_f1"] if base else None,
-        "wall_seconds": None if math.isnan(wall) else round(wall, 1),
-        "active_seconds": None if math.isnan(active) else round(active, 1),
-        "trial_seconds": round(sum(r["seconds"] for r in rows), 1),
-        "gpu_hours": round(sum(r["seconds"] for r in rows) * resources["gpus_per_trial"] / 3600, 4),
-        **resources,
-        "nodes": sorted({r["node_id"] for r in rows if r["node_id"]}),
-    }
+    searcher, scheduler, seed, checkpoint_every = search
+    gpus_per_trial, cpus_per_trial, pack = resources
+    return StudySummary(
+        study=study.name,
+        lang=study.lang,
+        granularity=study.granularity,
+        space=os.path.relpath(space.source),  # relative: summaries get committed
+        searcher=searcher,
+        scheduler=scheduler,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        trials=len(rows),
+        completed=count["completed"],
+        stopped_early=count["stopped_early"],
+        failed=count["failed"],
+        diverged=count["diverged"],
+        not_run=count["not_run"],
+        best_trial=best["trial"] if best else None,
+        best_dev_f1=best["best_dev_f1"] if best else None,
+        baseline_dev_f1=base["best_dev_f1"] if base else None,
+        wall_seconds=None if math.isnan(wall) else round(wall, 1),
+        active_seconds=None if math.isnan(active) else round(active, 1),
+        trial_seconds=round(sum(r["seconds"] for r in rows), 1),
+        gpu_hours=round(sum(r["seconds"] for r in rows) * gpus_per_trial / 3600, 4),
+        gpus_per_trial=gpus_per_trial,
+        cpus_per_trial=cpus_per_trial,
+        pack=pack,
+        nodes=sorted({r["node_id"] for r in rows if r["node_id"]}),
+        start_from=[],
+    )
 
 
-def start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[dict[str, Any]]:
+def start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[StartRow]:
     """Each --start-from file with the trial that ran its values (found by value, so a resumed
     study given the same files finds them too): what a transferred config scored on this cell."""
     out = []
@@ -238,12 +252,12 @@ def start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[d
         point = space.start_point(f)
         row = next((r for r in rows if all(_same(r[k], v) for k, v in point.items())), None)
         out.append(
-            {
-                "config": f,
-                "trial": row["trial"] if row else None,
-                "best_dev_f1": row["best_dev_f1"] if row else None,
-                "epochs_run": row["epochs_run"] if row else None,
-            }
+            StartRow(
+                config=f,
+                trial=row["trial"] if row else None,
+                best_dev_f1=row["best_dev_f1"] if row else None,
+                epochs_run=row["epochs_run"] if row else None,
+            )
         )
     return out
 
@@ -370,14 +384,8 @@ class StudyFiles:
         path = self.folder / row["trial_dir"] / "config.yaml"
         return RunConfig.from_flat(read_yaml_mapping(path)["config"], str(path)), path
 
-    def summary(self) -> dict[str, Any] | None:
-        path = self.folder / "summary.json"
-        if not path.is_file():
-            return None
-        data = read_json(path)
-        if not isinstance(data, dict):
-            raise DistnerError(f"{path}: damaged (not a JSON object)")
-        return data
+    def summary(self) -> StudySummary | None:
+        return read_summary(self.folder / SUMMARY_JSON)
 
     def recorded_wall(self) -> float:
         """summary.json's wall_seconds; NaN when there is none to keep (absent, damaged, null)."""
@@ -385,7 +393,7 @@ class StudyFiles:
             s = self.summary()
         except DistnerError:
             return math.nan
-        wall = s.get("wall_seconds") if isinstance(s, dict) else None
+        wall = s["wall_seconds"] if s is not None else None
         return float(wall) if isinstance(wall, (int, float)) else math.nan
 
     def has_trials(self) -> bool:

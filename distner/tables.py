@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .config import REFERENCE_SEQ_LEN
-from .records import RetrainRecord, Stat
+from .records import RetrainRecord, Stat, StudySummary
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -56,7 +56,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return table(rows) + "\n" + note
 
 
-def study_table(s: dict[str, Any]) -> str:
+def study_table(s: StudySummary) -> str:
     """One row from a study's summary.json: best and baseline dev F1, trials by state, time."""
     rows = [
         [

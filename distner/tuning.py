@@ -417,7 +417,7 @@ def _claim(opts: TuneOptions, study: Study, space: Space, restorable: bool) -> i
                 "move it away or use --name NEW"
             )
         recorded = StudyFiles(folder).summary()  # the one (validated) reader of summary.json
-        cell = f"{recorded.get('lang')}-{recorded.get('granularity')}" if recorded else "?"  # as written
+        cell = f"{recorded['lang']}-{recorded['granularity']}" if recorded else "?"  # as written
         if recorded and cell != study.cell:
             raise DistnerError(f"{folder}: holds {cell} (its summary.json), not {study.cell}")
         made = {**want.made_from, "num_samples": opts.num_samples, "grows": False}  # Ray's own search
@@ -579,16 +579,16 @@ def _finish(
 ) -> StudyResult:
     """The study's output files (study.py) from its results, with how this study searched."""
     rows = trial_rows(grid, space)
-    search = {
-        "searcher": f"OptunaSearch(TPESampler(seed={opts.seed}))",
-        "scheduler": f"ASHAScheduler(max_t={space.max_epochs()}, grace_period={opts.grace_period}, "
+    search = (
+        f"OptunaSearch(TPESampler(seed={opts.seed}))",
+        f"ASHAScheduler(max_t={space.max_epochs()}, grace_period={opts.grace_period}, "
         f"reduction_factor={opts.reduction_factor})",
-        "seed": opts.seed,
-        "checkpoint_every": opts.checkpoint_every or "auto",
-    }
+        opts.seed,
+        opts.checkpoint_every or "auto",
+    )
     # a packed trial holds 1/K of its packer's GPU (and CPUs): what its GPU-hours count
     share = gpus if pack == 1 else (1 / pack if gpus > 0 else 0.0)
-    resources = {"gpus_per_trial": share, "cpus_per_trial": opts.cpus_per_trial / pack, "pack": pack}
+    resources = (share, opts.cpus_per_trial / pack, pack)
     if math.isnan(wall):  # --results-only: no run now; keep the wall time the study recorded
         wall = StudyFiles(study.results_dir).recorded_wall()
     summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))

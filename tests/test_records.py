@@ -1,5 +1,5 @@
-"""retrain.json's one reader: a record as retrain writes it is read back as it is; anything else is
-one line naming the file and what is wrong."""
+"""The step files' readers: a record as its step writes it is read back as it is (every committed
+summary.json included); anything else is one line naming the file and what is wrong."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import json
 import pytest
 
 from distner.errors import DistnerError
-from distner.records import read_retrain
+from distner.records import read_retrain, read_summary
+
+from .helpers import ROOT
 
 STAT = {"mean": 0.5, "std": 0.01, "n": 1}
 SCORES = {"entity_macro_f1": 0.5}
@@ -76,3 +78,24 @@ def test_a_missing_record_says_how_to_make_it(tmp_path):
         "no retrain results for hi-coarse; make them with: distner retrain --lang hi --granularity coarse"
         in str(e.value)
     )
+
+
+def test_every_committed_summary_reads():
+    paths = sorted((ROOT / "results").glob("**/studies/*/summary.json"))
+    assert len(paths) >= 7
+    for path in paths:
+        summary = read_summary(path)
+        assert summary is not None and summary["trials"] >= 1, path
+
+
+def test_a_summary_without_a_key_every_summary_has_is_one_line(tmp_path):
+    path = tmp_path / "summary.json"
+    assert read_summary(path) is None  # no study results yet
+    summary = json.loads(next((ROOT / "results" / "studies").glob("*/summary.json")).read_text())
+    del summary["best_dev_f1"]
+    path.write_text(json.dumps(summary))
+    with pytest.raises(DistnerError, match=r"summary\.json: damaged \(no key 'best_dev_f1'\)"):
+        read_summary(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(DistnerError, match=r"summary\.json: damaged \(not a JSON object\)"):
+        read_summary(path)

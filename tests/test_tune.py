@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from distner.config import load_config
 from distner.errors import DistnerError
 from distner.options import RetrainOptions, TuneOptions, parse_duration
+from distner.records import StudySummary
 from distner.study import active_seconds
 from distner.tuning import run_study
 
@@ -76,12 +77,14 @@ def test_study_outputs(study):
     assert not study.ray_left, f"the study left Ray processes running: {sorted(study.ray_left)}"
     rows = _rows(result)
     assert len(rows) == 4
-    assert rows[0]["baseline"] == "True"  # the seed is trial one
+    assert rows[0]["baseline"] == "True"  # the reference is trial one
     assert (rows[0]["embedding_dim"], rows[0]["hidden_dim"], rows[0]["batch_size"]) == ("520", "520", "35")
     start = (rows[1]["embedding_dim"], rows[1]["hidden_dim"], rows[1]["batch_size"], rows[1]["lr"])
     assert start == ("16", "16", "64", "0.0217")  # --start-from runs next
     assert all(r["state"] in ("completed", "stopped_early") for r in rows)
     s = json.loads((result.results_dir / "summary.json").read_text())
+    # what the writer wrote is what the type says, key for key
+    assert set(s) == set(StudySummary.__required_keys__) | set(StudySummary.__optional_keys__)
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     # the summary agrees with trials.csv: its best is the best row's, its baseline trial one's
     assert s["best_dev_f1"] == pytest.approx(max(float(r["best_dev_f1"]) for r in rows))
