@@ -46,6 +46,14 @@ def opt(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def deprecated(old: str, new: str) -> None:
+    """The one-line note an old spelling prints (it still works in DEPRECATED_UNTIL)."""
+    print(
+        f"distner: note: {old} is deprecated (still accepted in distner {DEPRECATED_UNTIL}); use {new}",
+        file=sys.stderr,
+    )
+
+
 def flag_name(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("flag") or "--" + f.name.replace("_", "-"))
 
@@ -62,13 +70,9 @@ def _base_type(hint: Any) -> tuple[Any, bool]:
 
 
 def _show(value: Any) -> str:
-    return (
-        ",".join(map(str, value))
-        if isinstance(value, tuple)
-        else f"{value:g}"
-        if isinstance(value, float)
-        else str(value)
-    )
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class _Flag(argparse.Action):
@@ -85,11 +89,7 @@ class _Flag(argparse.Action):
 
     def __call__(self, parser: Any, ns: argparse.Namespace, values: Any, option: str | None = None) -> None:
         if option in self.old:
-            print(
-                f"distner: note: {option} is deprecated (still accepted in distner {DEPRECATED_UNTIL}); "
-                f"use {self.new}",
-                file=sys.stderr,
-            )
+            deprecated(option or "", self.new)
         try:
             if self.nargs == 0:
                 value: Any = True

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import DistnerError, shorten
-from .flags import DEPRECATED_UNTIL, opt
+from .flags import deprecated, opt
 from .labels import GRANULARITIES, LANGUAGE_CODES, Cell
 from .paths import check_path_component
 
@@ -97,11 +96,7 @@ def parse_checkpoint_every(text: str) -> int:
 
 def _one_granularity(text: str) -> str:
     if text == "both":  # the old spelling of a list
-        print(
-            "distner: note: --granularity both is deprecated "
-            f"(still accepted in distner {DEPRECATED_UNTIL}); use --granularities fine,coarse",
-            file=sys.stderr,
-        )
+        deprecated("--granularity both", "--granularities fine,coarse")
     return text
 
 
