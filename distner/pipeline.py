@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from .fileio import read_json
 from .labels import Cell, normalize_granularity, normalize_lang
 from .options import ReportOptions, RetrainOptions, TuneOptions
 from .paths import check_output_dir, is_remote
+from .records import Report
 from .report import build_report
 from .retrain import retrain_cell
 from .study import best_meta
@@ -38,7 +38,7 @@ def _retrained_from(done: Path, best: Path) -> bool:
 
 def run_pipeline(
     tune: TuneOptions, retrain: RetrainOptions, report: ReportOptions, smoke: bool = False
-) -> dict[str, Any]:
+) -> Report:
     """Every cell of `report` (its langs x granularities), then the report over them. Each cell's
     tune and retrain options are `tune` and `retrain` with the cell filled in."""
     langs = [normalize_lang(x) for x in report.langs]

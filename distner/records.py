@@ -1,16 +1,22 @@
-"""The files one step hands the next, as types with one reader each: a study's `summary.json`
-(written by `distner tune`, read by tune on resume, retrain and report) and a cell's
-`retrain.json` (written by `distner retrain`, read by report and pipeline). Light on purpose (no
-torch): the report reads them without loading the training stack.
+"""The files one step hands the next, as types with one writer and one reader each: a study's
+`trials.csv` rows (`TrialRow`) and `summary.json` (written by `distner tune`, read by tune on
+resume, retrain and report), a cell's `retrain.json` (written by `distner retrain`, read by report
+and pipeline) and `report.json` (written by `distner report`, read by `report --against`). Light on
+purpose (no torch): the report reads them without loading the training stack.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 from .errors import DistnerError
-from .fileio import read_json
+from .fileio import atomic_write_text, read_json
 from .labels import Cell
 
 # the scores retrain.json keeps per run (metrics.json's keys; seed_style_* are the padded-token ones)
@@ -25,6 +31,120 @@ REPORTED = (
 
 SUMMARY_JSON = "summary.json"
 RETRAIN_JSON = "retrain.json"
+TRIALS_CSV = "trials.csv"
+REPORT_JSON = "report.json"
+
+
+# ---------------------------------------------------------------- trials.csv
+
+# trials.csv: "index", "trial", one column per searched key, then these
+TRIAL_COLUMNS = ("best_dev_f1", "epochs_run", "state", "seconds", "node_id", "baseline", "error", "trial_dir")
+RANKED_STATES = ("completed", "stopped_early")  # ran to the end, or stopped by ASHA: comparable
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial of a study, one row of its trials.csv."""
+
+    index: int  # creation order: Ray's trial counter, from 1
+    trial: str  # Ray's trial id
+    params: dict[str, Any]  # the searched keys' values, in the space's order
+    best_dev_f1: float  # NaN: never scored
+    epochs_run: int
+    state: str  # completed, stopped_early, failed, diverged, not_run (study.STATES)
+    seconds: float
+    node_id: str  # the Ray node it ran on ("" when it never ran)
+    baseline: bool  # it ran the space's baseline point (the reference configuration)
+    error: str  # the first line of a failed trial's error
+    trial_dir: str  # its folder, inside the study folder
+
+    @property
+    def scored(self) -> bool:
+        """It has a dev score that counts (not failed, not diverged)."""
+        return not math.isnan(self.best_dev_f1) and self.state not in ("failed", "diverged")
+
+
+def write_trials(path: Path, rows: Sequence[TrialRow], params: Sequence[str]) -> None:
+    """trials.csv: one row per trial, the searched keys `params` as columns between the trial's
+    id and its results."""
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["index", "trial", *params, *TRIAL_COLUMNS])
+    for r in rows:
+        w.writerow(
+            [r.index, r.trial, *(r.params.get(k) for k in params)]
+            + [r.best_dev_f1, r.epochs_run, r.state, r.seconds, r.node_id, r.baseline, r.error, r.trial_dir]
+        )
+    atomic_write_text(path, text.getvalue())
+
+
+def read_trials(path: Path) -> list[TrialRow]:
+    """trials.csv's rows as written (a searched value back as the int, float, bool or text it was);
+    anything else is one line naming the file and line."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            raw = list(reader)
+            columns = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DistnerError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    missing = [c for c in ("index", "trial", *TRIAL_COLUMNS) if c not in columns]
+    if missing:
+        raise DistnerError(f"{path}: damaged (no column {missing[0]!r})")
+    params = columns[columns.index("trial") + 1 : columns.index(TRIAL_COLUMNS[0])]
+    rows = []
+    for line, r in enumerate(raw, 2):  # line 1 is the header
+        try:
+            rows.append(
+                TrialRow(
+                    index=int(r["index"]),
+                    trial=r["trial"],
+                    params={k: _value(r[k]) for k in params},
+                    best_dev_f1=float(r["best_dev_f1"]),
+                    epochs_run=int(r["epochs_run"]),
+                    state=r["state"],
+                    seconds=float(r["seconds"]),
+                    node_id=r["node_id"],
+                    baseline=_flag(r["baseline"]),
+                    error=r["error"],
+                    trial_dir=r["trial_dir"],
+                )
+            )
+        except (TypeError, ValueError):  # a short row gives None; a bad number or flag, ValueError
+            raise DistnerError(f"{path}:{line}: damaged ({_row_problem(r)})") from None
+    return rows
+
+
+def _row_problem(r: dict[str, str | None]) -> str:
+    for key, kind in (("index", int), ("best_dev_f1", float), ("epochs_run", int), ("seconds", float)):
+        try:
+            kind(r[key])  # type: ignore[arg-type]  # None (a short row) is a TypeError
+        except (TypeError, ValueError):
+            return f"{key} {r[key]!r} is not {'a whole' if kind is int else 'a'} number"
+    return f"baseline {r['baseline']!r} is not True or False"
+
+
+def _flag(text: str) -> bool:
+    if text not in ("True", "False"):
+        raise ValueError(text)
+    return text == "True"
+
+
+def _value(text: str | None) -> Any:
+    """A searched value as it was before csv wrote it with str(): int, float, bool, None or text."""
+    if text is None or text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+# ---------------------------------------------------------------- summary.json
 
 
 class StartRow(TypedDict):
@@ -173,3 +293,102 @@ def _retrain_problem(data: Any, cell: str) -> str | None:
     if not isinstance(data["final"].get("run_dir"), str):
         return "damaged (final has no run_dir)"
     return None
+
+
+# ---------------------------------------------------------------- report.json
+
+
+class _StudyFactsFound(TypedDict, total=False):
+    """What StudyFacts holds when the study's files were at hand."""
+
+    best_trial: str | None
+    best_dev_f1: float | None
+    baseline_dev_f1: float | None
+    wall_seconds: float | None
+    active_seconds: float | None
+    trial_seconds: float | None
+    best_epochs_run: int  # how far the winner got before ASHA stopped it (or the end)
+    baseline_epochs_run: int
+
+
+class StudyFacts(_StudyFactsFound):
+    """A cell's study as the report tells it (from summary.json, trials.csv and optuna.db)."""
+
+    path: str | None  # relative to the project root
+    trials: int | None  # None: the study's files were not at hand
+    gpu_hours: float | None
+    best_so_far: list[float]  # per trial, in creation order
+    importances: dict[str, float] | None  # Optuna's fANOVA
+    start_from: list[StartRow]
+
+
+class Published(TypedDict):
+    accuracy: float
+    macro_f1: float
+
+
+class FinalModel(TypedDict):
+    run_dir: str | None
+    per_type: dict[str, dict[str, float]]  # precision, recall, f1, support per entity type
+    coarse_confusion: dict[str, Any]  # labels, matrix
+
+
+class CellReport(TypedDict):
+    """One cell of report.json: test scores of the tuned and baseline variants over seeds."""
+
+    lang: str
+    granularity: str
+    seeds: list[int]
+    train_on: str
+    tuned: dict[str, Stat]  # per REPORTED key
+    baseline: dict[str, Stat]
+    gain: dict[str, float]  # tuned mean - baseline mean, entity macro and micro F1
+    published_seed_style: Published  # the reference's padded-token numbers
+    hyperparameters: dict[str, dict[str, Any]]  # "tuned", "baseline": flat configs
+    final: FinalModel
+    study: StudyFacts
+    runs: dict[str, list[SeedRun]]  # per variant; run_dir relative to the project root
+    figures: list[str]
+
+
+class Comparison(TypedDict):
+    this: Stat
+    earlier: Stat
+    gain: float  # of the means
+
+
+class Against(TypedDict):
+    source: str | None  # the earlier report.json
+    cells: dict[str, dict[str, Comparison]]  # per cell in both, per COMPARED key
+
+
+class _ReportAddedLater(TypedDict, total=False):
+    against: Against  # with `report --against`
+
+
+class Report(_ReportAddedLater):
+    """report.json: every reported cell, the method and the reference's source."""
+
+    cells: dict[str, CellReport]
+    method: str
+    published_source: str
+
+
+COMPARED = ("entity_macro_f1", "entity_micro_f1")  # what --against compares
+
+
+def read_report(path: Path) -> Report:
+    """A report.json, checked as far as a later report compares with it (each cell's tuned
+    COMPARED mean and std); anything else is one line naming the file."""
+    data = read_json(path)
+    cells = data.get("cells") if isinstance(data, dict) else None
+    if not isinstance(cells, dict):
+        raise DistnerError(f"{path}: not a distner report.json (no 'cells' mapping)")
+    for cell, c in cells.items():
+        try:
+            for key in COMPARED:
+                float(c["tuned"][key]["mean"]), float(c["tuned"][key]["std"])
+        except (KeyError, TypeError, ValueError):
+            raise DistnerError(f"{path}: cell {cell}: no tuned {'/'.join(COMPARED)} mean and std") from None
+    checked: Report = data  # the fields a comparison reads were checked above
+    return checked

@@ -17,11 +17,22 @@ from typing import Any
 from . import runs
 from .config import REFERENCE_SEQ_LEN
 from .errors import DistnerError
-from .fileio import atomic_write_text, read_json, staged_files, write_json, write_output
+from .fileio import atomic_write_text, staged_files, write_json, write_output
 from .locks import folder_lock
 from .options import ReportOptions
 from .paths import check_output_dir, check_output_file, is_remote
-from .records import RETRAIN_JSON, read_retrain
+from .records import (
+    COMPARED,
+    REPORT_JSON,
+    RETRAIN_JSON,
+    Against,
+    CellReport,
+    Report,
+    RetrainRecord,
+    StudyFacts,
+    read_report,
+    read_retrain,
+)
 from .study import StudyFiles
 from .tables import markdown_table, mean_std, tuning_bought_table
 
@@ -54,50 +65,39 @@ def _rel(path: str | None) -> str | None:
     return os.path.relpath(Path(path).resolve(), Path.cwd())
 
 
-def study_facts(study: str | None) -> dict[str, Any]:
+def study_facts(study: str | None) -> StudyFacts:
     """Trials, best-so-far curve and Optuna importances, when the study's files are at hand."""
-    out: dict[str, Any] = {
-        "path": _rel(study),
-        "trials": None,
-        "gpu_hours": None,
-        "best_so_far": [],
-        "importances": None,
-        "start_from": [],
-    }
+    out = StudyFacts(
+        path=_rel(study), trials=None, gpu_hours=None, best_so_far=[], importances=None, start_from=[]
+    )
     if not study or is_remote(study) or not Path(study).is_dir():
         return out
     files = StudyFiles(Path(study))
     s = files.summary()
     if s is not None:
-        out.update(
-            trials=s["trials"],
-            gpu_hours=s["gpu_hours"],
-            best_trial=s.get("best_trial"),
-            best_dev_f1=s["best_dev_f1"],
-            baseline_dev_f1=s["baseline_dev_f1"],
-            wall_seconds=s.get("wall_seconds"),
-            active_seconds=s.get("active_seconds"),
-            trial_seconds=s.get("trial_seconds"),
-            # the warm-start trials: e.g. another cell's winner, transferred unchanged
-            start_from=[{**x, "config": _rel(x["config"])} for x in s.get("start_from", [])],
-        )
+        out["trials"], out["gpu_hours"] = s["trials"], s["gpu_hours"]
+        out["best_trial"], out["best_dev_f1"] = s["best_trial"], s["best_dev_f1"]
+        out["baseline_dev_f1"], out["trial_seconds"] = s["baseline_dev_f1"], s["trial_seconds"]
+        out["wall_seconds"], out["active_seconds"] = s["wall_seconds"], s.get("active_seconds")
+        # the warm-start trials: e.g. another cell's winner, transferred unchanged
+        out["start_from"] = [{**x, "config": _rel(x["config"]) or x["config"]} for x in s["start_from"]]
     if files.has_trials():
         rows = files.trials()
-        best, curve = -math.inf, []
+        best, curve = -math.inf, list[float]()
         for row in rows:
-            v = row["best_dev_f1"]
+            v = row.best_dev_f1
             if not math.isnan(v):
                 best = max(best, v)
             curve.append(best if best > -math.inf else float("nan"))
         out["best_so_far"] = curve
         # how far the winner and the reference baseline got before ASHA stopped them (or the end)
         best_id = s.get("best_trial") if s else None
-        for key, trial in (
-            ("best_epochs_run", next((r for r in rows if r["trial"] == best_id), None)),
-            ("baseline_epochs_run", next((r for r in rows if r["baseline"] == "True"), None)),
-        ):
-            if trial is not None:
-                out[key] = trial["epochs_run"]
+        winner = next((r for r in rows if r.trial == best_id), None)
+        baseline = next((r for r in rows if r.baseline), None)
+        if winner is not None:
+            out["best_epochs_run"] = winner.epochs_run
+        if baseline is not None:
+            out["baseline_epochs_run"] = baseline.epochs_run
     if files.optuna_db is not None:
         out["importances"] = _importances(files.optuna_db)
     return out
@@ -120,7 +120,7 @@ def _importances(db: Path) -> dict[str, float] | None:
         raise
 
 
-def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
+def _figures(cell: str, c: CellReport, out: Path) -> list[str]:
     # Figure objects, not pyplot: no backend is chosen for the process and nothing global is kept
     import matplotlib.ticker
     from matplotlib.figure import Figure
@@ -131,9 +131,10 @@ def _figures(cell: str, c: dict[str, Any], out: Path) -> list[str]:
         fig = Figure(figsize=(6, 3.5))
         ax = fig.subplots()
         ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker="o", label="best so far")
-        if c["study"].get("baseline_dev_f1") is not None:
+        baseline = c["study"].get("baseline_dev_f1")
+        if baseline is not None:
             ax.axhline(
-                100 * c["study"]["baseline_dev_f1"],
+                100 * baseline,
                 color="grey",
                 ls="--",
                 label="reference baseline (trial 1)",
@@ -182,49 +183,31 @@ def _save(fig: Any, path: Path) -> str:
     return path.name
 
 
-def build_report(opts: ReportOptions) -> dict[str, Any]:
-    """Collect every cell, write report.json, report.md and figures; returns the report dict.
+def build_report(opts: ReportOptions) -> Report:
+    """Collect every cell, write report.json, report.md and figures; returns the report.
     With `finished_only`, cells without retrain results are left out instead of being an error."""
     rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.report_dir, "--report-dir").resolve()
-    for name in ("report.md", "report.json"):
+    for name in ("report.md", REPORT_JSON):
         check_output_file(odir / name, "--out")
     # one writer per report folder: two would mix their figures and files
     with folder_lock(odir, f"--out {odir}"):
         return _build_report(opts, rdir, odir)
 
 
-def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> dict[str, Any]:
+def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> Report:
     cells, published = opts.cells, _published()
     if opts.finished_only:
         cells = [c for c in cells if (rdir / c / RETRAIN_JSON).is_file()] or cells[:1]
     # fail before writing
-    loaded: dict[str, Any] = {cell: read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells}
-    earlier = _load_earlier(opts.against) if opts.against else None
+    loaded = {str(cell): read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells}
+    earlier = (read_report(Path(opts.against)), opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
         return _write_report(loaded, published, rdir, stage, earlier)
 
 
-def _load_earlier(path: str) -> dict[str, Any]:
-    """An earlier report.json, checked as far as the comparison reads it."""
-    data = read_json(path)
-    cells = data.get("cells") if isinstance(data, dict) else None
-    if not isinstance(cells, dict):
-        raise DistnerError(f"{path}: not a distner report.json (no 'cells' mapping)")
-    for cell, c in cells.items():
-        try:
-            for key in COMPARED:
-                float(c["tuned"][key]["mean"]), float(c["tuned"][key]["std"])
-        except (KeyError, TypeError, ValueError):
-            raise DistnerError(f"{path}: cell {cell}: no tuned {'/'.join(COMPARED)} mean and std") from None
-    return {"source": _rel(path), "cells": cells}
-
-
-COMPARED = ("entity_macro_f1", "entity_micro_f1")
-
-
-def _against(report: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
+def _against(report: Report, earlier: Report, source: str) -> Against:
     """Per cell in both: this report's tuned scores, the earlier one's, and the gain of the means."""
-    out: dict[str, Any] = {"source": earlier["source"], "cells": {}}
+    out = Against(source=_rel(source), cells={})
     for cell, c in report["cells"].items():
         old = earlier["cells"].get(cell)
         if old is None:
@@ -241,13 +224,13 @@ def _against(report: dict[str, Any], earlier: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_report(
-    loaded: dict[str, Any],
+    loaded: dict[str, RetrainRecord],
     published: dict[str, Any],
     rdir: Path,
     odir: Path,
-    earlier: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    report: dict[str, Any] = {"cells": {}, "method": METHOD, "published_source": published["source"]}
+    earlier: tuple[Report, str] | None = None,
+) -> Report:
+    report = Report(cells={}, method=METHOD, published_source=published["source"])
     for cell, r in loaded.items():
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
@@ -255,40 +238,38 @@ def _write_report(
         final_dir = rdir / cell / r["final"]["run_dir"]  # relative to the cell (older: absolute)
         final_metrics = runs.read_metrics(final_dir)["test"]
         pub = published["results"][lang][gran]
-        c: dict[str, Any] = {
-            "lang": lang,
-            "granularity": gran,
-            "seeds": r["seeds"],
-            "train_on": r["train_on"],
-            "tuned": tuned["test"],
-            "baseline": base["test"],
-            "gain": {
-                k: tuned["test"][k]["mean"] - base["test"][k]["mean"]
-                for k in ("entity_macro_f1", "entity_micro_f1")
-            },
-            "published_seed_style": {"accuracy": pub["accuracy"], "macro_f1": pub["macro"]["f1"]},
-            "hyperparameters": {"tuned": tuned["config"], "baseline": base["config"]},
-            "final": {
+        c = CellReport(
+            lang=lang,
+            granularity=gran,
+            seeds=r["seeds"],
+            train_on=r["train_on"],
+            tuned=tuned["test"],
+            baseline=base["test"],
+            gain={k: tuned["test"][k]["mean"] - base["test"][k]["mean"] for k in COMPARED},
+            published_seed_style={"accuracy": pub["accuracy"], "macro_f1": pub["macro"]["f1"]},
+            hyperparameters={"tuned": tuned["config"], "baseline": base["config"]},
+            final={
                 "run_dir": _rel(str(final_dir)),
                 "per_type": final_metrics["per_type"],
                 "coarse_confusion": final_metrics["coarse_confusion"],
             },
-            "study": study_facts(r.get("study")),
-            "runs": {
-                n: [{**run, "run_dir": _rel(str(rdir / cell / run["run_dir"]))} for run in v["runs"]]
+            study=study_facts(r["study"]),
+            runs={
+                n: [{**run, "run_dir": str(_rel(str(rdir / cell / run["run_dir"])))} for run in v["runs"]]
                 for n, v in r["variants"].items()
             },
-        }
+            figures=[],
+        )
         c["figures"] = _figures(cell, c, odir)
         report["cells"][cell] = c
     if earlier is not None:
-        report["against"] = _against(report, earlier)
-    write_json(odir / "report.json", report)
+        report["against"] = _against(report, *earlier)
+    write_json(odir / REPORT_JSON, report)
     atomic_write_text(odir / "report.md", render_markdown(report))
     return report
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     rows = [
         [
             "cell",

@@ -10,39 +10,37 @@ Reads: Ray Tune's ResultGrid and trial folders (writing); the files above (readi
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, read_yaml_mapping
 from .errors import DistnerError
-from .fileio import atomic_write_text, write_json, write_output, write_yaml
+from .fileio import write_json, write_output, write_yaml
 from .labels import Cell
 from .metrics import MONITOR
 from .options import STORAGE
 from .paths import is_remote
-from .records import SUMMARY_JSON, StartRow, StudySummary, read_summary
+from .records import (
+    RANKED_STATES,
+    SUMMARY_JSON,
+    TRIALS_CSV,
+    StartRow,
+    StudySummary,
+    TrialRow,
+    read_summary,
+    read_trials,
+    write_trials,
+)
 from .spaces import Space
 
 STATES = ("completed", "stopped_early", "failed", "diverged", "not_run")
-# trials.csv: "index", "trial", one column per searched key, then these
-TRIAL_COLUMNS = (
-    "best_dev_f1",
-    "epochs_run",
-    "state",
-    "seconds",
-    "node_id",
-    "baseline",
-    "error",
-    "trial_dir",
-)
 
 
 def storage_root(storage: str) -> str:
@@ -102,25 +100,23 @@ class StudyResult:
     results_dir: Path
     best_config_path: Path
     summary: StudySummary
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[TrialRow] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- writing
 
 
-def write_outputs(
-    study: Study, rows: list[dict[str, Any]], summary: StudySummary, space: Space
-) -> StudyResult:
+def write_outputs(study: Study, rows: list[TrialRow], summary: StudySummary, space: Space) -> StudyResult:
     """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml of a study."""
     study.results_dir.mkdir(parents=True, exist_ok=True)
-    _write_trials_csv(study.results_dir / "trials.csv", rows, space)
+    write_trials(study.results_dir / TRIALS_CSV, rows, [p.name for p in space.params])
     write_json(study.results_dir / SUMMARY_JSON, summary)
     _export_optuna(study.path, study.results_dir / "optuna.db", study.name)
     best_path = _write_best(rows, space, study)
     return StudyResult(study.name, study.path, study.results_dir, best_path, summary, rows)
 
 
-def trial_rows(grid: Any, space: Space) -> list[dict[str, Any]]:
+def trial_rows(grid: Any, space: Space) -> list[TrialRow]:
     """One row per trial of a Ray ResultGrid, in creation order: the searched values, best dev
     score, epochs, state (completed, stopped_early, failed, diverged, not_run) and where it ran."""
     baseline = space.baseline_point()
@@ -144,21 +140,21 @@ def trial_rows(grid: Any, space: Space) -> list[dict[str, Any]]:
             state = "completed"
         trial_dir = Path(r.path).name if r.path else ""
         rows.append(
-            {
-                "trial": last.get("trial_id", trial_dir),
-                "index": _trial_index(trial_dir),
-                **cfg,
-                "best_dev_f1": max(f1s) if f1s else float("nan"),
-                "epochs_run": epochs,
-                "state": state,
-                "seconds": round(float(last.get("time_total_s", 0.0)), 2),
-                "node_id": last.get("node_id", ""),
-                "baseline": cfg == baseline,
-                "error": str(r.error).splitlines()[0][:200] if r.error else "",
-                "trial_dir": trial_dir,
-            }
+            TrialRow(
+                index=_trial_index(trial_dir),
+                trial=str(last.get("trial_id", trial_dir)),
+                params=cfg,
+                best_dev_f1=max(f1s) if f1s else float("nan"),
+                epochs_run=epochs,
+                state=state,
+                seconds=round(float(last.get("time_total_s", 0.0)), 2),
+                node_id=str(last.get("node_id", "")),
+                baseline=cfg == baseline,
+                error=str(r.error).splitlines()[0][:200] if r.error else "",
+                trial_dir=trial_dir,
+            )
         )
-    rows.sort(key=lambda row: row["index"])
+    rows.sort(key=lambda row: row.index)
     return rows
 
 
@@ -171,11 +167,6 @@ def _trial_index(trial_dir_name: str) -> int:
     """Creation order: Ray names trial folders `<trainable>_<id>_<n>_<params>_<date>`, n from 1."""
     m = re.match(r".*?_[0-9a-f]{8}_(\d+)_", trial_dir_name)
     return int(m.group(1)) if m else 0
-
-
-def _scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Trials with a dev score that counts (not failed, not diverged)."""
-    return [r for r in rows if not math.isnan(r["best_dev_f1"]) and r["state"] not in ("failed", "diverged")]
 
 
 def active_seconds(grid: Any) -> float:
@@ -197,7 +188,7 @@ def active_seconds(grid: Any) -> float:
 
 
 def summarise(
-    rows: list[dict[str, Any]],
+    rows: Sequence[TrialRow],
     study: Study,
     space: Space,
     search: tuple[str, str, int, int | str],
@@ -209,9 +200,9 @@ def summarise(
     checkpoint_every), trial counts by state, best and baseline dev scores, time and `resources`
     (gpus_per_trial, cpus_per_trial, pack). `wall` is this run's (the last, for a resumed study);
     `active` spans all its runs. Its start_from rows are filled in by the caller."""
-    best = max(_scored(rows), key=lambda r: r["best_dev_f1"], default=None)
-    base = next((r for r in rows if r["baseline"]), None)
-    count = {s: sum(r["state"] == s for r in rows) for s in STATES}
+    best = max((r for r in rows if r.scored), key=lambda r: r.best_dev_f1, default=None)
+    base = next((r for r in rows if r.baseline), None)
+    count = {s: sum(r.state == s for r in rows) for s in STATES}
     searcher, scheduler, seed, checkpoint_every = search
     gpus_per_trial, cpus_per_trial, pack = resources
     return StudySummary(
@@ -229,34 +220,34 @@ def summarise(
         failed=count["failed"],
         diverged=count["diverged"],
         not_run=count["not_run"],
-        best_trial=best["trial"] if best else None,
-        best_dev_f1=best["best_dev_f1"] if best else None,
-        baseline_dev_f1=base["best_dev_f1"] if base else None,
+        best_trial=best.trial if best else None,
+        best_dev_f1=best.best_dev_f1 if best else None,
+        baseline_dev_f1=base.best_dev_f1 if base else None,
         wall_seconds=None if math.isnan(wall) else round(wall, 1),
         active_seconds=None if math.isnan(active) else round(active, 1),
-        trial_seconds=round(sum(r["seconds"] for r in rows), 1),
-        gpu_hours=round(sum(r["seconds"] for r in rows) * gpus_per_trial / 3600, 4),
+        trial_seconds=round(sum(r.seconds for r in rows), 1),
+        gpu_hours=round(sum(r.seconds for r in rows) * gpus_per_trial / 3600, 4),
         gpus_per_trial=gpus_per_trial,
         cpus_per_trial=cpus_per_trial,
         pack=pack,
-        nodes=sorted({r["node_id"] for r in rows if r["node_id"]}),
+        nodes=sorted({r.node_id for r in rows if r.node_id}),
         start_from=[],
     )
 
 
-def start_rows(rows: list[dict], space: Space, files: tuple[str, ...]) -> list[StartRow]:
+def start_rows(rows: Sequence[TrialRow], space: Space, files: tuple[str, ...]) -> list[StartRow]:
     """Each --start-from file with the trial that ran its values (found by value, so a resumed
     study given the same files finds them too): what a transferred config scored on this cell."""
     out = []
     for f in files:
         point = space.start_point(f)
-        row = next((r for r in rows if all(_same(r[k], v) for k, v in point.items())), None)
+        row = next((r for r in rows if all(_same(r.params.get(k), v) for k, v in point.items())), None)
         out.append(
             StartRow(
                 config=f,
-                trial=row["trial"] if row else None,
-                best_dev_f1=row["best_dev_f1"] if row else None,
-                epochs_run=row["epochs_run"] if row else None,
+                trial=row.trial if row else None,
+                best_dev_f1=row.best_dev_f1 if row else None,
+                epochs_run=row.epochs_run if row else None,
             )
         )
     return out
@@ -266,15 +257,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
     return a == b
-
-
-def _write_trials_csv(path: Path, rows: list[dict], space: Space) -> None:
-    cols = ["index", "trial", *(p.name for p in space.params), *TRIAL_COLUMNS]
-    text = io.StringIO(newline="")
-    w = csv.DictWriter(text, fieldnames=cols)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, text.getvalue())
 
 
 def _export_optuna(study_path: str, db: Path, name: str) -> None:
@@ -298,26 +280,26 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
         write_output(db, lambda f: f.write(tmp.read_bytes()))
 
 
-def _write_best(rows: list[dict[str, Any]], space: Space, study: Study) -> Path:
-    scored = _scored(rows)
+def _write_best(rows: list[TrialRow], space: Space, study: Study) -> Path:
+    scored = [r for r in rows if r.scored]
     if not scored:
         raise DistnerError(
             f"study {study.name}: no trial produced a dev score; see {study.storage}/{study.name}"
         )
-    best = max(scored, key=lambda r: r["best_dev_f1"])
-    flat = {**space.base(), **{p.name: best[p.name] for p in space.params}}
+    best = max(scored, key=lambda r: r.best_dev_f1)
+    flat = {**space.base(), **{p.name: best.params[p.name] for p in space.params}}
     cfg = RunConfig.from_flat(flat)  # validates, normalises types
     path, lang, gran = study.best_path, study.lang, study.granularity
     header = (
-        f"# Best config of study {study.name!r} ({lang}-{gran}): trial {best['trial']},\n"
-        f"# dev entity macro-F1 {best['best_dev_f1']:.4f} after {best['epochs_run']} epochs.\n"
+        f"# Best config of study {study.name!r} ({lang}-{gran}): trial {best.trial},\n"
+        f"# dev entity macro-F1 {best.best_dev_f1:.4f} after {best.epochs_run} epochs.\n"
         f"# Train it: distner train --lang {lang} --granularity {gran} --config {os.path.relpath(path)}\n"
     )
     meta = {
         "study": study.as_given,
-        "trial": best["trial"],
-        "dev_entity_macro_f1": best["best_dev_f1"],
-        "epochs_run": best["epochs_run"],
+        "trial": best.trial,
+        "dev_entity_macro_f1": best.best_dev_f1,
+        "epochs_run": best.epochs_run,
     }
     write_yaml(path, {**cfg.to_flat(), "_meta": meta}, header=header)
     return path
@@ -336,52 +318,29 @@ def best_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-# the trials.csv columns readers rely on (the searched keys' columns vary with the space)
-TRIALS_COLUMNS = ("trial", "state", "best_dev_f1", "epochs_run", "baseline", "trial_dir")
-
-
 @dataclass(frozen=True)
 class StudyFiles:
-    """A study folder's files as written above: the one reader of trials.csv and summary.json."""
+    """A study folder's files as written above, read through records.py's one reader each."""
 
     folder: Path
 
-    def trials(self) -> list[dict[str, Any]]:
-        """trials.csv's rows in creation order: best_dev_f1 a float (NaN: never scored), epochs_run
-        an int; every other column as the text written."""
-        path = self.folder / "trials.csv"
+    def trials(self) -> list[TrialRow]:
+        """trials.csv's rows in creation order."""
+        path = self.folder / TRIALS_CSV
         if not path.is_file():
             raise DistnerError(
                 f"{path}: study results not found; run distner tune for {self.folder.name} first"
             )
-        try:
-            with open(path, encoding="utf-8", newline="") as f:
-                reader = csv.DictReader(f)
-                rows: list[dict[str, Any]] = list(reader)
-                columns = reader.fieldnames or []
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise DistnerError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-        missing = [c for c in TRIALS_COLUMNS if c not in columns]
-        if missing:
-            raise DistnerError(f"{path}: damaged (no column {missing[0]!r})")
-        for line, r in enumerate(rows, 2):  # line 1 is the header
-            try:
-                r["best_dev_f1"], r["epochs_run"] = float(r["best_dev_f1"]), int(r["epochs_run"])
-            except (TypeError, ValueError):
-                raise DistnerError(
-                    f"{path}:{line}: damaged (best_dev_f1 {r['best_dev_f1']!r} or epochs_run "
-                    f"{r['epochs_run']!r} is not a number)"
-                ) from None
-        return rows
+        return read_trials(path)
 
-    def ranked(self) -> list[dict[str, Any]]:
+    def ranked(self) -> list[TrialRow]:
         """Trials that ran to the end or were stopped early by ASHA, best dev score first."""
-        rows = [r for r in self.trials() if r["state"] in ("completed", "stopped_early")]
-        return sorted(rows, key=lambda r: -r["best_dev_f1"])
+        rows = [r for r in self.trials() if r.state in RANKED_STATES]
+        return sorted(rows, key=lambda r: -r.best_dev_f1)
 
-    def trial_config(self, row: dict[str, Any]) -> tuple[RunConfig, Path]:
+    def trial_config(self, row: TrialRow) -> tuple[RunConfig, Path]:
         """A trial's full config, from the config.yaml its run wrote in its trial folder."""
-        path = self.folder / row["trial_dir"] / "config.yaml"
+        path = self.folder / row.trial_dir / "config.yaml"
         return RunConfig.from_flat(read_yaml_mapping(path)["config"], str(path)), path
 
     def summary(self) -> StudySummary | None:
@@ -397,7 +356,7 @@ class StudyFiles:
         return float(wall) if isinstance(wall, (int, float)) else math.nan
 
     def has_trials(self) -> bool:
-        return (self.folder / "trials.csv").is_file()
+        return (self.folder / TRIALS_CSV).is_file()
 
     @property
     def optuna_db(self) -> Path | None:

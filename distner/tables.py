@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .config import REFERENCE_SEQ_LEN
-from .records import RetrainRecord, Stat, StudySummary
+from .records import RetrainRecord, Stat, StudyFacts, StudySummary
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -89,7 +89,7 @@ def study_table(s: StudySummary) -> str:
     return table(rows)
 
 
-def tuning_bought_table(st: dict[str, Any]) -> str | None:
+def tuning_bought_table(st: StudyFacts) -> str | None:
     """Markdown rows of a study's tuned winner, its warm starts (configs transferred unchanged, e.g.
     another cell's winner) and the reference baseline: dev score and epochs run. None without warm starts."""
     if not st.get("start_from") or st.get("best_dev_f1") is None:

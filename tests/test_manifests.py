@@ -189,34 +189,6 @@ def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_p
     assert m is not None and m.cell == "en-fine" and m.made_from["seed"] == 3
 
 
-def _drop_column(text: str) -> str:
-    return text.replace("best_dev_f1", "best_dev")
-
-
-def _not_numeric(text: str) -> str:
-    header, first, *rest = text.splitlines()
-    cells = dict(zip(header.split(","), first.split(",")))
-    cells["epochs_run"] = "ten"
-    return "\n".join([header, ",".join(cells.values()), *rest]) + "\n"
-
-
-@pytest.mark.parametrize(
-    ("damage", "message"),
-    [
-        (_drop_column, r"trials\.csv: damaged \(no column 'best_dev_f1'\)"),
-        (_not_numeric, r"trials\.csv:2: damaged \(best_dev_f1 '[^']*' or epochs_run 'ten' is not a number\)"),
-    ],
-    ids=["column-missing", "not-numeric"],
-)
-def test_a_hand_edited_trials_csv_is_one_line(study: Path, tmp_path: Path, damage, message: str) -> None:
-    from distner.study import StudyFiles
-
-    folder = shutil.copytree(study / "runs" / "en-fine", tmp_path / "en-fine")
-    (folder / "trials.csv").write_text(damage((folder / "trials.csv").read_text()))
-    with pytest.raises(DistnerError, match=message):
-        StudyFiles(folder).ranked()
-
-
 def test_a_damaged_summary_or_optuna_db_is_one_line(study: Path, tmp_path: Path) -> None:
     from distner.report import study_facts
 

@@ -15,6 +15,7 @@ from distner.data import read_conll
 from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
 
 from .helpers import run_cli
+from .test_records import report_fits_its_type
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -37,6 +38,7 @@ def test_report_json_is_consistent_with_run_folders(pipeline):
     cwd, _ = pipeline
     report = json.loads((cwd / "reports" / "report.json").read_text())
     assert set(report["cells"]) == {"hi-fine", "hi-coarse"}
+    assert report_fits_its_type(report)  # the keys records.Report and CellReport name
     for c in report["cells"].values():
         assert c["seeds"] == [1, 2]
         for variant, key in (("tuned", "tuned"), ("baseline", "baseline")):

@@ -1,15 +1,27 @@
 """The step files' readers: a record as its step writes it is read back as it is (every committed
-summary.json included); anything else is one line naming the file and what is wrong."""
+trials.csv and summary.json included); anything else is one line naming the file and what is wrong."""
 
 from __future__ import annotations
 
 import copy
 import json
+import math
+from dataclasses import replace
 
 import pytest
 
 from distner.errors import DistnerError
-from distner.records import read_retrain, read_summary
+from distner.records import (
+    CellReport,
+    Report,
+    StudyFacts,
+    TrialRow,
+    read_report,
+    read_retrain,
+    read_summary,
+    read_trials,
+    write_trials,
+)
 
 from .helpers import ROOT
 
@@ -99,3 +111,105 @@ def test_a_summary_without_a_key_every_summary_has_is_one_line(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(DistnerError, match=r"summary\.json: damaged \(not a JSON object\)"):
         read_summary(path)
+
+
+ROW = TrialRow(
+    index=1,
+    trial="a1b2c_00000",
+    params={"hidden_dim": 520, "lr": 1e-05, "dropout": 0.0, "bidi": True, "pool": "mean", "crf": None},
+    best_dev_f1=0.5123,
+    epochs_run=3,
+    state="completed",
+    seconds=12.5,
+    node_id="abc123",
+    baseline=True,
+    error="",
+    trial_dir="trainable_a1b2c_00000_1_hidden_dim=520",
+)
+
+
+def test_trial_rows_read_back_as_written(tmp_path):
+    path = tmp_path / "trials.csv"
+    error = "RuntimeError: CUDA out of memory, tried 2, 3"  # commas and a colon survive the CSV
+    unscored = replace(ROW, index=2, best_dev_f1=math.nan, state="failed", baseline=False, error=error)
+    write_trials(path, [ROW, unscored], list(ROW.params))
+    first, second = read_trials(path)
+    assert first == ROW and first.scored
+    assert math.isnan(second.best_dev_f1) and not second.scored
+    assert replace(second, best_dev_f1=0.0) == replace(unscored, best_dev_f1=0.0)
+
+
+def test_every_committed_trials_csv_reads_and_writes_back_the_same(tmp_path):
+    paths = sorted((ROOT / "results").glob("**/studies/*/trials.csv"))
+    assert len(paths) >= 7
+    for path in paths:
+        rows = read_trials(path)
+        assert rows and sum(r.baseline for r in rows) <= 1, path
+        again = tmp_path / "trials.csv"
+        write_trials(again, rows, list(rows[0].params))
+        assert again.read_bytes() == path.read_bytes(), path
+
+
+def _edit(text: str, column: str, value: str) -> str:
+    header, first, *rest = text.splitlines()
+    cells = dict(zip(header.split(","), first.split(",")))
+    cells[column] = value
+    return "\n".join([header, ",".join(cells.values()), *rest]) + "\n"
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda t: t.replace("best_dev_f1", "best_dev"), ":2: damaged (no column 'best_dev_f1')"),
+        (lambda t: _edit(t, "epochs_run", "ten"), ":2: damaged (epochs_run 'ten' is not a whole number)"),
+        (lambda t: _edit(t, "best_dev_f1", ""), ":2: damaged (best_dev_f1 '' is not a number)"),
+        (lambda t: _edit(t, "baseline", "yes"), ":2: damaged (baseline 'yes' is not True or False)"),
+        (lambda t: t.rsplit(",", 3)[0] + "\n", ":2: damaged (baseline None is not True or False)"),
+    ],
+    ids=["column-missing", "not-numeric", "empty", "baseline", "short-row"],
+)
+def test_a_hand_edited_trials_csv_is_one_line(tmp_path, damage, problem):
+    path = tmp_path / "trials.csv"
+    write_trials(path, [ROW], list(ROW.params))
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(DistnerError) as e:
+        read_trials(path)
+    assert str(e.value) == f"{path}{problem}".replace(":2: damaged (no column", ": damaged (no column")
+
+
+def fits(record: dict, typed) -> bool:
+    """`record` has every key `typed` requires and none it does not know."""
+    keys = typed.__required_keys__ | typed.__optional_keys__
+    return typed.__required_keys__ <= set(record) <= keys
+
+
+def report_fits_its_type(report: dict) -> bool:
+    return fits(report, Report) and all(
+        fits(c, CellReport) and fits(c["study"], StudyFacts) for c in report["cells"].values()
+    )
+
+
+def test_every_committed_report_reads_as_its_type():
+    paths = sorted((ROOT / "results").glob("**/report.json"))
+    assert len(paths) >= 2
+    for path in paths:
+        assert report_fits_its_type(read_report(path)), path
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[]", "not a distner report.json (no 'cells' mapping)"),
+        (
+            '{"cells": {"en-fine": {"tuned": {}}}}',
+            "cell en-fine: no tuned entity_macro_f1/entity_micro_f1 mean and std",
+        ),
+        ("{", "damaged JSON"),
+    ],
+)
+def test_a_report_a_comparison_cannot_read_is_one_line(tmp_path, text, problem):
+    path = tmp_path / "report.json"
+    path.write_text(text)
+    with pytest.raises(DistnerError) as e:
+        read_report(path)
+    assert str(e.value).startswith(f"{path}: {problem}")
