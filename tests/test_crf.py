@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from distner.crf import CRF, iob2_constraints
+from distner.data import read_conll
+from distner.evaluation import load_run
 from distner.labels import is_valid_iob2 as valid
+
+from .helpers import run_cli
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
 
@@ -115,3 +119,51 @@ def test_viterbi_matches_brute_force_on_mixed_lengths():
     for i, n in enumerate(lengths):
         seqs, scores = brute(crf, em[i : i + 1], n)
         assert tuple(paths[i]) == seqs[int(scores.argmax())]
+
+
+@pytest.mark.integration  # distner's CLI in a subprocess
+def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
+    """`distner train --set crf=true --set char_features=true` on CPU; Viterbi output is valid IOB2."""
+    out = tmp_path / "run"
+    proc = run_cli(
+        "train",
+        "--lang",
+        "hi",
+        "--data-dir",
+        data_root,
+        "--out",
+        out,
+        "--quiet",
+        "--set",
+        "crf=true",
+        "--set",
+        "char_features=true",
+        "--set",
+        "epochs=1",
+        "--set",
+        "embedding_dim=32",
+        "--set",
+        "hidden_dim=32",
+        "--set",
+        "max_train_sentences=1500",
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_ = load_run(out)
+    test = read_conll(data_root / "hi" / "test.conll.gz")
+    from distner.data import BatchDataset, encode
+
+    enc = encode(test, run_.vocab, run_.tags, None, run_.chars)
+    b = BatchDataset(enc)[list(range(len(test)))]
+    with torch.no_grad():
+        scores = run_.model(b.tokens, b.lengths, b.word_chars, b.word_index)
+        raw = run_.model.decode(scores, b.lengths)  # straight from Viterbi, before any repair
+    assert len(raw) == len(test)
+    assert all(valid([run_.tags[j] for j in seq]) for seq in raw)
+    pred = tmp_path / "pred.conll"
+    assert (
+        run_cli(
+            "predict", "--model", out, "--input", data_root / "hi" / "test.conll.gz", "--output", pred
+        ).returncode
+        == 0
+    )
+    assert len(read_conll(pred)) == len(test)  # the strict reader rejects any invalid IOB2

@@ -20,7 +20,7 @@ import pytest
 
 from .helpers import DISTNER, TINY, TINY_NET, sets, write
 from .test_folders import ENV, TEST_CONLL, distner, finished, snapshot  # noqa: F401
-from .test_retrain_cells import CONFIG, SMALL, cell, retrain_args  # noqa: F401
+from .test_retrain import CONFIG, SMALL, cell, retrain_args  # noqa: F401
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

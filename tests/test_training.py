@@ -1,3 +1,4 @@
+import gzip
 import json
 
 import pytest
@@ -6,8 +7,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distner.config import load_config
-from distner.data import Corpus, read_conll
-from distner.evaluation import evaluate_run, load_run, predict_file
+from distner.data import Corpus, Vocab, encode, make_loader, read_conll
+from distner.errors import DistnerError
+from distner.evaluation import evaluate_run, load_run, predict_file, predict_tags
+from distner.labels import tag_set
 from distner.training import fit
 
 TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.05"]
@@ -134,7 +137,7 @@ def test_fit_into_keeps_an_earlier_run_when_the_new_one_fails(trained, tmp_path,
 
     import pytorch_lightning as pl
 
-    from distner.errors import DistnerError, TrainingDiverged
+    from distner.errors import TrainingDiverged
     from distner.training import fit_into
 
     class Poison(pl.Callback):
@@ -238,3 +241,89 @@ def test_a_fit_leaves_the_process_as_it_was(tmp_path, tiny_dir):
     cfg = load_config(None, [*TINY, "epochs=1"])
     fit_into(cfg, Corpus.load(tiny_dir, "en", "fine"), tmp_path / "run", progress=False, accelerator="cpu")
     assert state() == before
+
+
+# the lever tests: the smallest network, two epochs
+LEVER_NET = ["embedding_dim=8", "hidden_dim=8", "epochs=2", "batch_size=4", "lr=0.05"]
+
+
+@pytest.mark.parametrize(
+    "levers",
+    [
+        ["char_features=true"],
+        ["crf=true"],
+        [
+            "char_features=true",
+            "crf=true",
+            "bidirectional=true",
+            "num_layers=2",
+            "lstm_dropout=0.2",
+            "word_dropout=0.1",
+            "dropout=0.1",
+        ],
+    ],
+)
+def test_levers_train_save_and_reload(tmp_path, tiny_dir, levers):
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    res = fit(load_config(None, [*LEVER_NET, *levers]), corpus, tmp_path, progress=False)
+    run_ = load_run(tmp_path)
+    assert run_.cfg == load_config(None, [*LEVER_NET, *levers])
+    if "char_features=true" in levers:
+        assert run_.chars is not None and run_.model.chars is not None
+    tags = predict_tags(run_.model, corpus.test, run_.vocab, run_.tags, chars=run_.chars)
+    assert [len(t) for t in tags] == [len(s) for s in corpus.test]
+    # reloaded model reproduces the run's own test score
+    from distner.metrics import score
+
+    again = score([list(s.tags) for s in corpus.test], tags)
+    assert again["entity_macro_f1"] == pytest.approx(res.metrics["test"]["entity_macro_f1"])
+
+
+def _vec_file(path, words, dim=8, header=True, gz=False):
+    torch.manual_seed(0)
+    lines = [f"{len(words)} {dim}"] if header else []
+    vecs = torch.randn(len(words), dim)
+    lines += [w + " " + " ".join(f"{x:.5f}" for x in v.tolist()) for w, v in zip(words, vecs)]
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return vecs
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_pretrained_vectors_frozen_and_oov_words_kept(tmp_path, tiny_dir, gz):
+    path = tmp_path / ("v.vec.gz" if gz else "v.vec")
+    words = ["paris", "berlin", "zanzibar"]  # zanzibar never occurs in train
+    vecs = _vec_file(path, words, gz=gz)
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*LEVER_NET, f"pretrained_vectors={path}", "freeze_embeddings=true"])
+    fit(cfg, corpus, tmp_path / "run", progress=False)
+    run_ = load_run(tmp_path / "run")
+    emb = run_.model.embedding.weight
+    for w, v in zip(words, vecs):
+        assert w in run_.vocab.itos
+        torch.testing.assert_close(emb[run_.vocab.itos.index(w)], v, atol=1e-4, rtol=0)
+
+
+def test_lightning_reshuffles_every_epoch(tiny_dir, tmp_path):
+    seen: list[list[int]] = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            seen.append([])
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen[-1].append(int(batch.tokens.sum()))
+
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=3", "batch_size=3"])
+    fit(cfg, Corpus.load(tiny_dir, "en", "fine"), tmp_path, progress=False, callbacks=[Record()])
+    assert len(seen) == 3 and len({tuple(e) for e in seen}) == 3  # set_epoch reached the sampler
+    # the same batches as the sampler alone gives for each epoch
+    train = Corpus.load(tiny_dir, "en", "fine").train
+    loader = make_loader(encode(train, Vocab.build(train), tag_set("fine"), 25), 3, True, 42)
+    for epoch, sums in enumerate(seen):
+        loader.sampler.set_epoch(epoch)
+        assert [int(b.tokens.sum()) for b in loader] == sums
