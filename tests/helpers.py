@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -120,6 +121,12 @@ def ray_left(before: set[int], wait_s: float = 20.0) -> set[int]:
     while ray_pids() - before and time.time() < deadline:
         time.sleep(0.5)
     return ray_pids() - before
+
+
+def as_in_a_terminal() -> None:
+    """Popen's preexec_fn for a child that gets Ctrl-C: SIGINT handled by default, as in a terminal,
+    even where the tests themselves run with it ignored (started as a background job, some CI)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_cli(

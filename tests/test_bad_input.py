@@ -23,7 +23,7 @@ import pytest
 from distner.data import read_conll
 from distner.evaluation import load_run, predict_file
 
-from .helpers import DISTNER, ROOT, TINY, TINY_NET, sets
+from .helpers import DISTNER, ROOT, TINY, TINY_NET, as_in_a_terminal, sets
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -611,7 +611,7 @@ def _interrupt_training(
         env=env,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, even under CI
+        preexec_fn=as_in_a_terminal,
     )
     seen = []
     try:

@@ -29,10 +29,11 @@ def two_node_cluster():
 
 def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, tmp_path):
     storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
-    data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 1500, "dev": 150, "test": 150})
+    data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 600, "dev": 150, "test": 150})
     # one CPU a node and a trial pending per free slot: the first two trials start together, one on
-    # each node (trials long enough, a larger sample than --smoke, to keep both busy a while)
-    space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 1500") % 2).resolve()
+    # each node, as neither node can hold two (trials a little longer than --smoke's, so that both
+    # are still running when the second is placed)
+    space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 600") % 2).resolve()
     proc = subprocess.run(
         [
             sys.executable,

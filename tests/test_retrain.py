@@ -16,7 +16,7 @@ import pytest
 from distner import manifest
 from distner.records import RetrainRecord, SeedRun, Variant, read_retrain
 
-from .helpers import DISTNER, TINY, TINY_NET, sets, write
+from .helpers import DISTNER, TINY, TINY_NET, as_in_a_terminal, sets, write
 from .test_folders import ENV, distner, snapshot
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
@@ -151,6 +151,7 @@ def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=as_in_a_terminal,
     )
     deadline = time.time() + 120
     while (folder / "retrain.json").exists() and time.time() < deadline and proc.poll() is None:

@@ -23,7 +23,7 @@ from distner.records import StudySummary
 from distner.study import active_seconds
 from distner.tuning import run_study
 
-from .helpers import SPACE, ray_left, ray_pids, run_cli, write
+from .helpers import SPACE, as_in_a_terminal, ray_left, ray_pids, run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -334,7 +334,9 @@ def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
         "1",  # every epoch: then --resume repeats none (with K it repeats at most K-1)
     ]
     cmd = [str(c) for c in cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=as_in_a_terminal
+    )
     study_dir = tmp_path / "runs" / "resume"
     deadline = time.time() + 240
     # interrupt (Ctrl-C) while the first trial (the baseline, 3 epochs) is part-way
