@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from distner.config import RunConfig, load_config
-from distner.data import IGNORE_INDEX, BucketBatchSampler, Corpus, Encoded, make_loader
+from distner.conll import Corpus
+from distner.data import IGNORE_INDEX, BucketBatchSampler, Encoded, make_loader
 from distner.training import EncodedCorpus, build_model, fit, prepare
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"

@@ -44,7 +44,7 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import RunConfig
-from distner.data import Corpus
+from distner.conll import Corpus
 from distner.options import TuneOptions
 from distner.training import fit, prepare
 from distner.tuning import run_study

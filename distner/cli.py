@@ -44,13 +44,14 @@ def cmd_train(opts: TrainOptions) -> int:
     cfg = load_config(opts.config, opts.overrides)
     out = check_run_out(opts.out or f"runs/train/{cell}", opts.overwrite)  # before data is read
 
-    from .data import Corpus
+    from .conll import Corpus
     from .locks import folder_lock
     from .tables import metrics_table
-    from .training import fit_into
 
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
+        from .training import fit_into  # torch and Lightning: only once the data has been read whole
+
         print(f"distner train: {cell}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
         result = fit_into(
             cfg, corpus, out, overwrite=opts.overwrite, accelerator=opts.accelerator, progress=not opts.quiet
@@ -104,18 +105,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     base = _tune_options(args)
     if args.granularities and args.granularity:
         raise DistnerError("--granularity and --granularities: give one of them")
+    from .conll import Corpus
     from .labels import Cell
     from .tables import study_table
-    from .tuning import run_study
 
     grans = list(
         args.granularities or (["fine", "coarse"] if base.granularity == "both" else [base.granularity])
     )
-    for gran in grans:
+    # every cell's data read whole before Ray, Optuna and torch load: a bad file is an error at once
+    corpora = [Corpus.load(base.data_dir, base.lang, gran) for gran in grans]
+    from .tuning import run_study
+
+    for gran, corpus in zip(grans, corpora):
         name = base.name and (base.name if len(grans) == 1 else f"{base.name}-{gran}")
         if args.smoke and not name:
             name = f"{Cell(base.lang, gran)}-smoke"
-        result = run_study(replace(base, granularity=gran, name=name))
+        result = run_study(replace(base, granularity=gran, name=name), corpus)
         print(study_table(result.summary))
         print(
             f"study: {result.study_path}\ntrials: {result.results_dir / 'trials.csv'}\n"
@@ -172,7 +177,7 @@ def cmd_cluster_validate(opts: ClusterValidateOptions) -> int:
 
 
 def cmd_data_stats(opts: StatsOptions) -> int:
-    from .data import SPLITS, corpus_stats, load_split
+    from .conll import SPLITS, corpus_stats, load_split
     from .labels import normalize_lang
     from .tables import stats_table
 
@@ -194,7 +199,7 @@ def cmd_data_stats(opts: StatsOptions) -> int:
 
 def cmd_features(opts: FeaturesOptions) -> int:
     from .config import load_config
-    from .data import read_conll, split_path
+    from .conll import read_conll, split_path
     from .encoder import check_installed, prebuild, space_specs, spec
     from .labels import normalize_lang
     from .spaces import load_space
@@ -215,7 +220,8 @@ def cmd_features(opts: FeaturesOptions) -> int:
 
 
 def cmd_vectors(opts: VectorsOptions) -> int:
-    from .data import PAD, UNK, Vocab, read_conll, split_path
+    from .conll import read_conll, split_path
+    from .data import PAD, UNK, Vocab
     from .labels import normalize_lang
     from .paths import check_output_file
     from .pretrained import model_path, write_vectors

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, encoder_layer_ids
-from .data import Sentence
+from .conll import Sentence
 from .errors import DistnerError
 from .fileio import write_output
 from .pretrained import BLOCK_BYTES, E5File, dequantize, load

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .data import BatchDataset, Corpus, make_loader
+from .conll import Corpus
+from .data import BatchDataset, make_loader
 from .errors import DistnerError, TrainingDiverged
 from .evaluation import EVAL_BATCH, decode_tags
 from .metrics import MONITOR, entity_scores

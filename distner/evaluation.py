@@ -22,20 +22,8 @@ from torch import nn
 
 from . import runs
 from .config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
-from .data import (
-    PAD,
-    UNK,
-    UNK_ID,
-    BatchDataset,
-    BucketBatchSampler,
-    Sentence,
-    Vocab,
-    encode,
-    format_conll,
-    read_conll,
-    split_path,
-    with_granularity,
-)
+from .conll import Sentence, format_conll, read_conll, split_path, with_granularity
+from .data import PAD, UNK, UNK_ID, BatchDataset, BucketBatchSampler, Vocab, encode
 from .errors import DistnerError, one_line
 from .fileio import atomic_write_text, write_json
 from .labels import COARSE_TYPES, FINE_TYPES, repair_iob2

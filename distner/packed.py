@@ -35,7 +35,7 @@ from .sizes import training_bytes as member_bytes  # noqa: F401 (packing sizes m
 from .spaces import Space
 
 if TYPE_CHECKING:  # the trial's process imports no torch (data.py does)
-    from .data import Corpus
+    from .conll import Corpus
 
 GPU_MEMORY_USE = 0.8  # of a GPU's memory that packed members may fill, by the estimate below
 CHECKPOINT_FILE = "member.pt"

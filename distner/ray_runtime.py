@@ -18,7 +18,7 @@ import torch
 
 from .compat import RAY_SYSTEM_CONFIG
 from .config import RunConfig
-from .data import Corpus
+from .conll import Corpus
 from .errors import DistnerError
 from .options import DEFAULT_GPU_SHARE
 from .paths import is_remote

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import manifest, runs
 from .config import RunConfig, load_config, parse_overrides
-from .data import Corpus
+from .conll import Corpus
 from .encoder import prebuild, spec
 from .errors import DistnerError
 from .fileio import read_json, write_json

@@ -27,7 +27,8 @@ from .labels import normalize_granularity, normalize_lang, tag_set
 if TYPE_CHECKING:
     import torch
 
-    from .data import Corpus, Vocab
+    from .conll import Corpus
+    from .data import Vocab
     from .training import EncodedCorpus
 
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.pt", "metrics.json"

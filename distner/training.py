@@ -36,17 +36,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import runs
 from .config import ModelConfig, RunConfig
-from .data import (
-    UNK_ID,
-    Batch,
-    Corpus,
-    Encoded,
-    Sentence,
-    Vocab,
-    encode,
-    make_loader,
-    read_vectors,
-)
+from .conll import Corpus, Sentence
+from .data import UNK_ID, Batch, Encoded, Vocab, encode, make_loader, read_vectors
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode_tags, evaluate
 from .fileio import replace_dir, write_output

@@ -30,7 +30,7 @@ import torch
 from . import manifest, packed
 from .checkpoints import CheckpointClock
 from .config import RunConfig
-from .data import Corpus
+from .conll import Corpus
 from .encoder import prebuild, space_specs
 from .errors import DistnerError, StudyInterrupted, TrainingDiverged
 from .fileio import read_json, write_json
@@ -231,8 +231,9 @@ def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, 
     return points
 
 
-def run_study(opts: TuneOptions) -> StudyResult:
-    """Run (or resume) one study for one language x granularity and write its outputs."""
+def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
+    """Run (or resume) one study for one language x granularity and write its outputs. `corpus`:
+    the cell's data when the caller has read it already (else read from opts.data_dir)."""
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
     points = initial_points(space, opts.start_from)  # bad files fail before Ray starts
@@ -240,12 +241,16 @@ def run_study(opts: TuneOptions) -> StudyResult:
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
     study = Study(opts.name or Cell(lang, gran), lang, gran, opts.storage, opts.best_dir)
     _check_outputs(study)
+    # read whole before the study claims its folder: bad data leaves no folder behind
+    corpus = corpus or Corpus.load(opts.data_dir, lang, gran)
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
-        return _run_study(opts, study, space, points)
+        return _run_study(opts, study, space, points, corpus)
 
 
-def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]]) -> StudyResult:
+def _run_study(
+    opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], corpus: Corpus
+) -> StudyResult:
     import optuna
     import ray
     from ray import tune
@@ -256,8 +261,7 @@ def _run_study(opts: TuneOptions, study: Study, space: Space, points: list[dict[
     total = count or NUM_SAMPLES
 
     if opts.resume or opts.results_only:
-        _recorded_pack(opts, study)  # checked before the data is read or Ray starts
-    corpus = Corpus.load(opts.data_dir, study.lang, study.granularity)
+        _recorded_pack(opts, study)  # checked before Ray starts
     corpus = replace(corpus, test=[])  # tuning never sees test
     specs = space_specs(space)
     if specs and not opts.results_only:  # built once here, so that trials only read them

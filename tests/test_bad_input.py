@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from distner.data import read_conll
+from distner.conll import read_conll
 from distner.evaluation import load_run, predict_file
 
 from .helpers import DISTNER, ROOT, TINY, TINY_NET, as_in_a_terminal, sets

@@ -102,3 +102,15 @@ def test_bad_tune_flags_fail_before_ray_starts(tmp_path, tiny_dir):
         run_cli(*base, "--start-from", far), "far.yaml: key 'hidden_dim': value 7 is outside"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_bad_data_stops_a_study_before_it_claims_a_folder(bad_data, tmp_path):
+    """The data is read whole before Ray starts and before the study's folder is made: nothing is
+    left that a later, fixed run would take for an earlier study."""
+    write(bad_data / "en" / "train.conll", "# id a\tdomain=en\nx _ _ O\ny _ _ O\nz _ O\n")
+    storage = tmp_path / "runs"
+    proc = run_cli(
+        "tune", "--lang", "en", "--data-dir", bad_data, "--storage", storage, "--best-dir", tmp_path / "b"
+    )
+    assert_one_line_error(proc, "train.conll:4: expected 4 columns")
+    assert not storage.exists()

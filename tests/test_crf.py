@@ -3,8 +3,8 @@ import itertools
 import pytest
 import torch
 
+from distner.conll import read_conll
 from distner.crf import CRF, iob2_constraints
-from distner.data import read_conll
 from distner.evaluation import load_run
 from distner.labels import is_valid_iob2 as valid
 

@@ -15,7 +15,7 @@ import torch
 from distner import encoder, pretrained
 from distner.cli import main
 from distner.config import load_config
-from distner.data import Corpus, read_conll
+from distner.conll import Corpus, read_conll
 from distner.engine import SharedData
 from distner.errors import DistnerError
 from distner.evaluation import load_run

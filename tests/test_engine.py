@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import load_config
-from distner.data import Corpus
+from distner.conll import Corpus
 from distner.engine import Member, SharedData
 from distner.errors import DistnerError
 from distner.metrics import MONITOR

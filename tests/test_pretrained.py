@@ -14,7 +14,8 @@ import torch
 from distner import pretrained
 from distner.cli import main
 from distner.config import RunConfig, load_config
-from distner.data import UNK_ID, Corpus, Sentence, read_conll, read_vectors
+from distner.conll import Corpus, Sentence, read_conll
+from distner.data import UNK_ID, read_vectors
 from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_tags, with_unseen_words
 from distner.training import build_model, prepare

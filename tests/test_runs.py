@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from distner import runs
-from distner.data import Corpus
+from distner.conll import Corpus
 from distner.errors import DistnerError
 from distner.paths import is_run_dir
 from distner.training import fit

@@ -7,7 +7,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distner.config import load_config
-from distner.data import Corpus, Vocab, encode, make_loader, read_conll
+from distner.conll import Corpus, read_conll
+from distner.data import Vocab, encode, make_loader
 from distner.errors import DistnerError
 from distner.evaluation import evaluate_run, load_run, predict_file, predict_tags
 from distner.labels import tag_set
