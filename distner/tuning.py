@@ -1,6 +1,7 @@
-"""Ray Tune studies: Optuna (TPE) proposes configs, ASHA stops weak trials early, trials are plain
-`distner.training.fit` runs with a reporting callback. Starting Ray (shared with retraining) is
-ray_runtime.py.
+"""Ray Tune studies, the driver's side: Optuna (TPE) proposes configs, ASHA stops weak trials
+early, trials are plain `distner.training.fit` runs with a reporting callback (trial.py). Starting
+Ray (shared with retraining) is ray_runtime.py. Light on import: a study's checks (space, names,
+outputs, the folder's claim) run before Ray, Optuna, torch and Lightning load.
 
 Reads: the data root, a search space YAML. Writes, per study: Ray's experiment folder under
 `<storage>/<name>/` (per trial: params, per-epoch metrics, last checkpoint, TensorBoard events,
@@ -13,10 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,23 +23,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
-
 from . import manifest, packed
-from .checkpoints import CheckpointClock
-from .config import RunConfig
 from .conll import Corpus
-from .encoder import prebuild, space_specs
-from .errors import DistnerError, StudyInterrupted, TrainingDiverged
+from .errors import DistnerError, StudyInterrupted
 from .fileio import read_json, write_json
 from .interrupts import StopRequest, stop_requests
 from .labels import Cell, normalize_granularity, normalize_lang
 from .locks import folder_lock
+from .metrics import MONITOR
 from .options import NUM_SAMPLES, TuneOptions
 from .paths import check_output_dir, check_output_file
-from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
-from .searcher import PruningAwareOptunaSearch, StudySearch, resumed_as
 from .spaces import Param, Space, load_space
 from .study import (
     Study,
@@ -54,71 +46,6 @@ from .study import (
     trial_rows,
     write_outputs,
 )
-from .training import MONITOR, fit
-
-# ---------------------------------------------------------------- inside a trial (a Ray worker)
-
-
-class TuneReport(pl.Callback):
-    """After each epoch (validation included) report metrics to Tune; a resumable checkpoint goes
-    with the report when the trial's `CheckpointClock` says so."""
-
-    def __init__(self, node_id: str, checkpoint_every: int = 0):
-        self.node_id, self.clock = node_id, CheckpointClock(checkpoint_every)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        from ray import tune
-
-        epoch = trainer.current_epoch + 1
-        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics.update(epoch=epoch, node_id=self.node_id)
-        if not self.clock.due(epoch):
-            tune.report(metrics)
-            return
-        start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as d:
-            trainer.save_checkpoint(Path(d) / "last.ckpt")
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        self.clock.saved(start)
-
-
-def run_trial(
-    params: dict[str, Any],
-    *,
-    corpus: Corpus,
-    base: dict[str, Any],
-    accelerator: str,
-    threads: int,
-    checkpoint_every: int = 0,
-) -> None:
-    """The trainable: one `fit` on the sampled config, in the trial's own working directory."""
-    import ray
-    from ray import tune
-
-    torch.set_num_threads(max(1, threads))
-    cfg = RunConfig.from_flat({**base, **params})
-    ckpt_path = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # resumed: continue after the last reported epoch
-        with checkpoint.as_directory() as d:
-            ckpt_path = str(Path.cwd() / "resume.ckpt")
-            shutil.copy(Path(d) / "last.ckpt", ckpt_path)
-    node = ray.get_runtime_context().get_node_id()
-    try:
-        fit(
-            cfg,
-            corpus,
-            Path.cwd(),
-            accelerator=accelerator,
-            callbacks=[TuneReport(node, checkpoint_every)],
-            ckpt_path=ckpt_path,
-            progress=False,
-            evaluate_test=False,
-        )
-    except TrainingDiverged:
-        # A diverged trial would diverge again if retried: end it with a score of 0 instead.
-        tune.report({MONITOR: 0.0, "diverged": 1.0, "node_id": node})
-
 
 # ---------------------------------------------------------------- the driver
 
@@ -251,10 +178,16 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
 def _run_study(
     opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], corpus: Corpus
 ) -> StudyResult:
+    # Ray, Optuna, torch and Lightning load here, once the checks above have passed
     import optuna
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
+
+    from .encoder import prebuild, space_specs
+    from .ray_runtime import check_storage_for_cluster, gpu_share, init_ray
+    from .searcher import PruningAwareOptunaSearch, StudySearch, resumed_as
+    from .trial import run_trial
 
     name, path, storage = study.name, study.path, storage_root(opts.storage)
     count = _claim(opts, study, space, tune.Tuner.can_restore(path))  # None: as Ray saved it
