@@ -62,6 +62,9 @@ def cmd_train(opts: TrainOptions) -> int:
 
 
 def cmd_evaluate(opts: EvaluateOptions) -> int:
+    from .runs import finished_run
+
+    finished_run(opts.model)  # a wrong --model: an error before torch loads
     from .evaluation import evaluate_run
     from .tables import metrics_table
 
@@ -79,8 +82,10 @@ def cmd_evaluate(opts: EvaluateOptions) -> int:
 
 def cmd_predict(opts: PredictOptions) -> int:
     from .paths import check_output_file
+    from .runs import finished_run
 
     check_output_file(opts.output, "--output", inputs=[opts.input])  # at once; the model's files later
+    finished_run(opts.model)  # a wrong --model: an error before torch loads
     from .evaluation import predict_file
 
     n = predict_file(opts.model, opts.input, opts.output)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import runs
-from .config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
+from .config import REFERENCE_SEQ_LEN, RunConfig
 from .conll import Sentence, format_conll, read_conll, split_path, with_granularity
 from .data import PAD, UNK, UNK_ID, BatchDataset, BucketBatchSampler, Vocab, encode
 from .errors import DistnerError, one_line
@@ -143,11 +143,8 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
     must hold every config key (a default filled in could silently build another network) and
     model.pt must be readable weights of exactly that network."""
-    run = runs.resolve_final(run_dir).resolve()
-    meta = read_yaml_mapping(run / runs.CONFIG)
+    run, meta = runs.finished_run(run_dir)
     weights = run / runs.WEIGHTS
-    if not weights.is_file():
-        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
     cfg, vocab, tags, chars, lang, granularity = runs.read_meta(meta, run / runs.CONFIG)
     # unseen words must get vectors, and new text features, from the file it was trained with
     if cfg.model.subword_vectors or cfg.model.encoder_features:

@@ -42,8 +42,8 @@ def lock_file(folder: str | os.PathLike, beside: bool = False) -> Path:
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> Iterator[Path]:
     """Hold `folder`'s lock for the block, or fail at once with one line naming its holder.
-    `what` starts that line (e.g. "--out runs/x"). A folder made only to hold the lock is removed
-    again if it is still empty afterwards."""
+    `what` starts that line (e.g. "--out runs/x"). Folders made only to hold the lock are removed
+    again if they are still empty afterwards."""
     path = lock_file(folder, beside)
     me = threading.get_ident()
     with _held_guard:
@@ -57,7 +57,8 @@ def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> I
             with _held_guard:
                 _held[path] = (me, _held[path][1] - 1)
         return
-    made = not path.parent.exists()
+    # the folders made only to hold the lock (its folder, and parents of it that were missing)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     fd = _acquire(path, what)
     with _held_guard:
         _held[path] = (me, 1)
@@ -68,9 +69,9 @@ def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> I
             del _held[path]
         path.unlink(missing_ok=True)  # while still held: a waiting taker sees it gone and retries
         os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):  # not empty: the folder has become what it guards
-                path.parent.rmdir()
+        with contextlib.suppress(OSError):  # not empty: the folder has become what it guards
+            for folder in made:  # deepest first
+                folder.rmdir()
 
 
 def _acquire(path: Path, what: str) -> int:

@@ -15,7 +15,6 @@ from pathlib import Path
 from . import manifest, runs
 from .config import RunConfig, load_config, parse_overrides
 from .conll import Corpus
-from .encoder import prebuild, spec
 from .errors import DistnerError
 from .fileio import read_json, write_json
 from .locks import folder_lock
@@ -24,7 +23,6 @@ from .paths import check_output_dir, check_output_file, is_remote
 from .records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
 from .spaces import resolve_space_path
 from .study import StudyFiles, best_meta
-from .training import fit_into
 
 # Keys that set the data budget rather than the model: the baseline inherits them from the tuned
 # config so that both are trained on the same data (e.g. the sample of a smoke study).
@@ -110,6 +108,8 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
+        from .encoder import prebuild, spec  # torch: only once there is training to do
+
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
             prebuild({"train": corpus.train, "dev": corpus.dev, "test": corpus.test}, specs)
@@ -162,6 +162,8 @@ def _run_jobs(
     jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions, keep: runs.KeepEpoch
 ) -> None:
     import torch
+
+    from .training import fit_into
 
     if opts.address or torch.cuda.device_count() > 0:
         from .ray_runtime import fit_on_ray  # Ray runs the seeds in parallel where GPUs or nodes exist

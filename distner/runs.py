@@ -53,6 +53,18 @@ def resolve_final(path: str | os.PathLike) -> Path:
     return p
 
 
+def finished_run(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The run folder `path` names (itself, or a retrain cell's final model) and its config.yaml,
+    checked to be a finished run without loading its weights: a wrong --model is an error before
+    torch loads."""
+    run = resolve_final(path).resolve()
+    meta = read_yaml_mapping(run / CONFIG)
+    weights = run / WEIGHTS
+    if not weights.is_file():
+        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
+    return run, meta
+
+
 def check_pretrained(recorded: Any, path: Path) -> None:
     """A run trained with the pretrained levers needs the model file it was trained with."""
     from .pretrained import model_info

@@ -114,3 +114,10 @@ def test_bad_data_stops_a_study_before_it_claims_a_folder(bad_data, tmp_path):
     )
     assert_one_line_error(proc, "train.conll:4: expected 4 columns")
     assert not storage.exists()
+
+
+def test_a_retrain_without_its_best_config_leaves_no_folder(tmp_path):
+    out = tmp_path / "cells" / "deeper"
+    proc = run_cli("retrain", "--lang", "en", "--best-dir", tmp_path / "none", "--retrain-dir", out)
+    assert_one_line_error(proc, "en-fine.yaml: best config not found; make it with: distner tune")
+    assert list(tmp_path.iterdir()) == []
