@@ -59,7 +59,11 @@ def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> I
         return
     # the folders made only to hold the lock (its folder, and parents of it that were missing)
     made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    fd = _acquire(path, what)
+    try:
+        fd = _acquire(path, what)
+    except DistnerError:
+        _remove_empty(made)
+        raise
     with _held_guard:
         _held[path] = (me, 1)
     try:
@@ -69,9 +73,15 @@ def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> I
             del _held[path]
         path.unlink(missing_ok=True)  # while still held: a waiting taker sees it gone and retries
         os.close(fd)
-        with contextlib.suppress(OSError):  # not empty: the folder has become what it guards
-            for folder in made:  # deepest first
-                folder.rmdir()
+        _remove_empty(made)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) while they are empty; one that is not has become what the
+    lock guarded, and it and its parents stay."""
+    with contextlib.suppress(OSError):
+        for folder in folders:
+            folder.rmdir()
 
 
 def _acquire(path: Path, what: str) -> int:
@@ -105,7 +115,8 @@ def _acquire(path: Path, what: str) -> int:
     try:  # a dead holder's record is replaced, never appended to
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-    except OSError as e:
+    except OSError as e:  # a full disk, say: the lock is given up whole, file and all (it is held)
+        path.unlink(missing_ok=True)
         os.close(fd)
         raise DistnerError(f"{what}: cannot write the lock file {path} ({e.strerror or e})") from None
     return fd

@@ -266,9 +266,11 @@ def test_retrain_top_k_from_the_study(study, tmp_path):
     assert (tmp_path / "hi-fine" / "final.json").is_file()
 
 
-def test_existing_study_needs_resume(study):
+def test_existing_study_needs_resume(study, synthetic_data):
     tmp = study.tmp
-    opts = TuneOptions(lang="hi", space=str(tmp / "space.yaml"), storage=str(tmp / "runs"))
+    opts = TuneOptions(
+        lang="hi", space=str(tmp / "space.yaml"), storage=str(tmp / "runs"), data_dir=str(synthetic_data)
+    )
     with pytest.raises(DistnerError, match="study exists; add --resume"):
         run_study(opts)
 
