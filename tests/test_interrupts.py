@@ -12,6 +12,15 @@ import pytest
 from distner.interrupts import STOP_SIGNALS, deferred, stop_requests
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal():
+    """Python's own SIGINT handler, as in a terminal, even when the tests run with SIGINT ignored
+    (started as a background job): the policy keeps an inherited ignore, which is tested apart."""
+    was = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, was)
+
+
 def _send(sig: int) -> None:
     os.kill(os.getpid(), sig)
     time.sleep(0.05)  # Python runs the handler at the next bytecode boundary of the main thread
