@@ -6,6 +6,7 @@ private names (subclasses call their parent's methods, not its attributes, excep
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 # ray.init's `_system_config` (private): Ray starts workers at niceness 15 by default, so trials
@@ -49,6 +50,21 @@ def storage_filesystem(storage_path: str) -> tuple[Any, str]:
     from ray.train._internal.storage import get_fs_and_path
 
     return get_fs_and_path(storage_path, None)
+
+
+# Ray Tune's saved state of an experiment (ray.tune.impl.tuner_internal._TUNER_PKL), by which
+# `Tuner.can_restore` knows a restorable study: read as a file name, so that a local study's claim
+# is checked before Ray is imported
+TUNER_STATE = "tuner.pkl"
+
+
+def can_restore(path: str, remote: bool) -> bool:
+    """`ray.tune.Tuner.can_restore(path)`: a local folder by its file, without importing Ray."""
+    if not remote:
+        return os.path.isfile(os.path.join(path, TUNER_STATE))
+    from ray import tune
+
+    return bool(tune.Tuner.can_restore(path))
 
 
 def check_cluster_config(config: dict[str, Any]) -> None:

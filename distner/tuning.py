@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import manifest, packed
+from . import compat, manifest, packed
 from .conll import Corpus
 from .errors import DistnerError, StudyInterrupted
 from .fileio import read_json, write_json
@@ -32,7 +32,7 @@ from .labels import Cell, normalize_granularity, normalize_lang
 from .locks import folder_lock
 from .metrics import MONITOR
 from .options import NUM_SAMPLES, TuneOptions
-from .paths import check_output_dir, check_output_file
+from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import Param, Space, load_space
 from .study import (
     Study,
@@ -139,9 +139,7 @@ def _ray_tensorboard_hint(shown: bool) -> Iterator[None]:
 
 
 def study_exists(storage: str, name: str) -> bool:
-    from ray import tune
-
-    return tune.Tuner.can_restore(study_path(storage, name))
+    return compat.can_restore(study_path(storage, name), remote=is_remote(storage))
 
 
 def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -178,6 +176,13 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
 def _run_study(
     opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], corpus: Corpus
 ) -> StudyResult:
+    name, path, storage = study.name, study.path, storage_root(opts.storage)
+    restorable = compat.can_restore(path, remote=is_remote(storage))
+    count = _claim(opts, study, space, restorable)  # None: as Ray saved it
+    total = count or NUM_SAMPLES
+    if opts.resume or opts.results_only:
+        _recorded_pack(opts, study)
+
     # Ray, Optuna, torch and Lightning load here, once the checks above have passed
     import optuna
     import ray
@@ -189,12 +194,6 @@ def _run_study(
     from .searcher import PruningAwareOptunaSearch, StudySearch, resumed_as
     from .trial import run_trial
 
-    name, path, storage = study.name, study.path, storage_root(opts.storage)
-    count = _claim(opts, study, space, tune.Tuner.can_restore(path))  # None: as Ray saved it
-    total = count or NUM_SAMPLES
-
-    if opts.resume or opts.results_only:
-        _recorded_pack(opts, study)  # checked before Ray starts
     corpus = replace(corpus, test=[])  # tuning never sees test
     specs = space_specs(space)
     if specs and not opts.results_only:  # built once here, so that trials only read them

@@ -60,3 +60,14 @@ def test_cluster_config_check() -> None:
     compat.check_cluster_config(copy.deepcopy(good))
     with pytest.raises(Exception, match="max_worker"):
         compat.check_cluster_config({**copy.deepcopy(good), "max_worker": 2})
+
+
+def test_a_local_study_is_restorable_exactly_when_ray_says_so(tmp_path) -> None:
+    from ray.tune.impl.tuner_internal import _TUNER_PKL
+
+    assert compat.TUNER_STATE == _TUNER_PKL
+    study = tmp_path / "study"
+    for make in (lambda: None, study.mkdir, lambda: (study / _TUNER_PKL).write_bytes(b"x")):
+        make()
+        assert compat.can_restore(str(study), remote=False) == tune.Tuner.can_restore(str(study))
+    assert compat.can_restore(str(study), remote=False)
