@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import runs
-from .config import REFERENCE_SEQ_LEN, RunConfig
+from .config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
 from .conll import Sentence, format_conll, read_conll, split_path, with_granularity
 from .data import PAD, UNK, UNK_ID, BatchDataset, BucketBatchSampler, Vocab, encode
 from .errors import DistnerError, one_line
@@ -143,7 +143,8 @@ def load_run(run_dir: str | os.PathLike) -> LoadedRun:
     """Rebuild a trained model from its run folder (config.yaml + model.pt), strictly: config.yaml
     must hold every config key (a default filled in could silently build another network) and
     model.pt must be readable weights of exactly that network."""
-    run, meta = runs.finished_run(run_dir)
+    run = runs.finished_run(run_dir)
+    meta = read_yaml_mapping(run / runs.CONFIG)
     weights = run / runs.WEIGHTS
     cfg, vocab, tags, chars, lang, granularity = runs.read_meta(meta, run / runs.CONFIG)
     # unseen words must get vectors, and new text features, from the file it was trained with

@@ -53,16 +53,16 @@ def resolve_final(path: str | os.PathLike) -> Path:
     return p
 
 
-def finished_run(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """The run folder `path` names (itself, or a retrain cell's final model) and its config.yaml,
-    checked to be a finished run without loading its weights: a wrong --model is an error before
-    torch loads."""
+def finished_run(path: str | os.PathLike) -> Path:
+    """The run folder `path` names (itself, or a retrain cell's final model), checked to hold its
+    config.yaml and model.pt without reading either: a wrong --model is an error before torch
+    loads, and the files are read once, by whoever loads the run."""
     run = resolve_final(path).resolve()
-    meta = read_yaml_mapping(run / CONFIG)
-    weights = run / WEIGHTS
-    if not weights.is_file():
-        raise DistnerError(f"{weights}: file not found (is {run} a finished distner run?)")
-    return run, meta
+    if not (run / CONFIG).is_file():
+        raise DistnerError(f"{run / CONFIG}: file not found")
+    if not (run / WEIGHTS).is_file():
+        raise DistnerError(f"{run / WEIGHTS}: file not found (is {run} a finished distner run?)")
+    return run
 
 
 def check_pretrained(recorded: Any, path: Path) -> None:
