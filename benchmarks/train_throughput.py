@@ -45,7 +45,8 @@ from torch import nn
 from distner.config import RunConfig, load_config
 from distner.conll import Corpus
 from distner.data import IGNORE_INDEX, BucketBatchSampler, Encoded, make_loader
-from distner.training import EncodedCorpus, build_model, fit, prepare
+from distner.encoded import EncodedCorpus, build_model, prepare
+from distner.training import fit
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 

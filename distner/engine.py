@@ -33,10 +33,10 @@ import torch
 from .config import RunConfig
 from .conll import Corpus
 from .data import BatchDataset, make_loader
+from .encoded import FINITE_CHECK_EVERY, EncodedCorpus, build_model, prepare
 from .errors import DistnerError, TrainingDiverged
 from .evaluation import EVAL_BATCH, decode_tags
 from .metrics import MONITOR, entity_scores
-from .training import FINITE_CHECK_EVERY, EncodedCorpus, build_model, prepare
 
 # Torch's global generators (CPU and CUDA) are process-wide: members swap theirs in under this lock.
 _RNG_LOCK = threading.Lock()
@@ -50,7 +50,7 @@ def seed_all(seed: int) -> None:
 
 
 def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
-    """The config fields `training.prepare` reads: members that agree on them share encoded data."""
+    """The config fields `encoded.prepare` reads: members that agree on them share encoded data."""
     t, m = cfg.train, cfg.model
     return (
         t.max_train_sentences,

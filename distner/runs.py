@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .conll import Corpus
     from .data import Vocab
-    from .training import EncodedCorpus
+    from .encoded import EncodedCorpus
 
 CONFIG, WEIGHTS, METRICS = "config.yaml", "model.pt", "metrics.json"
 RUN_FILES = (CONFIG, WEIGHTS, METRICS)  # what makes a folder a distner run

@@ -17,7 +17,6 @@ import io
 import logging
 import math
 import os
-import random
 import re
 import shutil
 import sys
@@ -35,109 +34,18 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from . import runs
-from .config import ModelConfig, RunConfig
+from .config import RunConfig
 from .conll import Corpus, Sentence
-from .data import UNK_ID, Batch, Encoded, Vocab, encode, make_loader, read_vectors
+from .data import Batch, make_loader
+from .encoded import FINITE_CHECK_EVERY, build_model, prepare, split_features
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode_tags, evaluate
 from .fileio import replace_dir, write_output
 from .interrupts import StopRequest, stop_requests
-from .labels import tag_set
 from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .paths import check_run_out, is_run_dir
-from .pretrained import word_vectors
-from .sizes import check_fits, machine_bytes
-
-# Training steps between checks that the loss is finite: a check reads a value from the device and
-# so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
-FINITE_CHECK_EVERY = 50
-
-
-@dataclass(frozen=True)
-class EncodedCorpus:
-    """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""
-
-    vocab: Vocab
-    tags: tuple[str, ...]
-    train: Encoded
-    dev: Encoded
-    dev_sentences: list[Sentence]
-    chars: Vocab | None = None
-    vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
-
-
-def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
-    t, m = cfg.train, cfg.model
-    # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
-    train = [s for s in corpus.train if len(s)]
-    pick: Sequence[int] = range(len(train))
-    if t.max_train_sentences and t.max_train_sentences < len(train):
-        # indices drawn as `sample(train, k)` draws sentences: the same sample as before
-        pick = random.Random(t.seed).sample(pick, t.max_train_sentences)
-    dev = [s for s in corpus.dev if len(s)]
-    dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
-    train_feats = dev_feats = None
-    if m.encoder_features:  # whole splits are cached, so every sample and trial reads one file
-        whole = split_features(corpus.train, m)
-        train_feats = [whole[i] for i in pick]
-        dev_feats = split_features(corpus.dev, m)[: len(dev)]
-    train = [train[i] for i in pick]
-    vectors = None
-    if m.pretrained_vectors:
-        words, vecs = read_vectors(m.pretrained_vectors)
-        if vecs.shape[1] != m.embedding_dim:
-            raise DistnerError(
-                f"{m.pretrained_vectors}: vectors have {vecs.shape[1]} dimensions but "
-                f"embedding_dim is {m.embedding_dim}; set embedding_dim={vecs.shape[1]}"
-            )
-        vocab = Vocab.build(train, t.min_freq, extra=words)  # vector words reach dev/test OOVs
-        ids = vocab.lookup(words)
-        keep = [k for k, i in enumerate(ids) if i > UNK_ID]  # words the vocabulary holds
-        vectors = ([ids[k] for k in keep], vecs[keep])
-    elif m.subword_vectors:
-        # Train words, then dev words: every row starts as its word's pooled piece vectors, so the
-        # validation that picks the best epoch (and that tuning reports) sees dev's unseen words as
-        # test will see its own (evaluation.py appends their vectors at evaluation); test is never read.
-        vocab = Vocab.build(train, t.min_freq, extra=(w for s in dev for w in s.tokens))
-        rows = list(range(UNK_ID + 1, len(vocab)))
-        vectors = (rows, word_vectors(vocab.itos[UNK_ID + 1 :], m.subword_pool))
-    else:
-        vocab = Vocab.build(train, t.min_freq)
-    chars = Vocab.build_chars(train) if m.char_features else None
-    tags = tag_set(corpus.granularity)
-    return EncodedCorpus(
-        vocab,
-        tags,
-        encode(train, vocab, tags, t.seq_len or None, chars, train_feats),
-        encode(dev, vocab, tags, None, chars, dev_feats),
-        dev,
-        chars,
-        vectors,
-    )
-
-
-def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torch.Tensor]:
-    """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
-    from .encoder import cached_features, split_tokens
-
-    return cached_features(split_tokens(sentences), cfg)
-
-
-def build_model(cfg: RunConfig, data: EncodedCorpus) -> Tagger:
-    """The network for a config, with pretrained vectors copied in (and frozen) when asked."""
-    longest = max((len(s) for s in data.dev_sentences), default=1)
-    check_fits(cfg, len(data.vocab), len(data.tags), longest, machine_bytes(), "this machine")
-    model = Tagger(
-        cfg.model, len(data.vocab), len(data.tags), len(data.chars) if data.chars else 0, data.tags
-    )
-    if data.vectors is not None:
-        ids, vecs = data.vectors
-        with torch.no_grad():
-            model.embedding.weight[ids] = vecs
-        model.embedding.weight.requires_grad_(not cfg.model.freeze_embeddings)
-    return model
 
 
 class TaggerModule(pl.LightningModule):

@@ -16,10 +16,10 @@ from distner import encoder, pretrained
 from distner.cli import main
 from distner.config import load_config
 from distner.conll import Corpus, read_conll
+from distner.encoded import prepare
 from distner.engine import SharedData
 from distner.errors import DistnerError
 from distner.evaluation import load_run
-from distner.training import prepare
 
 from .helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
 

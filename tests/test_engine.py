@@ -4,6 +4,8 @@ threads against each trained alone."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -104,3 +106,14 @@ def test_resumed_member_continues_exactly(corpus):
     assert again.best_epoch == max(range(3), key=lambda e: (whole[e][MONITOR], -e))
     with pytest.raises(DistnerError, match="another config"):
         Member(cfg.replace(lr=0.01), shared, state=state)
+
+
+def test_a_packer_loads_without_lightning() -> None:
+    """A packer (and its members) import no Lightning: importing it costs seconds, ~10 s on a
+    machine where torchmetrics finds `transformers` (docs/performance.md)."""
+    code = (
+        "import sys, distner.packed, distner.engine, distner.runs, distner.encoded; "
+        "print(sorted(m for m in sys.modules if 'lightning' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

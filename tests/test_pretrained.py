@@ -16,9 +16,9 @@ from distner.cli import main
 from distner.config import RunConfig, load_config
 from distner.conll import Corpus, Sentence, read_conll
 from distner.data import UNK_ID, read_vectors
+from distner.encoded import build_model, prepare
 from distner.errors import DistnerError
 from distner.evaluation import load_run, predict_tags, with_unseen_words
-from distner.training import build_model, prepare
 
 from .helpers import TINY, one_line_error, run_cli, sets
 
