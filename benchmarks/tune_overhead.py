@@ -45,8 +45,9 @@ import torch
 
 from distner.config import RunConfig
 from distner.conll import Corpus
+from distner.encoded import prepare
 from distner.options import TuneOptions
-from distner.training import fit, prepare
+from distner.training import fit
 from distner.tuning import run_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -103,6 +104,25 @@ def time_split(reports: list[list[dict]]) -> dict[str, float] | None:
     return {k: round(v / total, 3) for k, v in parts.items()}
 
 
+def timeline(reports: list[list[dict]], started: float, wall: float) -> dict[str, float]:
+    """When the parallel study's trials ran, in seconds from its start (Ray's timestamps are whole
+    seconds): the first trial's start, the last one's end, and how many ran at once on average."""
+    spans = [
+        (float(e[0]["timestamp"]) - float(e[0]["time_this_iter_s"]), float(e[-1]["timestamp"]))
+        for e in reports
+        if e
+    ]
+    spans = [(s - started, t - started) for s, t in spans]
+    first, last = min(s for s, _ in spans), max(t for _, t in spans)
+    busy = sum(t - s for s, t in spans)
+    return {
+        "first_trial_start_s": round(first, 1),
+        "last_trial_end_s": round(last, 1),
+        "study_wall_s": round(wall, 1),
+        "mean_running": round(busy / max(last - first, 1e-9), 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lang", default="hi")
@@ -151,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                 grace_period=args.epochs,
                 pack=pack,
             )
-            t0 = time.perf_counter()
+            t0, started[name] = time.perf_counter(), time.time()
             result = run_study(opts)
             wall = time.perf_counter() - t0
+            phases[name] = result.phases
             rows = list(csv.DictReader(open(result.results_dir / "trials.csv")))
             # each trial's per-epoch reports, in trials.csv's order
             trial_dirs = [Path(result.study_path, r["trial_dir"]) for r in rows]
@@ -162,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
         import ray
 
+        started: dict[str, float] = {}
+        phases: dict[str, dict[str, float]] = {}
         t0 = time.perf_counter()
         ray.init(num_cpus=cores, num_gpus=torch.cuda.device_count(), include_dashboard=False)
         ray.shutdown()
@@ -240,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 "aggregate_tok_s": round(trained / parallel_s),
                 "aggregate_ratio": round(trained / parallel_s / bare_tok_s, 3),
                 "time_split": time_split(reports),
+                "phases": phases.get("parallel"),
+                "timeline": timeline(reports, started["parallel"], parallel_s),
                 "concurrent": concurrent,
                 "seq_tok_s": round(seq_tok_s),
                 "study_tok_s": round(study_tok_s),

@@ -68,6 +68,19 @@ class Packer:
         with self.lock:
             return len(self.members) + len(self.reserved)
 
+    def memory(self) -> int:
+        """Bytes of this packer's GPU (0 on a CPU): the driver sizes K by it, so no other
+        process has to start on the card to ask."""
+        import torch
+
+        if self.shared.device.type != "cuda":
+            return 0
+        return int(torch.cuda.get_device_properties(0).total_memory)
+
+    def set_capacity(self, capacity: int) -> None:
+        with self.lock:
+            self.capacity = capacity
+
     def open(self, trial: str, flat: dict[str, Any], state: bytes | None) -> dict[str, Any] | None:
         """Build a member for `trial` (from its checkpoint when resumed). None when full. Returns
         what the trial writes as config.yaml, and the epoch the member continues after."""
@@ -253,18 +266,24 @@ def auto_pack(need: int, have: int) -> int:
     return max(1, min(PACK_MAX, int(GPU_MEMORY_USE * have // max(need, 1))))
 
 
-def gpu_memory() -> int:
-    """The smallest GPU memory of the cluster's GPUs, asked of a task on a GPU (the driver may
-    have none)."""
+def gpu_memory(packers: list[Any]) -> int:
+    """The smallest GPU memory of the packers' GPUs (the driver may have none)."""
     import ray
 
-    @ray.remote(num_gpus=1, num_cpus=0)
-    def total() -> int:
-        import torch
+    return min(ray.get([p.memory.remote() for p in packers]))
 
-        return int(torch.cuda.get_device_properties(0).total_memory)
 
-    return int(ray.get(total.remote()))
+def set_capacity(packers: list[Any], capacity: int) -> None:
+    import ray
+
+    ray.get([p.set_capacity.remote(capacity) for p in packers])
+
+
+def stop_packers(packers: list[Any]) -> None:
+    import ray
+
+    for p in packers:
+        ray.kill(p)
 
 
 def packer_names(study: str, count: int) -> list[str]:

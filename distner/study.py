@@ -101,6 +101,8 @@ class StudyResult:
     best_config_path: Path
     summary: StudySummary
     rows: list[TrialRow] = field(default_factory=list)
+    # seconds of the driver's steps (imports, ray, packers, trials, outputs): where a study's wall goes
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- writing

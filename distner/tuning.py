@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from .interrupts import StopRequest, stop_requests
 from .labels import Cell, normalize_granularity, normalize_lang
 from .locks import folder_lock
 from .metrics import MONITOR
-from .options import NUM_SAMPLES, TuneOptions
+from .options import NUM_SAMPLES, PACK_MAX, TuneOptions
 from .paths import check_output_dir, check_output_file, is_remote
 from .spaces import Param, Space, load_space
 from .study import (
@@ -182,6 +182,7 @@ def _run_study(
     total = count or NUM_SAMPLES
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)
+    clock = _PhaseClock()
 
     # Ray, Optuna, torch and Lightning load here, once the checks above have passed
     import optuna
@@ -196,15 +197,31 @@ def _run_study(
 
     corpus = replace(corpus, test=[])  # tuning never sees test
     specs = space_specs(space)
+    clock.lap("imports")
     if specs and not opts.results_only:  # built once here, so that trials only read them
         prebuild({"train": corpus.train, "dev": corpus.dev}, specs)
+        clock.lap("features")
     started_ray = init_ray(opts.address, opts.verbose)
+    clock.lap("ray")
     try:
         check_storage_for_cluster(storage)
         gpus = gpu_share(opts.gpus_per_trial)
         _check_resources(opts.cpus_per_trial, gpus, local=started_ray)
-        pack = _decide_pack(opts, study, space, corpus, gpus)
+        on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
         threads = max(1, int(opts.cpus_per_trial))
+        count = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
+        names = packed.packer_names(name, count)
+        packers: list[Any] = []
+
+        def card_memory() -> int:
+            # the packers measure their own cards: no probe process starts on a GPU before them
+            first = opts.pack or PACK_MAX
+            packers[:] = packed.start_packers(names, corpus, first, "gpu", opts.cpus_per_trial, threads)
+            return packed.gpu_memory(packers)
+
+        pack = _decide_pack(opts, study, space, corpus, gpus, card_memory)
+        if pack == 1 and packers:  # the card holds one member of this space: no packing
+            packed.stop_packers(packers)
         callbacks: list[Any] = []
         max_concurrent = opts.max_concurrent
         if pack == 1:  # one Lightning fit per trial process
@@ -220,15 +237,11 @@ def _run_study(
                 {"cpu": opts.cpus_per_trial, "gpu": gpus},
             )
         else:  # thin trials, trained K at a time in one packer per GPU (or per --cpus-per-trial cores)
-            on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
-            count = int(ray.cluster_resources()["GPU"]) if on_gpu else _cpu_packers(opts.cpus_per_trial)
-            names = packed.packer_names(name, count)
             accel = "gpu" if on_gpu else "cpu"
-            packers = (
-                []  # --results-only trains nothing
-                if opts.results_only
-                else packed.start_packers(names, corpus, pack, accel, opts.cpus_per_trial, threads)
-            )
+            if packers:  # started to measure their cards: now told the K decided
+                packed.set_capacity(packers, pack)
+            elif not opts.results_only:  # --results-only trains nothing
+                packers = packed.start_packers(names, corpus, pack, accel, opts.cpus_per_trial, threads)
             trainable = tune.with_resources(
                 tune.with_parameters(
                     packed.run_packed_trial,
@@ -240,6 +253,7 @@ def _run_study(
                 {"cpu": 0, "gpu": 0, "memory": packed.THIN_TRIAL_MEMORY},
             )
             callbacks.append(packed.packed_callback(names))
+            clock.lap("packers")
             max_concurrent = min(max_concurrent or count * pack, count * pack)
             print(
                 f"distner: {count} packer(s) x {pack} trials at once on {'GPU' if on_gpu else 'CPU'}",
@@ -281,7 +295,7 @@ def _run_study(
         t0 = time.time()
         if opts.results_only:
             grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
-            return _finish(grid, float("nan"), space, opts, study, gpus, pack)
+            return clock.done(_finish(grid, float("nan"), space, opts, study, gpus, pack), opts.verbose)
         if opts.resume:
             tuner = tune.Tuner.restore(
                 path,
@@ -304,6 +318,7 @@ def _run_study(
         ):
             grid = tuner.fit()
         wall = time.time() - t0
+        clock.lap("trials")
         finished = grid.num_terminated + grid.num_errors
         budget_hit = opts.time_budget is not None and wall >= 0.98 * opts.time_budget
         cut_short = finished < len(grid) or (count is not None and len(grid) < count)
@@ -314,10 +329,32 @@ def _run_study(
                 else f"interrupted with {finished} of {total} trials ended"
             )
             raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
-        return _finish(grid, wall, space, opts, study, gpus, pack)
+        return clock.done(_finish(grid, wall, space, opts, study, gpus, pack), opts.verbose)
     finally:
         if started_ray:
             ray.shutdown()
+
+
+class _PhaseClock:
+    """Seconds of the driver's steps, so that a study says where its wall time went (on a GPU
+    the fixed costs, Ray's start and the packers', can outweigh short trials)."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = round(now - self._last, 2)
+        self._last = now
+
+    def done(self, result: StudyResult, verbose: int) -> StudyResult:
+        self.lap("outputs")
+        result.phases = self.phases
+        if verbose >= 1:
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.phases.items())
+            print(f"distner: study {result.name}: {steps}", file=sys.stderr)
+        return result
 
 
 PACK_FILE = "pack.json"  # in the study's results folder: the K it was started with
@@ -407,19 +444,21 @@ def _made_from(opts: TuneOptions, space: Space, num_samples: int | None) -> dict
     }
 
 
-def _decide_pack(opts: TuneOptions, study: Study, space: Space, corpus: Corpus, gpus: float) -> int:
+def _decide_pack(
+    opts: TuneOptions, study: Study, space: Space, corpus: Corpus, gpus: float, card_memory: Callable[[], int]
+) -> int:
     """Trials per packer: 1 (a Lightning fit per trial) unless --pack asks for more or, on GPUs,
-    as many as the card holds (packed.auto_pack). A resumed study keeps how it was started: its
-    checkpoints are of one kind."""
+    as many as the card holds (packed.auto_pack; `card_memory` gives the smallest card's bytes). A
+    resumed study keeps how it was started: its checkpoints are of one kind."""
     recorded_file = study.results_dir / PACK_FILE
     if opts.resume or opts.results_only:
         pack = opts.pack or _recorded_pack(opts, study)
     else:
         pack = opts.pack if opts.pack is not None else (0 if gpus > 0 else 1)
-    if pack != 1:
+    if pack != 1 and not opts.results_only:  # --results-only trains nothing: no card to size
         need = _member_bytes(space, corpus)
         if gpus > 0:
-            have, where = packed.gpu_memory(), "each GPU"
+            have, where = card_memory(), "each GPU"
         else:
             have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
         pack = pack or packed.auto_pack(need, have)
@@ -495,6 +534,13 @@ def _pending_trials(limit: int | None, slots: int) -> Iterator[None]:
         return
     with _tune_env("TUNE_MAX_PENDING_TRIALS_PG", str(slots)):
         yield
+
+
+def _gpu_count() -> int:
+    """GPUs in the cluster now (at least 1: on a cluster still scaling up, a packer waits for its GPU)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("GPU", 0)))
 
 
 def _cpu_packers(cpus_per_packer: float) -> int:

@@ -32,6 +32,7 @@ class Studies(NamedTuple):
     lightning: Path  # results folders
     packed: Path
     ray_left: set[int]
+    phases: list[dict[str, float]]  # each study's driver steps, in seconds
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def studies(tmp_path_factory, synthetic_data) -> Studies:
     tmp = tmp_path_factory.mktemp("packed")
     space = write(tmp / "space.yaml", SPACE % 3)
     before = ray_pids()
-    out = []
+    out, phases = [], []
     for name, pack in (("lightning", 1), ("packed", 2)):
         opts = TuneOptions(
             lang="hindi",
@@ -54,8 +55,10 @@ def studies(tmp_path_factory, synthetic_data) -> Studies:
             checkpoint_every=1,
             pack=pack,
         )
-        out.append(run_study(opts).results_dir)
-    return Studies(out[0], out[1], ray_left(before))
+        result = run_study(opts)
+        out.append(result.results_dir)
+        phases.append(result.phases)
+    return Studies(out[0], out[1], ray_left(before), phases)
 
 
 def _rows(results: Path) -> list[dict]:
@@ -88,6 +91,16 @@ def test_packed_trials_score_as_lightning_trials(studies):
     s = json.loads((studies.packed / "summary.json").read_text())
     assert s["trials"] == 4 and s["completed"] + s["stopped_early"] == 4
     assert json.loads((studies.packed / "pack.json").read_text()) == {"pack": 2}
+
+
+def test_a_study_says_where_its_wall_time_went(studies):
+    """The driver's steps in order, each timed: a packed study's packers apart from its trials."""
+    lightning, packed = studies.phases
+    assert list(lightning) == ["imports", "ray", "trials", "outputs"]
+    assert list(packed) == ["imports", "ray", "packers", "trials", "outputs"]
+    for phases in studies.phases:
+        assert all(v >= 0 for v in phases.values())
+        assert phases["trials"] > 1  # 4 trials of real training
 
 
 def test_packed_trial_folders_hold_a_run(studies):
@@ -217,3 +230,34 @@ def test_pack_size_from_the_spaces_largest_config(tmp_path):
     check_pack(2, need, 3 * need, "each GPU")
     with pytest.raises(DistnerError, match=r"--pack 3: .* at most 2 fit"):
         check_pack(3, need, 3 * need, "each GPU")
+
+
+def test_gpu_pack_size_comes_from_the_packers_cards(tmp_path):
+    """On GPUs the driver asks its packers for their cards' memory (no probe process of its own):
+    once, only when K is not given as 1, and not for --results-only, which trains nothing."""
+    from distner.conll import Corpus
+    from distner.errors import DistnerError
+    from distner.spaces import load_space
+    from distner.study import Study
+    from distner.tuning import _decide_pack
+
+    corpus = Corpus.load(str(ROOT / "tests" / "fixtures" / "tiny"), "en", "fine")
+    space = load_space(ROOT / "tune_spaces" / "extended.yaml")
+    study = Study("s", "en", "fine", str(tmp_path / "runs"), str(tmp_path / "best"))
+    study.results_dir.mkdir(parents=True)
+    asked: list[int] = []
+
+    def decide(pack: int | None, gib: int, results_only: bool = False) -> int:
+        def card_memory() -> int:
+            asked.append(gib)
+            return gib * 2**30
+
+        opts = TuneOptions(lang="en", pack=pack, results_only=results_only)
+        return _decide_pack(opts, study, space, corpus, 1.0, card_memory)
+
+    assert decide(None, 140) == 8 and asked == [140]  # as many as fit, at most PACK_MAX
+    assert decide(1, 140) == 1 and asked == [140]  # one member: no card to measure
+    with pytest.raises(DistnerError, match=r"--pack 8: .* at most"):
+        decide(8, 1)
+    assert decide(3, 140) == 3 and asked == [140, 1, 140]
+    assert decide(None, 1, results_only=True) == 3 and asked == [140, 1, 140]  # as recorded
