@@ -4,8 +4,9 @@
 #   mkdir -p .data && cp -r ../shared/data/multiconer2 .data/   # git-ignored; carry it too
 #   device run (carry .whl and .data, timeout_s 600):  bash benchmarks/gpu_check.sh
 # Prints the JSON lines of every benchmark on CUDA, then the table of docs/performance.md's targets
-# (benchmarks/gpu_table.py), and writes them to $OUT (or ./gpu-results). About 7 minutes on one
-# H200 by the steps' own timings (each step is capped, and a failure does not stop the rest).
+# (benchmarks/gpu_table.py), and writes them to $OUT (or ./gpu-results). About 5 minutes on one
+# H200 (each step is capped, and a failure does not stop the rest; 4 minutes on 2026-11-30,
+# before the graph probe was added).
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
 if [ -d .whl ]; then
@@ -28,4 +29,7 @@ step() { local t=$1; shift; echo "== $*" >&2; timeout "$t" "$@" || echo "{\"fail
 # same 16 fits one after another in one process (study/sequential target >= 3; aggregate >= 5)
 step 240 python3 benchmarks/tune_overhead.py --trials 16 --dims 520 --sentences 7410 --epochs 2 \
   --gpus-per-trial 1 --cpus-per-trial 4 --pack 8 --no-serial | tee "$out/tune_overhead.jsonl"
-python3 benchmarks/gpu_table.py "$out"/throughput.jsonl "$out"/tune_overhead.jsonl | tee "$out/table.md"
+# the seed model's whole step as CUDA graphs (1 and 8 members), eager beside it: the next lever's ceiling
+step 120 python3 benchmarks/graph_probe.py --members 1,8 | tee "$out/graph_probe.jsonl"
+python3 benchmarks/gpu_table.py "$out"/throughput.jsonl "$out"/tune_overhead.jsonl "$out"/graph_probe.jsonl \
+  | tee "$out/table.md"

@@ -27,6 +27,9 @@ ROWS = (
         0.6,
     ),
     ("levers / seed, Lightning fit (`levers_ratio`)", "train_throughput_levers", "levers_ratio", 0.6),
+    # the ceiling of the next lever (not in distner yet): the seed model's step as CUDA graphs
+    ("probe: 1 member's step as CUDA graphs / bare loop", "graph_probe", "graphed_k1_ratio", None),
+    ("probe: 8 such members in 8 threads / bare loop", "graph_probe", "graphed_k8_ratio", None),
 )
 
 
