@@ -8,15 +8,9 @@
 # H200 (each step is capped, and a failure does not stop the rest; 4 minutes on 2026-11-30,
 # before the graph probe was added).
 set -uo pipefail
-out=${OUT:-gpu-results}; mkdir -p "$out"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export DISTNER_DATA=${DISTNER_DATA:-$PWD/.data/multiconer2} RAY_AUTH_MODE=disabled PYTHONUNBUFFERED=1
+source "$(dirname "$0")/gpu_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
-step() { local t=$1; shift; echo "== $*" >&2; timeout "$t" "$@" || echo "{\"failed\": \"$*\", \"rc\": $?}"; }
 {
   # full Hindi train, seed config, batch 35: bare loop / Lightning's fit / the lean trial loop
   step 120 python3 benchmarks/train_throughput.py --lang hi --device cuda --epochs 2

@@ -4,13 +4,7 @@
 # Its caps sum to 630 s, over one device call's 600: drop a step to fit. As run then, its two
 # studies had 170 s caps and both ran past them (cause not confirmed; docs/performance.md).
 set -uo pipefail
-out=${OUT:-gpu-results}; mkdir -p "$out"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export DISTNER_DATA=${DISTNER_DATA:-$PWD/.data/multiconer2} RAY_AUTH_MODE=disabled PYTHONUNBUFFERED=1
-step() { local t=$1; shift; echo "== $*" >&2; timeout "$t" "$@" || echo "{\"failed\": \"$*\", \"rc\": $?}"; }
+source "$(dirname "$0")/gpu_env.sh"
 # the seed model's step eager and as CUDA graphs, 1, 4 and 8 members in threads
 step 150 python3 benchmarks/graph_probe.py --members 1,4,8 | tee "$out/graph_probe.jsonl"
 # the packed study of gpu_check.sh again, now with its driver's phases and its trials' timeline
