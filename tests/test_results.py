@@ -18,6 +18,7 @@ from .helpers import ROOT
 
 RESULTS = ROOT / "results"
 CONFIGS = sorted(RESULTS.glob("best/*.yaml")) + sorted(RESULTS.glob("configs/*.yaml"))
+PRETRAINED = sorted(RESULTS.glob("pretrained/best/*.yaml"))  # issue 21's winners (the extra's levers)
 LANG_NAMES = {"Hindi": "hi", "Bengali": "bn", "English": "en"}
 
 
@@ -35,12 +36,18 @@ def _cell(path: Path) -> tuple[str, str]:
 def test_every_config_is_checked():
     assert {p.stem for p in RESULTS.glob("best/*.yaml")} == set(_report()["cells"])
     assert {p.name for p in CONFIGS} >= {"hi-fine.yaml", "hi-fine-levers.yaml", "lample.yaml"}
+    assert {p.stem for p in PRETRAINED} >= {"hi-fine", "en-fine"}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_committed_config_trains(config, synthetic_data, tmp_path, capsys):
+def _label(path: Path) -> str:
+    return str(path.relative_to(RESULTS).with_suffix(""))
+
+
+@pytest.mark.parametrize("config", CONFIGS + PRETRAINED, ids=_label)
+def test_committed_config_trains(config, synthetic_data, tmp_path, monkeypatch, capsys):
     """The published config as it is (only its length cut), through the command a reader would
     run (distner's `main`, in this process: the interpreter's start is not what is checked)."""
+    monkeypatch.setenv("DISTNER_CACHE", str(tmp_path / "cache"))  # encoder features: a fresh cache
     lang, gran = _cell(config)
     out = tmp_path / "run"
     code = main([
