@@ -15,7 +15,7 @@ import pytest
 
 from distner.conll import read_conll
 
-from .helpers import ROOT, TINY
+from .helpers import ROOT, TINY, sets
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,7 @@ def test_wheel_trains_and_predicts_with_the_pretrained_levers(installed, tmp_pat
     run = tmp_path / "run"
     levers = ["encoder_features=e5", "subword_vectors=e5", "embedding_dim=384", "hidden_dim=8", "epochs=1"]
     argv = [distner, "train", "--lang", "en", "--data-dir", str(TINY), "--out", str(run), "--quiet"]
-    argv += [x for s in levers for x in ("--set", s)]
+    argv += sets(*levers)
     done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     meta = (run / "config.yaml").read_text()
