@@ -18,6 +18,13 @@ runs=runs/pretrained
 commit=${COMMIT:-1}
 mkdir -p "$out/starts"
 
+commit_cell() {  # commit_cell CELL WHAT: what results/pretrained holds now (COMMIT=0: nothing)
+  [ "$commit" = 1 ] && [ -n "$(git status --porcelain -- "$out")" ] || return 0
+  for try in 1 2 3 4 5; do
+    git add "$out" && git commit -q -m "results/pretrained: $1 ($2)" -- "$out" && break || sleep 20
+  done
+}
+
 for cell in "${cells[@]}"; do
   lang=${cell%-*} gran=${cell#*-}
   if [ -f "$out/studies/$cell/summary.json" ] && [ -f "$runs/retrain/$cell/retrain.json" ]; then
@@ -42,6 +49,17 @@ with open(dst, "w") as fh:
     yaml.safe_dump(cfg, fh, sort_keys=False)
 PY
   done
+  if [ -f "$out/studies/$cell/summary.json" ] && [ -f "$out/best/$cell.yaml" ]; then
+    # the study's outputs are committed: its winner is retrained even where the study's own folder
+    # (git-ignored, under runs/) is gone, as on a new machine; finished seed runs are skipped
+    echo "== $cell: study done ($out/studies/$cell); retrain ($(date -u +%FT%TZ))"
+    python -m distner retrain --lang "$lang" --granularity "$gran" --config "$out/best/$cell.yaml" \
+      --seeds 3 --retrain-dir "$runs/retrain"
+    python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
+      --against results/report.json
+    commit_cell "$cell" "3-seed retrain, report"
+    continue
+  fi
   echo "== $cell: pipeline ($(date -u +%FT%TZ))"
   t0=$(date +%s)
   python -m distner pipeline --langs "$lang" --granularities "$gran" \
@@ -55,11 +73,7 @@ PY
   mkdir -p "$out/studies/$cell"
   cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$out/studies/$cell/"
   printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
-  python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out"
-  if [ "$commit" = 1 ]; then
-    for try in 1 2 3 4 5; do
-      git add "$out" && git commit -q -m "results/pretrained: $cell (study, 3-seed retrain, report)" -- "$out" \
-        && break || sleep 20
-    done
-  fi
+  python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
+    --against results/report.json
+  commit_cell "$cell" "study, 3-seed retrain, report"
 done
