@@ -324,6 +324,12 @@ class ReportOptions:
         "gain over its tuned models, per cell both have",
         metavar="REPORT_JSON",
     )  # an earlier report.json to compare the tuned models with
+    # the cells of an earlier report.json in --report-dir whose runs are elsewhere stay in the report
+    keep_reported: bool = opt(
+        False,
+        "cells with no retrain results in --retrain-dir keep their entry and figures from the "
+        "report.json already in --report-dir (e.g. a cell retrained on another machine)",
+    )
 
     def __post_init__(self) -> None:
         # an empty list would write an empty report over the last one

@@ -195,14 +195,41 @@ def build_report(opts: ReportOptions) -> Report:
 
 
 def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> Report:
-    cells, published = opts.cells, _published()
+    cells, published = [str(c) for c in opts.cells], _published()
+    kept = (
+        _kept_cells(odir, [c for c in cells if not (rdir / c / RETRAIN_JSON).is_file()])
+        if opts.keep_reported
+        else {}
+    )
     if opts.finished_only:
-        cells = [c for c in cells if (rdir / c / RETRAIN_JSON).is_file()] or cells[:1]
+        cells = [c for c in cells if (rdir / c / RETRAIN_JSON).is_file() or c in kept] or cells[:1]
     # fail before writing
-    loaded = {str(cell): read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells}
+    loaded = {cell: read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells if cell not in kept}
     earlier = (read_report(Path(opts.against)), opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
-        return _write_report(loaded, published, rdir, stage, earlier)
+        return _write_report(loaded, published, rdir, stage, earlier, kept=kept, order=cells)
+
+
+def _kept_cells(odir: Path, cells: list[str]) -> dict[str, CellReport]:
+    """`cells`' entries in the report.json already in `odir` (--keep-reported), each checked to
+    hold what a report writes and to have its figures beside it."""
+    path = odir / REPORT_JSON
+    if not path.is_file():
+        return {}
+    have = read_report(path)["cells"]
+    out: dict[str, CellReport] = {}
+    for cell in (c for c in cells if c in have):
+        c = have[cell]
+        missing = [k for k in CellReport.__annotations__ if k not in c]
+        if missing:
+            raise DistnerError(f"{path}: cell {cell}: no {missing[0]!r}; it cannot be kept (--keep-reported)")
+        gone = [f for f in c["figures"] if not (odir / f).is_file()]
+        if gone:
+            raise DistnerError(
+                f"{path}: cell {cell}: its figure {odir / gone[0]} is missing (--keep-reported)"
+            )
+        out[cell] = c
+    return out
 
 
 def _against(report: Report, earlier: Report, source: str) -> Against:
@@ -229,9 +256,16 @@ def _write_report(
     rdir: Path,
     odir: Path,
     earlier: tuple[Report, str] | None = None,
+    kept: dict[str, CellReport] | None = None,
+    order: list[str] | None = None,
 ) -> Report:
     report = Report(cells={}, method=METHOD, published_source=published["source"])
-    for cell, r in loaded.items():
+    kept = kept or {}
+    for cell in order or list(loaded):
+        if cell in kept:  # as the earlier report has it; its figures stay where they are
+            report["cells"][cell] = kept[cell]
+            continue
+        r = loaded[cell]
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]

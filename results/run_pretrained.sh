@@ -53,10 +53,12 @@ PY
     # the study's outputs are committed: its winner is retrained even where the study's own folder
     # (git-ignored, under runs/) is gone, as on a new machine; finished seed runs are skipped
     echo "== $cell: study done ($out/studies/$cell); retrain ($(date -u +%FT%TZ))"
+    # the study's folder, if gone, is its committed outputs: the report reads the trials from there
+    [ -e "$runs/$cell" ] || { mkdir -p "$runs" && ln -s "../../$out/studies/$cell" "$runs/$cell"; }
     python -m distner retrain --lang "$lang" --granularity "$gran" --config "$out/best/$cell.yaml" \
       --seeds 3 --retrain-dir "$runs/retrain"
     python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
-      --against results/report.json
+      --against results/report.json --keep-reported
     commit_cell "$cell" "3-seed retrain, report"
     continue
   fi
@@ -74,6 +76,6 @@ PY
   cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$out/studies/$cell/"
   printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
   python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
-    --against results/report.json
+    --against results/report.json --keep-reported
   commit_cell "$cell" "study, 3-seed retrain, report"
 done

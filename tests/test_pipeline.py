@@ -86,6 +86,44 @@ def test_report_finished_only_leaves_out_cells_not_run(pipeline, tmp_path):
     assert set(json.loads((tmp_path / "r" / "report.json").read_text())["cells"]) == {"hi-fine"}
 
 
+def test_report_keeps_the_cells_retrained_elsewhere(pipeline, tmp_path):
+    """--keep-reported: a cell whose run folders are not here (retrained on another machine) keeps
+    its entry and figures from the report.json already there; the cells retrained here are rewritten."""
+    cwd, data = pipeline
+    out = tmp_path / "r"
+    args = ("report", "--langs", "hi", "--granularities", "fine,coarse", "--report-dir", out)
+    assert distner(*args, cwd=cwd, data=data).returncode == 0
+    before = json.loads((out / "report.json").read_text())
+    coarse_png = (out / "hi-coarse-study.png").read_bytes()
+    here = cwd / "elsewhere"  # the runs of hi-fine only: hi-coarse's were on another machine
+    shutil.copytree(cwd / "runs" / "retrain" / "hi-fine", here / "hi-fine")
+    again = (*args, "--retrain-dir", here, "--finished-only")
+    proc = distner(*again, cwd=cwd, data=data)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads((out / "report.json").read_text())["cells"]) == {"hi-fine"}  # without the flag
+
+    assert distner(*args, cwd=cwd, data=data).returncode == 0  # both cells again
+    (out / "hi-coarse-study.png").write_bytes(coarse_png)
+    proc = distner(*again, "--keep-reported", cwd=cwd, data=data)
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((out / "report.json").read_text())
+    assert list(after["cells"]) == ["hi-fine", "hi-coarse"]  # in the order asked for
+    assert after["cells"]["hi-coarse"] == before["cells"]["hi-coarse"]
+    assert after["cells"]["hi-fine"]["runs"]["tuned"][0]["run_dir"].startswith("elsewhere/hi-fine/")
+    assert (out / "hi-coarse-study.png").read_bytes() == coarse_png
+    md = (out / "report.md").read_text()
+    assert "## hi-coarse" in md and "| hi-coarse |" in md and "| hi-fine |" in md
+    assert report_fits_its_type(after)
+
+    # a kept cell's figure that is gone is one line naming it, and nothing is written
+    (out / "hi-coarse-study.png").unlink()
+    written = (out / "report.json").read_bytes()
+    proc = distner(*again, "--keep-reported", cwd=cwd, data=data)
+    assert proc.returncode != 0 and "hi-coarse-study.png is missing" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert (out / "report.json").read_bytes() == written
+
+
 def test_report_md_and_figures(pipeline):
     cwd, _ = pipeline
     md = (cwd / "reports" / "report.md").read_text()
