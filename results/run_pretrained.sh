@@ -65,7 +65,8 @@ PY
       --storage "$runs" --best-dir "$out/best" --verbose 1
     t1=$(date +%s)
     mkdir -p "$out/studies/$cell"
-    cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$out/studies/$cell/"
+    # optuna.db too (a few hundred kB): the report's importances read it
+    cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$runs/$cell/optuna.db" "$out/studies/$cell/"
     printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
     commit_cell "$cell" "16-trial study, its winner best/$cell.yaml"
   fi
