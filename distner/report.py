@@ -1,7 +1,8 @@
 """Final reports from files only: retrain results, study results and the class report's table.
 
 Reads `<retrain>/<cell>/retrain.json` (+ the final model's metrics.json), the study's `trials.csv`,
-`summary.json` and `optuna.db` (through study.StudyFiles); writes `<out>/report.md`,
+`summary.json` and `optuna.db` (through study.StudyFiles), and with --keep-reported the
+report.json already in `<out>` (cells retrained elsewhere); writes `<out>/report.md`,
 `<out>/report.json` and PNG figures.
 """
 
