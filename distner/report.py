@@ -208,7 +208,7 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> Report:
     loaded = {cell: read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells if cell not in kept}
     earlier = (read_report(Path(opts.against)), opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
-        return _write_report(loaded, published, rdir, stage, earlier, kept=kept, order=cells)
+        return _write_report(loaded, published, rdir, stage, earlier, kept, cells)
 
 
 def _kept_cells(odir: Path, cells: list[str]) -> dict[str, CellReport]:
@@ -256,13 +256,12 @@ def _write_report(
     published: dict[str, Any],
     rdir: Path,
     odir: Path,
-    earlier: tuple[Report, str] | None = None,
-    kept: dict[str, CellReport] | None = None,
-    order: list[str] | None = None,
+    earlier: tuple[Report, str] | None,
+    kept: dict[str, CellReport],
+    order: list[str],
 ) -> Report:
     report = Report(cells={}, method=METHOD, published_source=published["source"])
-    kept = kept or {}
-    for cell in order or list(loaded):
+    for cell in order:  # the cells asked for, each loaded here or kept
         if cell in kept:  # as the earlier report has it; its figures stay where they are
             report["cells"][cell] = kept[cell]
             continue

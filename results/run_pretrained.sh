@@ -2,8 +2,8 @@
 # The six cells again with the pretrained levers (issue 21, docs/pretrained.md): for each cell,
 # `distner tune` over tune_spaces/pretrained.yaml, warm-started from today's tuned winner
 # (results/best/<cell>.yaml, no levers) and that winner with encoder_features=e5 and with both
-# levers, 16 trials; then `distner retrain` (3 seeds) and `distner report`. Its outputs go to results/pretrained/, beside today's
-# results/ (which it only reads). Resumable like run_cells.sh: run it again after an interruption.
+# levers, 16 trials; then `distner retrain` (3 seeds) and `distner report`. Its outputs go to
+# results/pretrained/, beside today's results/ (which it only reads). Resumable like run_cells.sh: run it again after an interruption.
 # Each finished step is committed (COMMIT=0: not): the study's outputs as soon as it ends, then the
 # retrain's report; a new machine without runs/ goes on from the committed study.
 #   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_pretrained.sh [CELL ...]
