@@ -211,6 +211,14 @@ class TuneOptions:
         metavar="K|auto",
         parse=parse_checkpoint_every,
     )  # 0 = auto
+    # a checkpoint is only for resuming its trial: once the study's outputs are written, those of
+    # trials that ended (not failed: --resume retries those from theirs) are removed
+    keep_checkpoints: bool = opt(
+        False,
+        "keep the resumable checkpoints of trials that ended (default: removed once the study's "
+        "outputs are written, as only an unfinished or failed trial resumes from one; local "
+        "storage only)",
+    )
     # trials trained side by side in one process per GPU (packed.py); None: as many as the GPU
     # holds (at most PACK_MAX) when the cluster has GPUs, else 1 (one Lightning fit a trial)
     pack: int | None = opt(

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,23 @@ def write_outputs(study: Study, rows: list[TrialRow], summary: StudySummary, spa
     _export_optuna(study.path, study.results_dir / "optuna.db", study.name)
     best_path = _write_best(rows, space, study)
     return StudyResult(study.name, study.path, study.results_dir, best_path, summary, rows)
+
+
+def drop_ended_checkpoints(folder: Path, rows: Sequence[TrialRow]) -> tuple[int, int]:
+    """Remove the resumable checkpoints (`checkpoint_*/`) of the trials in `folder` that ended
+    without failing: nothing reads them once the study's outputs are written (retrain trains from
+    the config; a failed trial keeps its own, which --resume retries from). Returns how many
+    trials had some and their bytes."""
+    trials, size = 0, 0
+    for row in rows:
+        if row.state == "failed" or not row.trial_dir:
+            continue
+        found = [d for d in (folder / row.trial_dir).glob("checkpoint_*") if d.is_dir()]
+        for d in found:
+            size += sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            shutil.rmtree(d)
+        trials += bool(found)
+    return trials, size
 
 
 def trial_rows(grid: Any, space: Space) -> list[TrialRow]:

@@ -39,6 +39,7 @@ from .study import (
     StudyFiles,
     StudyResult,
     active_seconds,
+    drop_ended_checkpoints,
     start_rows,
     storage_root,
     study_path,
@@ -575,4 +576,15 @@ def _finish(
         wall = StudyFiles(study.results_dir).recorded_wall()
     summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))
     summary["start_from"] = start_rows(rows, space, opts.start_from)
-    return write_outputs(study, rows, summary, space)
+    result = write_outputs(study, rows, summary, space)
+    # every trial ended (none left to resume) and the study is on this machine's disk
+    ended = grid.num_terminated + grid.num_errors == len(grid)
+    if ended and not opts.keep_checkpoints and not is_remote(opts.storage):
+        trials, size = drop_ended_checkpoints(Path(study.path), rows)
+        if trials and opts.verbose:
+            print(
+                f"distner: removed the checkpoints of {trials} ended trial(s), {size / 1e6:,.0f} MB "
+                "(--keep-checkpoints keeps them)",
+                file=sys.stderr,
+            )
+    return result

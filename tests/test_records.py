@@ -22,6 +22,7 @@ from distner.records import (
     read_trials,
     write_trials,
 )
+from distner.study import drop_ended_checkpoints
 
 from .helpers import ROOT
 
@@ -213,3 +214,28 @@ def test_a_report_a_comparison_cannot_read_is_one_line(tmp_path, text, problem):
     with pytest.raises(DistnerError) as e:
         read_report(path)
     assert str(e.value).startswith(f"{path}: {problem}")
+
+
+def test_drop_ended_checkpoints_keeps_those_a_resume_needs(tmp_path):
+    """Trials that ended lose their checkpoint folders; a failed trial (--resume retries it from
+    its checkpoint) keeps its own, and every other file of a trial stays."""
+    states = {"t1": "completed", "t2": "stopped_early", "t3": "failed", "t4": "diverged"}
+    rows = []
+    for name, state in states.items():
+        ckpt = tmp_path / name / "checkpoint_000001"
+        ckpt.mkdir(parents=True)
+        (ckpt / "last.ckpt").write_bytes(b"x" * 1000)
+        (tmp_path / name / "result.json").write_text("{}\n")
+        rows.append(replace(ROW, state=state, trial_dir=name))
+    rows.append(replace(ROW, state="not_run", trial_dir="t5"))  # never reported: no folder
+
+    assert drop_ended_checkpoints(tmp_path, rows) == (3, 3000)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [
+        "t1/result.json",
+        "t2/result.json",
+        "t3/checkpoint_000001/last.ckpt",
+        "t3/result.json",
+        "t4/result.json",
+    ]
+    assert drop_ended_checkpoints(tmp_path, rows) == (0, 0)  # nothing left to remove

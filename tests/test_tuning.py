@@ -62,6 +62,7 @@ def study(tmp_path_factory, synthetic_data) -> Study:
         seed=SEED,
         start_from=(str(start),),
         checkpoint_every=2,
+        keep_checkpoints=True,  # test_trials_checkpoint_every_k_epochs reads them
     )
     before = ray_pids()  # the leak check wraps the study itself (no_ray_left would run after it)
     result = run_study(opts)
@@ -367,6 +368,9 @@ def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
         assert iters == list(range(1, len(iters) + 1)), f"{name} repeated or skipped an epoch: {iters}"
     partial = [n for n, it in at_interrupt.items() if 0 < len(it) < 3]
     assert partial and all(len(final[n]) == 3 for n in partial)  # continued from its checkpoint
+    # every trial ended: their checkpoints (the partial one's resumed from) are gone
+    assert "removed the checkpoints of" in done.stderr, done.stderr[-2000:]
+    assert not list(study_dir.glob("*/checkpoint_*")), sorted(study_dir.glob("*/checkpoint_*"))
     assert (tmp_path / "best" / "hi-fine.yaml").is_file()
 
     # time across both runs: one trial at a time, so the seconds with a trial in an epoch are the
