@@ -97,3 +97,14 @@ def test_builtin_spaces_from_any_folder(tmp_path, monkeypatch):
         resolve_space_path("tune_spaces/nope.yaml")
     with pytest.raises(DistnerError, match="search space file not found"):
         resolve_space_path(tmp_path / "default.yaml")  # absolute paths are taken as given
+
+
+def test_focus_space_can_start_from_every_first_round_winner():
+    """results/run_pretrained_focus.sh starts its study from a first-round winner: each must lie
+    inside tune_spaces/pretrained_focus.yaml, or the study refuses to start."""
+    space = load_space(ROOT / "tune_spaces" / "pretrained_focus.yaml")
+    winners = sorted((ROOT / "results" / "pretrained" / "best").glob("*.yaml"))
+    assert len(winners) == 6
+    for path in winners:
+        point = space.start_point(path)
+        assert point["encoder_layers"] in {"last4", "last8"}
