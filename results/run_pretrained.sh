@@ -20,15 +20,9 @@ runs=runs/pretrained
 commit=${COMMIT:-1}
 mkdir -p "$out/starts"
 
-commit_cell() {  # commit_cell CELL WHAT: what results/pretrained holds now (COMMIT=0: nothing)
-  [ "$commit" = 1 ] && [ -n "$(git status --porcelain -- "$out")" ] || return 0
-  for try in 1 2 3 4 5; do
-    git add "$out" && git commit -q -m "results/pretrained: $1 ($2)" -- "$out" && break || sleep 20
-  done
-}
+source results/pretrained_steps.sh  # commit_cell, study_step, retrain_step
 
 for cell in "${cells[@]}"; do
-  lang=${cell%-*} gran=${cell#*-}
   if [ -f "$out/studies/$cell/summary.json" ] && python -c 'import json, sys
 sys.exit(sys.argv[2] not in json.load(open(sys.argv[1]))["cells"])' "$out/report.json" "$cell" 2>/dev/null; then
     echo "== $cell: done ($out/report.json has it)"; continue
@@ -53,31 +47,10 @@ with open(dst, "w") as fh:
 PY
   done
   if ! [ -f "$out/studies/$cell/summary.json" ] || ! [ -f "$out/best/$cell.yaml" ]; then
-    # the study (resumed if its folder is here), its outputs committed before the retrain starts
-    resume=(); [ -f "$runs/$cell/distner.json" ] && resume=(--resume)
-    echo "== $cell: study ${resume[*]} ($(date -u +%FT%TZ))"
-    t0=$(date +%s)
-    python -m distner tune --lang "$lang" --granularity "$gran" "${resume[@]}" \
-      --space tune_spaces/pretrained.yaml \
+    study_step "$cell" "16-trial study" --space tune_spaces/pretrained.yaml \
       --start-from "$out/starts/$cell-none.yaml" --start-from "$out/starts/$cell-encoder.yaml" \
-      --start-from "$out/starts/$cell-both.yaml" \
-      --num-samples 16 --max-concurrent 2 --cpus-per-trial 1 --grace-period 3 \
-      --storage "$runs" --best-dir "$out/best" --verbose 1
-    t1=$(date +%s)
-    mkdir -p "$out/studies/$cell"
-    # optuna.db too (a few hundred kB): the report's importances read it
-    cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$runs/$cell/optuna.db" "$out/studies/$cell/"
-    printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
-    commit_cell "$cell" "16-trial study, its winner best/$cell.yaml"
+      --start-from "$out/starts/$cell-both.yaml" --num-samples 16
   fi
-  # the winner and the reference baseline, 3 seeds each; finished seed runs are skipped. Where the
-  # study's folder (git-ignored, under runs/) is gone, as on a new machine, its committed outputs
-  # stand in for it: the report reads the trials from there.
-  [ -e "$runs/$cell" ] || { mkdir -p "$runs" && ln -s "../../$out/studies/$cell" "$runs/$cell"; }
-  echo "== $cell: retrain ($(date -u +%FT%TZ))"
-  python -m distner retrain --lang "$lang" --granularity "$gran" --config "$out/best/$cell.yaml" \
-    --seeds 3 --retrain-dir "$runs/retrain"
-  python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
-    --against results/report.json --keep-reported
-  commit_cell "$cell" "3-seed retrain, report"
+  # the winner and the reference baseline, 3 seeds each
+  retrain_step "$cell"
 done

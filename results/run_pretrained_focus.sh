@@ -22,15 +22,9 @@ commit=${COMMIT:-1}
 budget=(); [ -n "${BUDGET:-}" ] && budget=(--time-budget "$BUDGET")
 mkdir -p "$out/starts"
 
-commit_cell() {  # commit_cell CELL WHAT: what results/pretrained/focus holds now (COMMIT=0: nothing)
-  [ "$commit" = 1 ] && [ -n "$(git status --porcelain -- "$out")" ] || return 0
-  for try in 1 2 3 4 5; do
-    git add "$out" && git commit -q -m "results/pretrained/focus: $1 ($2)" -- "$out" && break || sleep 20
-  done
-}
+source results/pretrained_steps.sh  # commit_cell, study_step, retrain_step
 
 for cell in "$@"; do
-  lang=${cell%-*} gran=${cell#*-}
   [ -f "$first/best/$cell.yaml" ] || { echo "$first/best/$cell.yaml: missing; run results/run_pretrained.sh $cell first" >&2; exit 2; }
   # warm starts: the first round's winner as it is, and its runner-up (the second-best trial's
   # searched values over the winner's config), written once and committed: they shape the study
@@ -55,19 +49,9 @@ with open(dst, "w") as fh:
 PY
   fi
   if ! [ -f "$out/studies/$cell/summary.json" ]; then
-    resume=(); [ -f "$runs/$cell/distner.json" ] && resume=(--resume)
-    echo "== $cell: focus study ${resume[*]} ($(date -u +%FT%TZ))"
-    t0=$(date +%s)
-    python -m distner tune --lang "$lang" --granularity "$gran" "${resume[@]}" "${budget[@]}" \
-      --space tune_spaces/pretrained_focus.yaml \
+    study_step "$cell" "focus study" "${budget[@]}" --space tune_spaces/pretrained_focus.yaml \
       --start-from "$out/starts/$cell-winner.yaml" --start-from "$out/starts/$cell-runner-up.yaml" \
-      --num-samples "${SAMPLES:-16}" --max-concurrent 2 --cpus-per-trial 1 --grace-period 3 \
-      --storage "$runs" --best-dir "$out/best" --verbose 1
-    t1=$(date +%s)
-    mkdir -p "$out/studies/$cell"
-    cp "$runs/$cell/trials.csv" "$runs/$cell/summary.json" "$runs/$cell/optuna.db" "$out/studies/$cell/"
-    printf '%s\t%s\t%s\t%s\n' "$cell" "$(hostname)" "$((t1 - t0))" "$(nproc)" >> "$out/timings.tsv"
-    commit_cell "$cell" "focus study, its winner best/$cell.yaml"
+      --num-samples "${SAMPLES:-16}"
   fi
   # dev decides: did another trial of this study beat the first round's winner's rerun?
   if python - "$first/best/$cell.yaml" "$out/best/$cell.yaml" <<'PY'
@@ -83,13 +67,7 @@ print(f"focus study's best: trial {meta['trial']}, dev entity macro-F1 {meta['de
 sys.exit(1 if same else 0)
 PY
   then
-    [ -e "$runs/$cell" ] || { mkdir -p "$runs" && ln -s "../../$out/studies/$cell" "$runs/$cell"; }
-    echo "== $cell: retrain ($(date -u +%FT%TZ))"
-    python -m distner retrain --lang "$lang" --granularity "$gran" --config "$out/best/$cell.yaml" \
-      --seeds 3 --retrain-dir "$runs/retrain"
-    python -m distner report --finished-only --retrain-dir "$runs/retrain" --report-dir "$out" \
-      --against results/report.json --keep-reported
-    commit_cell "$cell" "3-seed retrain, report"
+    retrain_step "$cell"
   else
     echo "== $cell: the first round's winner stays best on dev; no retrain"
   fi
