@@ -9,9 +9,19 @@ import sys
 
 import pytest
 
-from .helpers import SPACE, write, write_corpus
+from .helpers import write, write_corpus
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
+
+MULTINODE_SPACE = """
+embedding_dim: 520
+hidden_dim: 520
+epochs: 3
+batch_size: {choice: [35, 64]}
+lr: {loguniform: [3.0e-3, 3.0e-2]}
+max_train_sentences: 1500
+max_eval_sentences: 150
+"""
 
 
 @pytest.fixture
@@ -29,11 +39,13 @@ def two_node_cluster():
 
 def test_smoke_study_spreads_over_both_nodes(no_ray_left, two_node_cluster, tmp_path):
     storage = tmp_path / "shared"  # a folder both nodes see (they share this machine's disk)
-    data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 600, "dev": 150, "test": 150})
-    # one CPU a node and a trial pending per free slot: the first two trials start together, one on
-    # each node, as neither node can hold two (trials a little longer than --smoke's, so that both
-    # are still running when the second is placed)
-    space = write(tmp_path / "space.yaml", SPACE.replace("sentences: 300", "sentences: 600") % 2).resolve()
+    data = write_corpus(tmp_path / "data", seed=1, sizes={"train": 1500, "dev": 150, "test": 150})
+    # One CPU a node and a trial pending per free slot: the first two trials start together, one on
+    # each node, as neither node can hold two. Every trial is the reference's 520/520 net for 3
+    # epochs (~5 s): with actor reuse, Tune moves a trial whose process is still starting onto one
+    # that has just finished, so a trial shorter than the second node's cold start (a tiny net ran
+    # in 0.3 s) could put all four on the head node.
+    space = write(tmp_path / "space.yaml", MULTINODE_SPACE).resolve()
     proc = subprocess.run(
         [
             sys.executable,
