@@ -318,7 +318,7 @@ class StudyFacts(_StudyFactsFound):
     trials: int | None  # None: the study's files were not at hand
     gpu_hours: float | None
     best_so_far: list[float]  # per trial, in creation order
-    importances: dict[str, float] | None  # Optuna's fANOVA
+    importances: dict[str, float] | None  # Optuna's PED-ANOVA, largest first
     start_from: list[StartRow]
 
 

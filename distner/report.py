@@ -112,7 +112,12 @@ def _importances(db: Path) -> dict[str, float] | None:
     try:
         name = optuna.get_all_study_names(storage)[0]
         study = optuna.load_study(study_name=name, storage=storage)
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        # PED-ANOVA named, not left to Optuna's default (fANOVA before 5.0); ties ordered by name,
+        # as Optuna lists tied parameters in an order that changes between processes
+        found = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+        )
+        return {k: float(v) for k, v in sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))}
     except (RuntimeError, ValueError, IndexError):  # too few trials, or no parameter varied
         return None
     except Exception as e:  # SQLAlchemy's errors: not a SQLite file, or not Optuna's tables
@@ -151,7 +156,7 @@ def _figures(cell: str, c: CellReport, out: Path) -> list[str]:
         ax = fig.subplots()
         keys = list(imp)[::-1]
         ax.barh(keys, [imp[k] for k in keys])
-        ax.set(xlabel="importance (Optuna fANOVA)", title=f"{cell}: what mattered")
+        ax.set(xlabel="importance (Optuna PED-ANOVA)", title=f"{cell}: what mattered")
         fig.tight_layout()
         names.append(_save(fig, out / f"{cell}-importance.png"))
     cm = c["final"]["coarse_confusion"]
