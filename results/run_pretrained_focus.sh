@@ -3,7 +3,7 @@
 # targets after run_pretrained.sh: warm-started from the first round's winner and runner-up, so the
 # first round's winner runs again as one of its trials, scored beside the new ones by the same code
 # on the same machine (bn-fine's rerun gave the first round's 0.7602 to the digit; hi-fine's, first
-# studied on another machine, 0.8233 for 0.8255). Selection stays on dev: only when another trial
+# studied on another machine, 0.8233 for 0.8255; en-fine's 0.4968 for 0.5045). Selection stays on dev: only when another trial
 # beats that rerun does the new winner get the 3-seed retrain (runs/pretrained-focus/retrain) and a
 # report; otherwise the first round stands.
 # Outputs go to results/pretrained/focus/ (the first round's results/pretrained/ is only read);
