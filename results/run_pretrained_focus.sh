@@ -3,9 +3,9 @@
 # targets after run_pretrained.sh: warm-started from the first round's winner and runner-up, so the
 # first round's winner runs again as one of its trials, scored beside the new ones by the same code
 # on the same machine (bn-fine's rerun gave the first round's 0.7602 to the digit; hi-fine's, first
-# studied on another machine, 0.8233 for 0.8255; en-fine's 0.4968 for 0.5045). Selection stays on dev: only when another trial
-# beats that rerun does the new winner get the 3-seed retrain (runs/pretrained-focus/retrain) and a
-# report; otherwise the first round stands.
+# studied on another machine, 0.8233 for 0.8255; en-fine's 0.4968 for 0.5045). Selection stays on
+# dev: only when another trial beats that rerun does the new winner get the 3-seed retrain
+# (runs/pretrained-focus/retrain) and a report; otherwise the first round stands.
 # Outputs go to results/pretrained/focus/ (the first round's results/pretrained/ is only read);
 # each finished step is committed (COMMIT=0: not). Resumable: run it again after an interruption.
 #   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_pretrained_focus.sh CELL [...]
