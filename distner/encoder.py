@@ -90,7 +90,10 @@ def _build(path: str, sha256: str, device: str) -> E5Encoder:
     data = Path(path).read_bytes()
     hidden, layers, heads, ffn, _rows, max_pos, types = struct.unpack_from("<7i", data, 8)
     (eps,) = struct.unpack_from("<f", data, 36)
-    model = E5Encoder(hidden, layers, heads, ffn, max_pos, types, eps)
+    # its random initial weights are all overwritten: drawing them must not move the seeded global
+    # generator, or a model built where the encoder was not yet built would start from other weights
+    with torch.random.fork_rng(devices=[]):
+        model = E5Encoder(hidden, layers, heads, ffn, max_pos, types, eps)
 
     def tensor(name: str, *shape: int) -> torch.Tensor:
         dtype, n_values, offset, n_bytes = f.tensors[name]

@@ -272,3 +272,13 @@ def test_a_study_builds_the_caches_once_before_its_trials(tmp_path, no_ray_left,
     assert capsys.readouterr().err.count("distner: encoding") == 2
     rows = list(csv.DictReader(open(tmp_path / "runs" / "en-fine" / "trials.csv")))
     assert len(rows) == 2 and all(r["state"] == "completed" for r in rows)
+
+
+def test_building_the_encoder_leaves_the_seeded_generator_alone():
+    """A trial's initial weights must not depend on whether its process had built the encoder."""
+    encoder._build.cache_clear()
+    torch.manual_seed(0)
+    encoder.encoder()  # built here: its throwaway random init must draw nothing from the seed
+    after = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(3))
