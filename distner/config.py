@@ -81,6 +81,9 @@ class ModelConfig:
     encoder_features: str = ""
     encoder_layers: str = "last4"  # which layers: last, lastN, N or A-B (1-12)
     encoder_mix: str = "mean"  # their "mean", or "scalar": a learned softmax-weighted sum (ELMo)
+    # the encoder's top N layers trained with the tagger (their input, layer 12-N's states of every
+    # word piece, is cached instead); encoder_layers must lie among them. 0: all frozen
+    encoder_train_layers: int = 0
 
     def __post_init__(self) -> None:
         _finite(self)
@@ -118,6 +121,16 @@ class ModelConfig:
         encoder_layer_ids(self.encoder_layers)
         if self.encoder_mix not in ENCODER_MIXES:
             raise DistnerError(f"encoder_mix: must be mean or scalar, got {shorten(self.encoder_mix)}")
+        n = self.encoder_train_layers
+        if not 0 <= n <= ENCODER_LAYERS:
+            raise DistnerError(f"encoder_train_layers: must be in 0-{ENCODER_LAYERS}, got {n}")
+        if n and not self.encoder_features:
+            raise DistnerError("encoder_train_layers: trains the encoder's layers; needs encoder_features=e5")
+        if n and min(encoder_layer_ids(self.encoder_layers)) <= ENCODER_LAYERS - n:
+            raise DistnerError(
+                f"encoder_layers={self.encoder_layers}: with encoder_train_layers={n} it must lie within the "
+                f"trained layers {ENCODER_LAYERS - n + 1}-{ENCODER_LAYERS} (e.g. last{n})"
+            )
         if self.encoder_features:
             from .encoder import check_installed
 
@@ -140,6 +153,9 @@ class TrainConfig:
     seq_len: int = REFERENCE_SEQ_LEN  # training truncation; 0 = no truncation. Evaluation never truncates.
     # The reference names only Adam; 1e-2 learns within one epoch where 1e-3 predicts all O.
     lr: float = 1e-2
+    # Adam's learning rate for the encoder layers that encoder_train_layers trains (BERT-style fine-tuning
+    # rates; the tagger's own `lr` would wreck the pretrained weights)
+    encoder_lr: float = 5e-5
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
     min_freq: int = 1  # words seen fewer times in train map to <unk>
@@ -158,8 +174,9 @@ class TrainConfig:
         _positive(self, "epochs", "batch_size", "min_freq")
         _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
         _non_negative(self, "max_train_sentences", "max_eval_sentences")
-        if not 0 < self.lr <= MAX_LR:
-            raise DistnerError(f"lr: must be in (0, {MAX_LR:g}], got {self.lr}")
+        for name in ("lr", "encoder_lr"):
+            if not 0 < getattr(self, name) <= MAX_LR:
+                raise DistnerError(f"{name}: must be in (0, {MAX_LR:g}], got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
             raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .conll import Sentence, read_lines, split_columns
+from .encoder import Features, Pieces
 from .errors import DistnerError
 
 PAD, UNK = "<pad>", "<unk>"
@@ -71,7 +72,9 @@ class Encoded:
     encoder over its distinct words only.
 
     With encoder features, `feature_index` [N, L] gives every position's row of `features`
-    [R, k, 384] (float16, row 0 is padding): a batch gathers its rows on the device.
+    [R, k, 384] (float16, row 0 is padding): a batch gathers its rows on the device. With trained
+    encoder layers the rows are word pieces instead: `feature_index` [N, P] gives each sentence's
+    piece rows of `features` [R, 384], and `feature_first` [N, L] each word's first-piece position.
     """
 
     tokens: torch.Tensor
@@ -81,6 +84,7 @@ class Encoded:
     word_chars: torch.Tensor | None = None
     feature_index: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    feature_first: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.lengths.numel())
@@ -96,10 +100,12 @@ def encode(
     tags: Sequence[str],
     max_len: int | None = None,
     chars: Vocab | None = None,
-    features: Sequence[torch.Tensor] | None = None,
+    features: Sequence[Features] | None = None,
 ) -> Encoded:
     """Encode sentences, truncating to `max_len` tokens when given (training only). `features`, one
-    [len(sentence), k, 384] tensor a sentence (encoder.word_features), become rows of `Encoded.features`."""
+    [len(sentence), k, 384] tensor a sentence (encoder.word_features), become rows of `Encoded.features`;
+    with `encoder.Pieces` a sentence, every piece does (a truncated sentence keeps all its pieces:
+    the trained layers see the whole sentence, as the frozen ones did)."""
     tag_index = {t: i for i, t in enumerate(tags)}
     lens = [min(len(s), max_len) if max_len else len(s) for s in sentences]
     width = max(lens, default=1) or 1
@@ -122,9 +128,20 @@ def encode(
         for form, row in forms.items():
             ids = chars.lookup(form[:MAX_WORD_LEN])
             word_chars[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    feature_index = feature_rows = None
-    if features is not None:
-        kept = [f[:n] for f, n in zip(features, lens)]
+    feature_index = feature_rows = feature_first = None
+    if features is not None and any(isinstance(f, Pieces) for f in features):
+        pieces = [f for f in features if isinstance(f, Pieces)]
+        counts = [len(p.states) for p in pieces]
+        feature_rows = torch.cat([torch.zeros((1, 384), dtype=torch.float16), *(p.states for p in pieces)])
+        feature_index = torch.zeros((len(sentences), max(counts, default=1) or 1), dtype=torch.long)
+        feature_first = torch.zeros((len(sentences), width), dtype=torch.long)
+        start = 1
+        for i, (p, n) in enumerate(zip(pieces, lens, strict=True)):
+            feature_index[i, : len(p.states)] = torch.arange(start, start + len(p.states))
+            feature_first[i, :n] = p.firsts[:n]
+            start += len(p.states)
+    elif features is not None:
+        kept = [f[:n] for f, n in zip(features, lens) if isinstance(f, torch.Tensor)]
         pad = torch.zeros((1, *kept[0].shape[1:]) if kept else (1, 1, 384), dtype=torch.float16)
         feature_rows = torch.cat([pad, *(f.to(torch.float16) for f in kept)])
         feature_index = torch.zeros((len(sentences), width), dtype=torch.long)
@@ -132,7 +149,16 @@ def encode(
         for i, n in enumerate(lens):
             feature_index[i, :n] = torch.arange(start, start + n)
             start += n
-    return Encoded(x, y, torch.tensor(lens, dtype=torch.long), words, word_chars, feature_index, feature_rows)
+    return Encoded(
+        x,
+        y,
+        torch.tensor(lens, dtype=torch.long),
+        words,
+        word_chars,
+        feature_index,
+        feature_rows,
+        feature_first,
+    )
 
 
 class Batch(NamedTuple):
@@ -141,7 +167,9 @@ class Batch(NamedTuple):
     `lengths` always stays on the CPU: packing needs it there, and reading it then costs no device
     sync. With character features, `word_chars` [U, W] spells the batch's U distinct words (W its
     longest word) and `word_index` [B, L] points each position at its row. With encoder features,
-    `features` [B, L, k, 384] holds each position's frozen encoder states (float16; zeros on padding).
+    `features` [B, L, k, 384] holds each position's frozen encoder states (float16; zeros on padding);
+    with trained encoder layers, `features` [B, P, 384] holds the pieces' input states, `piece_mask`
+    [B, P] marks real pieces and `piece_first` [B, L] each word's first piece.
     """
 
     tokens: torch.Tensor
@@ -150,19 +178,22 @@ class Batch(NamedTuple):
     word_chars: torch.Tensor | None = None
     word_index: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    piece_first: torch.Tensor | None = None
+    piece_mask: torch.Tensor | None = None
+
+    def inputs(self) -> tuple[torch.Tensor | None, ...]:
+        """The network's inputs after tokens and lengths, in `Tagger.forward`'s order."""
+        return self.word_chars, self.word_index, self.features, self.piece_first, self.piece_mask
 
     def to(self, device: torch.device | str) -> Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True)
 
-        chars, index, feats = self.word_chars, self.word_index, self.features
         return Batch(
             move(self.tokens),
             move(self.labels),
             self.lengths,
-            None if chars is None else move(chars),
-            None if index is None else move(index),
-            None if feats is None else move(feats),
+            *(None if t is None else move(t) for t in self.inputs()),
         )
 
 
@@ -185,6 +216,10 @@ class BatchDataset(torch.utils.data.Dataset):
         self.feature_index, self.features = data.feature_index, None
         if data.features is not None:  # float16 on the device: half the memory of float32
             self.features = data.features.to(device)
+        self.feature_first = self.piece_counts = None
+        if data.feature_first is not None and data.feature_index is not None:  # trained encoder layers
+            self.feature_first = data.feature_first.to(device)
+            self.piece_counts = (data.feature_index > 0).sum(1)
         self.device = torch.device(device)
 
     def __len__(self) -> int:
@@ -196,15 +231,22 @@ class BatchDataset(torch.utils.data.Dataset):
         width = max(int(lengths.max()), 1)
         on_dev = index.to(self.device, non_blocking=True)
         tokens, labels = self.tokens[on_dev, :width], self.labels[on_dev, :width]
-        feats = None
+        feats = first = mask = None
         if self.features is not None and self.feature_index is not None:
-            feats = self.features[self.feature_index[index, :width].to(self.device, non_blocking=True)]
-        if self.words is None or self.word_chars is None or self.word_lens is None:
-            return Batch(tokens, labels, lengths, features=feats)
-        forms, inverse = torch.unique(self.words[index, :width], return_inverse=True)
-        longest = max(int(self.word_lens[forms].max()), 1)
-        chars = self.word_chars[forms.to(self.device, non_blocking=True), :longest]
-        return Batch(tokens, labels, lengths, chars, inverse.to(self.device, non_blocking=True), feats)
+            if self.piece_counts is not None and self.feature_first is not None:  # pieces
+                rows = self.feature_index[index, : max(int(self.piece_counts[index].max()), 1)]
+                mask = (rows > 0).to(self.device, non_blocking=True)
+                feats = self.features[rows.to(self.device, non_blocking=True)]
+                first = self.feature_first[on_dev, :width]
+            else:
+                feats = self.features[self.feature_index[index, :width].to(self.device, non_blocking=True)]
+        chars = inverse = None
+        if self.words is not None and self.word_chars is not None and self.word_lens is not None:
+            forms, found = torch.unique(self.words[index, :width], return_inverse=True)
+            longest = max(int(self.word_lens[forms].max()), 1)
+            chars = self.word_chars[forms.to(self.device, non_blocking=True), :longest]
+            inverse = found.to(self.device, non_blocking=True)
+        return Batch(tokens, labels, lengths, chars, inverse, feats, first, mask)
 
 
 class BucketBatchSampler(torch.utils.data.Sampler[list[int]]):

@@ -18,6 +18,7 @@ import torch
 from .config import ModelConfig, RunConfig
 from .conll import Corpus, Sentence
 from .data import UNK_ID, Encoded, Vocab, encode, read_vectors
+from .encoder import Features
 from .errors import DistnerError
 from .labels import tag_set
 from .model import Tagger
@@ -92,7 +93,7 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     )
 
 
-def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[torch.Tensor]:
+def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[Features]:
     """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
     from .encoder import cached_features, split_tokens
 

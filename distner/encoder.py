@@ -10,11 +10,16 @@ A word's feature is the hidden state of its first piece (a bare "▁" piece is s
 all the word has, as `pretrained.word_vectors` does), at the layers `encoder_layers` selects, each
 sentence encoded whole between <s> and </s>. For training, a split's features are computed once
 and kept on disk (`cached_features`); new text is encoded directly (`word_features`).
+
+With `encoder_train_layers` N, what is kept is layer 12 - N's state of every piece (`Pieces`), and
+the tagger trains its own copies of the top N layers on them (`trainable_layers`). A sentence
+longer than 510 pieces is then one sequence of its windows: the trained layers attend across them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import functools
 import hashlib
@@ -25,12 +30,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
-from .config import ModelConfig, encoder_layer_ids
+from .config import ENCODER_LAYERS, ModelConfig, encoder_layer_ids
 from .conll import Sentence
 from .errors import DistnerError
 from .fileio import write_output
@@ -137,6 +142,16 @@ def encoder(device: torch.device | str = "cpu") -> E5Encoder:
     return _build(f.path, f.sha256, str(torch.device(device)))
 
 
+def trainable_layers(n: int, dropout: float = 0.1) -> nn.ModuleList:
+    """A trainable copy of the encoder's top `n` layers (`encoder_train_layers`), with BERT's
+    fine-tuning dropout (the frozen encoder runs without any)."""
+    layers = copy.deepcopy(encoder("cpu").layers[ENCODER_LAYERS - n :]).requires_grad_(True)
+    for layer in layers:
+        assert isinstance(layer, nn.TransformerEncoderLayer)
+        layer.dropout.p = layer.dropout1.p = layer.dropout2.p = dropout
+    return layers.train()
+
+
 def _hidden(
     f: E5File, model: E5Encoder, batch: Sequence[Sequence[int]], device: torch.device
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -184,20 +199,41 @@ def _pieces(
     return out
 
 
-Spec = tuple[tuple[int, ...], bool]  # which layers (ids, 0 = embeddings), and whether to mean them
+class Spec(NamedTuple):
+    """What a cache file stores per word: the hidden states of `layers` (ids, 0 = embeddings),
+    averaged when `mean`; or, with `pieces`, layer `layers[0]`'s states of every word piece: the
+    input of the top layers that `encoder_train_layers` trains."""
+
+    layers: tuple[int, ...]
+    mean: bool
+    pieces: bool = False
+
+
+class Pieces(NamedTuple):
+    """One sentence's `pieces` features: float16 [P, 384] piece states (<s> and </s> included; a
+    long sentence's windows one after another), and each word's first-piece position [len(words)]."""
+
+    states: torch.Tensor
+    firsts: torch.Tensor
+
+
+Features = torch.Tensor | Pieces  # one sentence's features: [len(words), k, 384], or its pieces
 
 
 def spec(cfg: ModelConfig) -> Spec:
     """What a config stores per word: its layer ids (not their spelling: "last4" and "9-12" are
-    one spec) and whether they are averaged (`encoder_mix=mean`)."""
+    one spec) and whether they are averaged (`encoder_mix=mean`); with `encoder_train_layers` N,
+    the pieces of layer 12 - N."""
+    if cfg.encoder_train_layers:
+        return Spec((ENCODER_LAYERS - cfg.encoder_train_layers,), True, True)
     layers = encoder_layer_ids(cfg.encoder_layers)
     # one layer is stored alike either way (k = 1): one file serves both mixes
-    return layers, cfg.encoder_mix == "mean" or len(layers) == 1
+    return Spec(layers, cfg.encoder_mix == "mean" or len(layers) == 1)
 
 
 def space_specs(space: Space) -> list[Spec]:
-    """Every spec a study over `space` can ask for (each `encoder_layers` x `encoder_mix` value it
-    can pick); none when its trials never turn `encoder_features` on."""
+    """Every spec a study over `space` can ask for (each `encoder_layers` x `encoder_mix` x
+    `encoder_train_layers` value it can pick); none when its trials never turn `encoder_features` on."""
     base = space.base()
     choices = {p.name: p.args for p in space.params if p.kind == "choice"}
 
@@ -207,12 +243,16 @@ def space_specs(space: Space) -> list[Spec]:
     if "e5" not in values("encoder_features"):
         return []
     specs: list[Spec] = []
-    for layers in values("encoder_layers"):
-        for mix in values("encoder_mix"):
-            ids = encoder_layer_ids(layers)
-            sp = (ids, mix == "mean" or len(ids) == 1)
-            if sp not in specs:
-                specs.append(sp)
+    for trained in values("encoder_train_layers"):
+        for layers in values("encoder_layers"):
+            for mix in values("encoder_mix"):
+                ids = encoder_layer_ids(layers)
+                if trained:
+                    sp = Spec((ENCODER_LAYERS - trained,), True, True)
+                else:
+                    sp = Spec(ids, mix == "mean" or len(ids) == 1)
+                if sp not in specs:
+                    specs.append(sp)
     return specs
 
 
@@ -223,17 +263,18 @@ def split_tokens(sentences: Sequence[Sentence]) -> list[tuple[str, ...]]:
 
 def word_features(
     sentences: Sequence[Sequence[str]], cfg: ModelConfig, device: torch.device | str = "cpu"
-) -> list[torch.Tensor]:
+) -> list[Features]:
     """float16 [len(words), k, 384] per sentence: each word's first-piece hidden states at the
-    layers `cfg.encoder_layers` selects (k of them; with `encoder_mix=mean` their mean, k = 1)."""
+    layers `cfg.encoder_layers` selects (k of them; with `encoder_mix=mean` their mean, k = 1).
+    With `encoder_train_layers`, each sentence's `Pieces` instead."""
     return _features(sentences, [spec(cfg)], device)[0]
 
 
 @torch.no_grad()
 def _features(
     sentences: Sequence[Sequence[str]], specs: Sequence[Spec], device: torch.device | str
-) -> list[list[torch.Tensor]]:
-    """`word_features` for several specs from one encoder pass: per spec, a tensor per sentence."""
+) -> list[list[Features]]:
+    """`word_features` for several specs from one encoder pass: per spec, one item per sentence."""
     f, device = load("encoder_features=e5"), torch.device(device)
     model = encoder(device)
     limit = model.max_positions - 2
@@ -252,13 +293,16 @@ def _features(
             ids += pieces
         if firsts:
             segments.append((s, start, [*ids, f.eos], firsts))
-    outs = [
+    outs: list[list[torch.Tensor]] = [
         [
-            torch.zeros((len(words), 1 if mean else len(layers), f.hidden), dtype=torch.float16)
+            torch.zeros((len(words), 1 if sp.mean else len(sp.layers), f.hidden), dtype=torch.float16)
             for words in sentences
         ]
-        for layers, mean in specs
+        if not sp.pieces
+        else []
+        for sp in specs
     ]
+    windows: list[dict[tuple[int, int], torch.Tensor]] = [{} for _ in specs]  # pieces: (s, start) -> states
     order = sorted(range(len(segments)), key=lambda i: -len(segments[i][2]))
     at = 0
     while at < len(order):
@@ -267,14 +311,37 @@ def _features(
         chunk = [segments[i] for i in order[at : at + n]]
         at += n
         states, _ = _hidden(f, model, [seg[2] for seg in chunk], device)
-        for (layers, mean), out in zip(specs, outs, strict=True):
-            picked = torch.stack([states[layer] for layer in layers], dim=2)  # [B, T, layers, H]
-            if mean:
+        for sp, out, win in zip(specs, outs, windows, strict=True):
+            if sp.pieces:
+                layer = states[sp.layers[0]].to(torch.float16).cpu()
+                for row, (s, start, ids, _) in enumerate(chunk):
+                    win[s, start] = layer[row, : len(ids)].clone()
+                continue
+            picked = torch.stack([states[layer] for layer in sp.layers], dim=2)  # [B, T, layers, H]
+            if sp.mean:
                 picked = picked.mean(dim=2, keepdim=True)
             picked = picked.to(torch.float16).cpu()
             for row, (s, start, _, firsts) in enumerate(chunk):
                 out[s][start : start + len(firsts)] = picked[row, firsts]
-    return outs
+    by_sentence: list[list[tuple[int, list[int]]]] = [[] for _ in sentences]
+    for s, start, _, firsts in segments:
+        by_sentence[s].append((start, firsts))
+    result: list[list[Features]] = []
+    for sp, out, win in zip(specs, outs, windows, strict=True):
+        if not sp.pieces:
+            result.append(list(out))
+            continue
+        items: list[Features] = []
+        for s, parts in enumerate(by_sentence):  # windows in word order, one piece sequence
+            chunks, positions, offset = [], [], 0
+            for start, firsts in parts:
+                chunks.append(win[s, start])
+                positions += [offset + p for p in firsts]
+                offset += len(chunks[-1])
+            stacked = torch.cat(chunks) if chunks else torch.zeros((0, f.hidden), dtype=torch.float16)
+            items.append(Pieces(stacked, torch.tensor(positions, dtype=torch.long)))
+        result.append(items)
+    return result
 
 
 def cache_dir() -> Path:
@@ -285,9 +352,11 @@ def cache_dir() -> Path:
 
 def cache_key(sentences: Sequence[Sequence[str]], cfg: ModelConfig | Spec, model_sha256: str) -> str:
     """The sentences' tokens, the model file and what is stored (layers, mixed or not)."""
-    layers, mean = spec(cfg) if isinstance(cfg, ModelConfig) else cfg
+    sp = spec(cfg) if isinstance(cfg, ModelConfig) else cfg
     h = hashlib.sha256(f"{CACHE_FORMAT}\x1f{model_sha256}".encode())
-    h.update(f"\x1f{layers}\x1f{mean}".encode())
+    h.update(f"\x1f{sp.layers}\x1f{sp.mean}".encode())
+    if sp.pieces:  # (word files keep the keys they had before pieces existed)
+        h.update(b"\x1fpieces")
     for words in sentences:
         h.update(("\x1e" + "\x1f".join(words)).encode())
     return h.hexdigest()[:32]
@@ -299,7 +368,7 @@ def cache_path(sentences: Sequence[Sequence[str]], cfg: ModelConfig | Spec) -> P
 
 def cached_features(
     sentences: Sequence[Sequence[str]], cfg: ModelConfig, device: torch.device | str | None = None
-) -> list[torch.Tensor]:
+) -> list[Features]:
     """`word_features` of a corpus split, read from the cache folder or computed once and written
     there whole (a temp file renamed into place, so a killed build leaves nothing that is read)."""
     return build_caches(sentences, [spec(cfg)], device)[0]
@@ -307,7 +376,7 @@ def cached_features(
 
 def build_caches(
     sentences: Sequence[Sequence[str]], specs: Sequence[Spec], device: torch.device | str | None = None
-) -> list[list[torch.Tensor]]:
+) -> list[list[Features]]:
     """Each spec's features of a split: read from its cache file, or, for all that are missing,
     computed in one encoder pass and written. One process builds a file at a time; another that
     needs it meanwhile waits for it (trials of one study, seeds of one retrain)."""
@@ -315,8 +384,8 @@ def build_caches(
     lengths = [len(s) for s in sentences]
     paths = [cache_path(sentences, sp) for sp in specs]
     seen = [_stamp(p) for p in paths]
-    got: list[list[torch.Tensor] | None] = [
-        _read_cache(p, lengths) if st else None for p, st in zip(paths, seen)
+    got: list[list[Features] | None] = [
+        _read_cache(p, lengths, sp) if st else None for p, st, sp in zip(paths, seen, specs)
     ]
     missing = [i for i, g in enumerate(got) if g is None]
     if not missing:
@@ -327,7 +396,7 @@ def build_caches(
         for i in missing:  # built by another process while this one waited (not the damaged one seen)
             stamp = _stamp(paths[i])
             if stamp is not None and stamp != seen[i]:
-                got[i] = _read_cache(paths[i], lengths)
+                got[i] = _read_cache(paths[i], lengths, specs[i])
         todo = [i for i in missing if got[i] is None]
         if todo:
             if device is None:
@@ -384,25 +453,37 @@ def _build_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def _read_cache(path: Path, lengths: list[int]) -> list[torch.Tensor] | None:
+def _read_cache(path: Path, lengths: list[int], sp: Spec) -> list[Features] | None:
     try:
         data: Any = torch.load(path, map_location="cpu", weights_only=True)
         feats, offsets = data["features"], data["offsets"]
         if data["format"] != CACHE_FORMAT or offsets.tolist() != [0, *accumulate(lengths)]:
             raise ValueError("sentences do not match")
-        return list(torch.split(feats, lengths))
+        if not sp.pieces:
+            return list(torch.split(feats, lengths))
+        counts = data["piece_counts"].tolist()
+        firsts = torch.split(data["firsts"], lengths)
+        return [Pieces(st, fi) for st, fi in zip(torch.split(feats, counts), firsts, strict=True)]
     except Exception as e:  # torch.load fails on damaged bytes with many exception types
         print(f"distner: {path}: damaged cache file, rebuilding it ({type(e).__name__})", file=sys.stderr)
         return None
 
 
-def _write_cache(path: Path, feats: list[torch.Tensor], lengths: list[int], sha256: str, sp: Spec) -> None:
-    record = {
+def _write_cache(path: Path, feats: Sequence[Features], lengths: list[int], sha256: str, sp: Spec) -> None:
+    record: dict[str, Any] = {
         "format": CACHE_FORMAT,
         "model_sha256": sha256,
-        "layers": list(sp[0]),
-        "mixed": sp[1],
+        "layers": list(sp.layers),
+        "mixed": sp.mean,
         "offsets": torch.tensor([0, *accumulate(lengths)]),
-        "features": torch.cat(feats) if feats else torch.zeros((0, 1, 384), dtype=torch.float16),
     }
+    pieces = [x for x in feats if isinstance(x, Pieces)]
+    if sp.pieces:
+        record["features"] = torch.cat([x.states for x in pieces]) if pieces else torch.zeros((0, 384))
+        record["piece_counts"] = torch.tensor([len(x.states) for x in pieces], dtype=torch.long)
+        firsts = [x.firsts for x in pieces]
+        record["firsts"] = torch.cat(firsts) if firsts else torch.zeros(0, dtype=torch.long)
+    else:
+        words = [x for x in feats if isinstance(x, torch.Tensor)]
+        record["features"] = torch.cat(words) if words else torch.zeros((0, 1, 384), dtype=torch.float16)
     write_output(path, lambda out: torch.save(record, out))  # whole or not at all

@@ -65,6 +65,7 @@ def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
         m.encoder_features,  # the splits gain feature tensors: which layers, mixed or not
         m.encoder_layers if m.encoder_features else None,
         m.encoder_mix if m.encoder_features else None,
+        m.encoder_train_layers,  # the splits' features are then word pieces
     )
 
 
@@ -125,7 +126,9 @@ class Member:
             self.model = build_model(cfg, self.data).to(self.device)
             self._rng = _capture_rng(self.device)
         t = cfg.train
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.model.param_groups(t.lr, t.encoder_lr), weight_decay=t.weight_decay
+        )
         self.train_loader = make_loader(self.data.train, t.batch_size, True, t.seed, dataset=train_set)
         self.val_loader = make_loader(self.data.dev, EVAL_BATCH, False, dataset=dev_set)
         # Dropout and word dropout draw from the global generator; without them no swap is needed
@@ -184,9 +187,7 @@ class Member:
             for step, batch in enumerate(batches):
                 batch = batch.to(self.device)
                 with self._own_rng(self._draws), self._autocast():
-                    scores = model(
-                        batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features
-                    )
+                    scores = model(batch.tokens, batch.lengths, *batch.inputs())
                     loss = model.loss(scores, batch.labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -225,9 +226,7 @@ class Member:
             for batch in batches:
                 batch = batch.to(self.device)
                 with self._autocast():
-                    scores = model(
-                        batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features
-                    )
+                    scores = model(batch.tokens, batch.lengths, *batch.inputs())
                     loss = model.loss(scores, batch.labels)
                 n = len(batch.lengths)
                 loss_sum += float(loss) * n

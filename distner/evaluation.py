@@ -24,6 +24,7 @@ from . import runs
 from .config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
 from .conll import Sentence, format_conll, read_conll, split_path, with_granularity
 from .data import PAD, UNK, UNK_ID, BatchDataset, BucketBatchSampler, Vocab, encode
+from .encoder import Features
 from .errors import DistnerError, one_line
 from .fileio import atomic_write_text, write_json
 from .labels import COARSE_TYPES, FINE_TYPES, repair_iob2
@@ -51,7 +52,7 @@ def predict_tags(
     device: torch.device | str = "cpu",
     batch_size: int = EVAL_BATCH,
     chars: Vocab | None = None,
-    features: Sequence[torch.Tensor] | None = None,
+    features: Sequence[Features] | None = None,
 ) -> list[list[str]]:
     """Tags for every token of every sentence (no truncation), in input order. A model with
     encoder features gets them from `features` (one tensor a sentence, e.g. from the cache) or
@@ -75,7 +76,7 @@ def predict_tags(
     out: list[list[str]] = [[] for _ in sentences]
     for idx in BucketBatchSampler(enc.lengths.tolist(), batch_size, shuffle=False):
         b = data[idx]
-        logits = model(b.tokens, b.lengths, b.word_chars, b.word_index, b.features)
+        logits = model(b.tokens, b.lengths, *b.inputs())
         for i, tag_seq in zip(idx, decode_tags(model, logits, b.lengths, tags)):
             out[keep[i]] = tag_seq
     return out
@@ -108,7 +109,7 @@ def evaluate(
     seq_len: int = REFERENCE_SEQ_LEN,
     device: torch.device | str = "cpu",
     chars: Vocab | None = None,
-    features: Sequence[torch.Tensor] | None = None,
+    features: Sequence[Features] | None = None,
 ) -> dict[str, Any]:
     """The one evaluation used for dev, test and any labelled file."""
     gold = labels_of(sentences)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import SUBWORD_DIM, ModelConfig, encoder_layer_ids
+from .config import ENCODER_LAYERS, SUBWORD_DIM, ModelConfig, encoder_layer_ids
 from .crf import CRF
 from .data import IGNORE_INDEX, PAD_ID, UNK_ID
 
@@ -55,8 +55,13 @@ class Tagger(nn.Module):
             self.chars = CharCNN(num_chars, cfg.char_embedding_dim, cfg.char_channels, cfg.char_kernel)
             width += cfg.char_channels
         self.mix: nn.Parameter | None = None
+        self.encoder_top: nn.ModuleList | None = None
         if cfg.encoder_features:
             width += SUBWORD_DIM  # the frozen encoder states are inputs; only the mix is trained
+            if cfg.encoder_train_layers:  # ... or the encoder's top layers, from e5's weights
+                from .encoder import trainable_layers
+
+                self.encoder_top = trainable_layers(cfg.encoder_train_layers)
             if cfg.encoder_mix == "scalar":  # ELMo's scalar mix: softmax(w) over layers, times gamma
                 self.mix = nn.Parameter(torch.zeros(len(encoder_layer_ids(cfg.encoder_layers)) + 1))
         self.lstm = nn.LSTM(
@@ -84,13 +89,17 @@ class Tagger(nn.Module):
         word_chars: torch.Tensor | None = None,
         word_index: torch.Tensor | None = None,
         features: torch.Tensor | None = None,
+        piece_first: torch.Tensor | None = None,
+        piece_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens [B, L], lengths [B] (CPU) -> per-token tag scores [B, L, num_tags].
 
         With character features, `word_chars` [U, W] spells the batch's distinct words and
         `word_index` [B, L] picks each position's row (see data.Batch): the char encoder runs once
         per distinct word, not once per position. With encoder features, `features` [B, L, k, 384]
-        are each position's frozen encoder states (k layers, or k = 1 already averaged).
+        are each position's frozen encoder states (k layers, or k = 1 already averaged). With
+        trained encoder layers, `features` [B, P, 384] are the pieces' input states, `piece_mask`
+        [B, P] marks real pieces and `piece_first` [B, L] each word's first piece (see data.Batch).
         """
         if self.training and self.cfg.word_dropout > 0:
             drop = torch.rand(tokens.shape, device=tokens.device) < self.cfg.word_dropout
@@ -104,6 +113,10 @@ class Tagger(nn.Module):
             if features is None:
                 raise ValueError("this model uses encoder features: pass features")
             f = features.to(x.dtype)
+            if self.encoder_top is not None:
+                if piece_first is None or piece_mask is None:
+                    raise ValueError("this model trains encoder layers: pass piece_first and piece_mask")
+                f = self._top_states(f, piece_first, piece_mask)
             if self.mix is None:
                 f = f.mean(dim=2)
             else:  # the last weight is gamma (kept in one parameter so that the state dict stays flat)
@@ -121,6 +134,28 @@ class Tagger(nn.Module):
         else:
             out, _ = self.lstm(x)
         return self.proj(self.dropout(out))
+
+    def _top_states(self, pieces: torch.Tensor, first: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The trained top layers over the pieces [B, P, H]: each word's first-piece states at the
+        layers `encoder_layers` picks, [B, L, k, H], as the frozen path's features."""
+        assert self.encoder_top is not None
+        below = ENCODER_LAYERS - len(self.encoder_top)
+        wanted = encoder_layer_ids(self.cfg.encoder_layers)
+        x, picked, pad = pieces, [], ~mask
+        for layer_id, layer in enumerate(self.encoder_top, start=below + 1):
+            x = layer(x, src_key_padding_mask=pad)
+            if layer_id in wanted:
+                picked.append(x)
+        states = torch.stack(picked, dim=2)  # [B, P, k, H]
+        index = first[:, :, None, None].expand(-1, -1, *states.shape[2:])
+        return states.gather(1, index)
+
+    def param_groups(self, lr: float, encoder_lr: float) -> list[dict]:
+        """Adam's parameter groups: the trained encoder layers at `encoder_lr`, the rest at `lr`."""
+        top = [] if self.encoder_top is None else list(self.encoder_top.parameters())
+        mine = {id(p) for p in top}
+        rest = [p for p in self.parameters() if id(p) not in mine]
+        return [{"params": rest, "lr": lr}] + ([{"params": top, "lr": encoder_lr}] if top else [])
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over real tokens, or the CRF's negative log-likelihood. Padding is where

@@ -85,6 +85,8 @@ LATER_KEYS = {
     "encoder_features": "",
     "encoder_layers": "last4",
     "encoder_mix": "mean",
+    "encoder_train_layers": 0,
+    "encoder_lr": 5e-5,
 }
 
 

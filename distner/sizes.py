@@ -23,6 +23,10 @@ def training_bytes(cfg: RunConfig, vocab: int, tags: int, longest: int) -> int:
     params = vocab * m.embedding_dim + lstm + (m.hidden_dim * dirs + 1) * tags + tags * tags
     steps = t.batch_size * (t.seq_len or longest)
     per_position = width + m.num_layers * dirs * 6 * m.hidden_dim + 3 * tags
+    if m.encoder_train_layers:  # each trained BERT layer: its weights, and per word piece (~3 a word,
+        # whole sentences) attention and feed-forward activations of 16 x 384 values and 12 x 128 scores
+        params += m.encoder_train_layers * 12 * SUBWORD_DIM * SUBWORD_DIM
+        per_position += 3 * m.encoder_train_layers * (16 * SUBWORD_DIM + 12 * 128)
     return 4 * (4 * params + 2 * steps * per_position)
 
 

@@ -38,6 +38,7 @@ from .config import RunConfig
 from .conll import Corpus, Sentence
 from .data import Batch, make_loader
 from .encoded import FINITE_CHECK_EVERY, build_model, prepare, split_features
+from .encoder import Features
 from .errors import DistnerError, TrainingDiverged, TrainingInterrupted
 from .evaluation import EVAL_BATCH, decode_tags, evaluate
 from .fileio import replace_dir, write_output
@@ -67,7 +68,7 @@ class TaggerModule(pl.LightningModule):
         return batch.to(device)  # lengths stay on the CPU (see data.Batch)
 
     def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model(batch.tokens, batch.lengths, batch.word_chars, batch.word_index, batch.features)
+        scores = self.model(batch.tokens, batch.lengths, *batch.inputs())
         return self.model.loss(scores, batch.labels), scores
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -114,7 +115,7 @@ class TaggerModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         t = self.cfg.train
-        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(self.model.param_groups(t.lr, t.encoder_lr), weight_decay=t.weight_decay)
 
 
 class BestWeights(pl.Callback):
@@ -296,7 +297,7 @@ def _fit(
     seq_len = cfg.train.scoring_len
 
     def score_split(sentences: list[Sentence]) -> dict[str, Any]:
-        feats = None
+        feats: list[Features] | None = None
         if cfg.model.encoder_features:  # the split's cached features, for its non-empty sentences
             rows = iter(split_features(sentences, cfg.model))
             feats = [next(rows) if len(s) else torch.zeros((0, 1, 384)) for s in sentences]

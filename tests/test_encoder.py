@@ -20,6 +20,7 @@ from distner.encoded import prepare
 from distner.engine import SharedData
 from distner.errors import DistnerError
 from distner.evaluation import load_run
+from distner.model import Tagger
 
 from .helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
 
@@ -89,6 +90,13 @@ def test_config_checks_the_encoder_keys():
         (["encoder_layers=last13"], "encoder_layers: must be"),
         (["encoder_layers=x"], "encoder_layers: must be"),
         (["encoder_mix=max"], "encoder_mix: must be mean or scalar"),
+        (["encoder_train_layers=13"], "encoder_train_layers: must be in 0-12, got 13"),
+        (["encoder_features=", "encoder_train_layers=2"], "encoder_train_layers: .* needs encoder_features"),
+        (
+            ["encoder_features=e5", "encoder_train_layers=2"],  # last4 reaches below the two trained
+            r"encoder_layers=last4: with encoder_train_layers=2 it must lie within the trained layers 11-12",
+        ),
+        (["encoder_lr=0"], r"encoder_lr: must be in \(0, 10\]"),
     ]:
         with pytest.raises(DistnerError, match=needle):
             load_config(overrides=bad)
@@ -174,10 +182,14 @@ def test_space_specs_are_every_layers_and_mix_a_study_can_pick(tmp_path):
 
     assert encoder.space_specs(load_space(ROOT / "tune_spaces" / "extended.yaml")) == []
     specs = encoder.space_specs(load_space(ROOT / "tune_spaces" / "pretrained.yaml"))
-    assert specs == [((9, 10, 11, 12), True), ((9, 10, 11, 12), False), ((12,), True)]
+    Spec = encoder.Spec
+    assert specs == [Spec((9, 10, 11, 12), True), Spec((9, 10, 11, 12), False), Spec((12,), True)]
     fixed = tmp_path / "s.yaml"
     fixed.write_text("encoder_features: e5\nencoder_layers: last2\nhidden_dim: {choice: [8, 520]}\n")
-    assert encoder.space_specs(load_space(fixed)) == [((11, 12), True)]
+    assert encoder.space_specs(load_space(fixed)) == [Spec((11, 12), True)]
+    # trained top layers: their input, the pieces of the layer below them
+    fixed.write_text("encoder_features: e5\nencoder_layers: last\nencoder_train_layers: {choice: [0, 2]}\n")
+    assert encoder.space_specs(load_space(fixed)) == [Spec((12,), True), Spec((10,), True, True)]
 
 
 def test_features_command_builds_then_reads(tmp_path, capsys):
@@ -272,6 +284,73 @@ def test_a_study_builds_the_caches_once_before_its_trials(tmp_path, no_ray_left,
     assert capsys.readouterr().err.count("distner: encoding") == 2
     rows = list(csv.DictReader(open(tmp_path / "runs" / "en-fine" / "trials.csv")))
     assert len(rows) == 2 and all(r["state"] == "completed" for r in rows)
+
+
+TRAINED = ("encoder_train_layers=2", "encoder_layers=last2")
+
+
+@pytest.mark.parametrize("mix", ["mean", "scalar"])
+def test_trained_layers_start_as_the_frozen_encoder(mix):
+    """Before training, the copied top layers over the cached pieces give the frozen features."""
+    sentences = [("Bollywood", "films", "rivers"), ("अरस्तु", "एक", "दार्शनिक"), ("ঢাকা",)]
+    frozen = encoder.word_features(sentences, model_cfg("encoder_layers=last2", f"encoder_mix={mix}"))
+    cfg = model_cfg(*TRAINED, f"encoder_mix={mix}")
+    pieces = encoder.word_features(sentences, cfg)
+    assert all(isinstance(p, encoder.Pieces) for p in pieces)
+    assert [len(p.firsts) for p in pieces] == [3, 3, 1] and pieces[1].firsts[0] == 2  # a bare "▁" skipped
+    model = Tagger(cfg, vocab_size=10, num_tags=3).eval()
+    assert model.encoder_top is not None and len(model.encoder_top) == 2
+    for want, p in zip(frozen, pieces):
+        mask = torch.ones((1, len(p.states)), dtype=torch.bool)
+        got = model._top_states(p.states[None].float(), p.firsts[None], mask)[0]
+        assert torch.allclose(got.mean(1, keepdim=True) if mix == "mean" else got, want.float(), atol=5e-3)
+    # Adam's groups: the trained layers at encoder_lr, the rest at lr
+    groups = model.param_groups(1e-2, 5e-5)
+    assert [g["lr"] for g in groups] == [1e-2, 5e-5]
+    trained = sum(p.numel() for p in model.encoder_top.parameters())
+    assert sum(p.numel() for p in groups[1]["params"]) == trained
+    assert len(Tagger(model_cfg(), 10, 3).param_groups(1e-2, 5e-5)) == 1
+
+
+def test_pieces_are_cached_whole_and_read_back(capsys):
+    sentences = [("the", "river"), ("Mumbai",), tuple(["word"] * 600)]  # the last in two windows
+    cfg = model_cfg(*TRAINED)
+    first = encoder.cached_features(sentences, cfg)
+    (path,) = cache_files()
+    assert path != encoder.cache_path(sentences, encoder.Spec((10,), True))  # not the word file's key
+    again = encoder.cached_features(sentences, cfg)
+    assert "encoding" not in capsys.readouterr().err.split("encoded in")[-1]  # the second call read it
+    for a, b in zip(first, again):
+        assert isinstance(a, encoder.Pieces) and isinstance(b, encoder.Pieces)
+        assert torch.equal(a.states, b.states) and torch.equal(a.firsts, b.firsts)
+    long = first[2]
+    assert len(long.firsts) == 600 and len(long.states) == 604  # two windows, each with <s> and </s>
+    assert bool((long.firsts[1:] > long.firsts[:-1]).all()) and int(long.firsts[-1]) < len(long.states)
+    path.write_bytes(path.read_bytes()[:100])  # damaged: rebuilt, and the same again
+    rebuilt = encoder.cached_features(sentences, cfg)
+    assert all(torch.equal(a.states, b.states) for a, b in zip(first, rebuilt))  # type: ignore[union-attr]
+    assert "damaged cache file" in capsys.readouterr().err
+
+
+def test_train_predict_with_trained_encoder_layers(tmp_path):
+    run = tmp_path / "run"
+    argv = ["train", "--lang", "en", "--data-dir", TINY, *ENC, *sets(*TRAINED, "epochs=2", "encoder_lr=1e-3")]
+    assert main([str(a) for a in [*argv, "--out", run, "--quiet"]]) == 0
+    meta = (run / "config.yaml").read_text()
+    assert "encoder_train_layers: 2" in meta and f"sha256: {pretrained.model_info()['sha256']}" in meta
+    loaded = load_run(run)
+    top = loaded.model.encoder_top
+    assert top is not None and len(top) == 2
+    e5 = encoder.encoder().layers[10:]
+    moved = [(a - b).abs().max().item() for a, b in zip(top.parameters(), e5.parameters())]
+    assert max(moved) > 1e-4  # trained: the weights left e5's
+    assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
+    before = cache_files()
+    text = tmp_path / "new.conll"
+    text.write_text("# id n1\nzanzibarian\nsang\n\n# id n2\n\n", encoding="utf-8")
+    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
+    tagged = read_conll(tmp_path / "p", require_tags=False)
+    assert len(tagged[0].tags or ()) == 2 and cache_files() == before  # the encoder ran on the text
 
 
 def test_building_the_encoder_leaves_the_seeded_generator_alone():

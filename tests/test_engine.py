@@ -25,6 +25,8 @@ CONFIGS = {
     "bilstm": ["bidirectional=true", "num_layers=2", "lstm_dropout=0.2"],
     "char-cnn": ["char_features=true", "char_channels=8", "dropout=0.3", "word_dropout=0.1"],
     "crf": ["crf=true", "bidirectional=true", "grad_clip=1.0", "weight_decay=0.001"],
+    # e5's top layer trained (with dropout) at its own learning rate, over cached pieces
+    "e5-trained": ["encoder_features=e5", "encoder_train_layers=1", "encoder_layers=last", "encoder_lr=1e-3"],
 }
 KEYS = ("train_loss", "val_loss", MONITOR, "val_entity_micro_f1")
 
@@ -37,6 +39,11 @@ class Epochs(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.rows.append({k: float(trainer.callback_metrics[k]) for k in KEYS})
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTNER_CACHE", str(tmp_path / "cache"))
 
 
 @pytest.fixture(scope="module")
