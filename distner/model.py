@@ -29,7 +29,8 @@ class CharCNN(nn.Module):
 
 
 class Tagger(nn.Module):
-    """Embedding (+ char-CNN, + frozen encoder features) -> (Bi)LSTM -> Linear, then softmax or a CRF.
+    """Embedding (+ char-CNN, + encoder features: frozen, or from trained top layers) -> (Bi)LSTM ->
+    Linear, then softmax or a CRF.
 
     With the default ModelConfig this is exactly the reference's network. Padding (token id 0) sits at
     the end of each row; a unidirectional LSTM never lets it reach real positions, so packing is
