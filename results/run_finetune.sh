@@ -19,6 +19,7 @@ runs=runs/pretrained/finetune
 out=results/pretrained/finetune
 commit=${COMMIT:-1}
 mkdir -p "$out"
+source results/pretrained_steps.sh  # commit_cell
 
 # record(cell, layers, what): rewrite $out/<cell>.json from the finished run folders and what it recorded
 record() {
@@ -58,12 +59,7 @@ result = {
 dest.write_text(json.dumps(result, indent=2) + "\n")
 print(f"{dest}: {len(rows)} seeds, dev {result['dev']['mean']}, test {result['test']['mean']}")
 PY
-  if [ "$commit" = 1 ] && [ -n "$(git status --porcelain -- "$out/$1.json")" ]; then
-    for try in 1 2 3 4 5; do
-      git add "$out/$1.json" && git commit -q -m "results/pretrained/finetune: $1 ($3)" -- "$out/$1.json" \
-        && break || sleep 20
-    done
-  fi
+  commit_cell "$1" "$3"
 }
 
 # recorded(cell, seed): whether the committed JSON already holds that seed

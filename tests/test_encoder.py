@@ -231,6 +231,16 @@ def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_
     assert got[1].train.features.shape[1] == 1 and got[2].train.features.shape[1] == 4
 
 
+def predicts_new_text_without_the_cache(run, tmp_path) -> None:
+    """New text: the encoder runs on it (no cache is read or written)."""
+    before = cache_files()
+    text = tmp_path / "new.conll"
+    text.write_text("# id n1\nzanzibarian\nsang\n\n# id n2\n\n", encoding="utf-8")
+    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
+    tagged = read_conll(tmp_path / "p", require_tags=False)
+    assert len(tagged[0].tags or ()) == 2 and cache_files() == before
+
+
 @pytest.mark.parametrize("mix", ["mean", "scalar"])
 def test_train_evaluate_predict_with_encoder_features(tmp_path, mix):
     run = tmp_path / "run"
@@ -244,13 +254,7 @@ def test_train_evaluate_predict_with_encoder_features(tmp_path, mix):
     loaded = load_run(run)
     assert (loaded.model.mix is not None) == (mix == "scalar")
     assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
-    # new text: the encoder runs on it (no cache is read or written)
-    before = cache_files()
-    text = tmp_path / "new.conll"
-    text.write_text("# id n1\nzanzibarian\nsang\n\n# id n2\n\n", encoding="utf-8")
-    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
-    tagged = read_conll(tmp_path / "p", require_tags=False)
-    assert len(tagged[0].tags or ()) == 2 and cache_files() == before
+    predicts_new_text_without_the_cache(run, tmp_path)
 
 
 def test_without_the_extra_one_line_names_it(tmp_path):
@@ -345,12 +349,7 @@ def test_train_predict_with_trained_encoder_layers(tmp_path):
     moved = [(a - b).abs().max().item() for a, b in zip(top.parameters(), e5.parameters())]
     assert max(moved) > 1e-4  # trained: the weights left e5's
     assert main(["evaluate", "--model", str(run), "--data-dir", str(TINY)]) == 0
-    before = cache_files()
-    text = tmp_path / "new.conll"
-    text.write_text("# id n1\nzanzibarian\nsang\n\n# id n2\n\n", encoding="utf-8")
-    assert main(["predict", "--model", str(run), "--input", str(text), "--output", str(tmp_path / "p")]) == 0
-    tagged = read_conll(tmp_path / "p", require_tags=False)
-    assert len(tagged[0].tags or ()) == 2 and cache_files() == before  # the encoder ran on the text
+    predicts_new_text_without_the_cache(run, tmp_path)
 
 
 def test_building_the_encoder_leaves_the_seeded_generator_alone():
