@@ -3,6 +3,9 @@
 # winner (results/pretrained/best/<cell>.yaml, frozen encoder) retrained with its top N layers
 # trained (N = the layers its encoder_layers reads: last4 -> 4), on the retrain's seeds (1, 2, 3).
 # Dev decides whether the variant replaces the winner; test is scored as the retrain scores it.
+# Bengali fine's published winner is the focus study's (focus/best/bn-fine.yaml), which mixes last8:
+# eight trained layers would cost about twice four, so the first round's winner (last4) is the one
+# trained here, and dev compares it with both frozen models (results/pretrained/README.md).
 #   runs/pretrained/finetune/<cell>/seed-N      (git-ignored run folders)
 #   results/pretrained/finetune/<cell>.json      (dev and test entity macro-F1 per seed, mean, std)
 # The JSON is rewritten and committed (COMMIT=0: not committed) after every seed, and a seed it
