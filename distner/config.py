@@ -29,6 +29,7 @@ REFERENCE_SEQ_LEN = 25
 SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
 ENCODER_LAYERS = 12  # multilingual-e5-small's layers (encoder_layers counts them from 1)
 ENCODER_MIXES = ("mean", "scalar")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 def encoder_layer_ids(spec: str) -> tuple[int, ...]:
@@ -156,6 +157,9 @@ class TrainConfig:
     # Adam's learning rate for the encoder layers that encoder_train_layers trains (BERT-style fine-tuning
     # rates; the tagger's own `lr` would wreck the pretrained weights)
     encoder_lr: float = 5e-5
+    # both rates per step: "constant" (the reference), or decayed to 0 by the last step, "linear" or
+    # "cosine" (BERT-style fine-tuning; optim.make_optimizer)
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
     min_freq: int = 1  # words seen fewer times in train map to <unk>
@@ -170,6 +174,10 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise DistnerError(
                 f"precision: must be one of {', '.join(PRECISIONS)}, got {shorten(self.precision)}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DistnerError(
+                f"lr_schedule: must be one of {', '.join(LR_SCHEDULES)}, got {shorten(self.lr_schedule)}"
             )
         _positive(self, "epochs", "batch_size", "min_freq")
         _non_negative(self, "seq_len", "lr", "weight_decay", "grad_clip")
@@ -211,6 +219,12 @@ class RunConfig:
 
     def replace(self, source: str = "config", **values: Any) -> RunConfig:
         return RunConfig.from_flat({**self.to_flat(), **values}, source=source)
+
+
+def with_defaults(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config saved before later keys existed, those keys filled with their defaults: a key
+    is only ever added with a default that reproduces the behaviour from before it existed."""
+    return {**RunConfig().to_flat(), **flat}
 
 
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}

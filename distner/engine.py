@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import RunConfig
+from .config import RunConfig, with_defaults
 from .conll import Corpus
 from .data import BatchDataset, make_loader
 from .encoded import FINITE_CHECK_EVERY, EncodedCorpus, build_model, prepare
 from .errors import DistnerError, TrainingDiverged
 from .evaluation import EVAL_BATCH, decode_tags
 from .metrics import MONITOR, entity_scores
+from .optim import make_optimizer
 
 # Torch's global generators (CPU and CUDA) are process-wide: members swap theirs in under this lock.
 _RNG_LOCK = threading.Lock()
@@ -126,10 +127,8 @@ class Member:
             self.model = build_model(cfg, self.data).to(self.device)
             self._rng = _capture_rng(self.device)
         t = cfg.train
-        self.optimizer = torch.optim.Adam(
-            self.model.param_groups(t.lr, t.encoder_lr), weight_decay=t.weight_decay
-        )
         self.train_loader = make_loader(self.data.train, t.batch_size, True, t.seed, dataset=train_set)
+        self.optimizer, self.schedule = make_optimizer(self.model, t, len(self.train_loader))
         self.val_loader = make_loader(self.data.dev, EVAL_BATCH, False, dataset=dev_set)
         # Dropout and word dropout draw from the global generator; without them no swap is needed
         # except around the DataLoader's per-iterator base seed, which every member draws.
@@ -176,7 +175,7 @@ class Member:
         """One pass over the training batches: train_loss (the sentence-weighted mean) and real
         tokens per second, as `training.TaggerModule` logs them."""
         start = time.perf_counter()
-        model, opt, clip = self.model, self.optimizer, self.cfg.train.grad_clip
+        model, opt, schedule, clip = self.model, self.optimizer, self.schedule, self.cfg.train.grad_clip
         model.train()
         self.train_loader.sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
         loss_sum: torch.Tensor | None = None
@@ -194,6 +193,8 @@ class Member:
                 if clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 opt.step()
+                if schedule is not None:  # per step, after the update, as Lightning's "step" interval
+                    schedule.step()
                 n = len(batch.lengths)
                 part = loss.detach() * n
                 loss_sum = part if loss_sum is None else loss_sum + part
@@ -278,6 +279,7 @@ class Member:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
             "epoch": self.epoch,
             "best": self.best,
             "best_epoch": self.best_epoch,
@@ -287,10 +289,13 @@ class Member:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config") != self.cfg.to_flat():
+        had = state.get("config")
+        if not isinstance(had, dict) or with_defaults(had) != self.cfg.to_flat():
             raise DistnerError("checkpoint: it was saved for another config")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None:  # a state without one was saved by a constant-rate config
+            self.schedule.load_state_dict(state["schedule"])
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
         self._best_state, self._rng = state["best_state"], state["rng"]
 

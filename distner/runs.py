@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import FIELD_TYPES, RunConfig, read_yaml_mapping
+from .config import FIELD_TYPES, RunConfig, read_yaml_mapping, with_defaults
 from .errors import DistnerError, one_line
 from .labels import normalize_granularity, normalize_lang, tag_set
 
@@ -199,4 +199,4 @@ def finished_config(run_dir: Path) -> dict[str, Any] | None:
     had = read_yaml_mapping(run_dir / CONFIG).get("config")
     if not isinstance(had, dict):
         raise DistnerError(f"{run_dir / CONFIG}: damaged (no 'config' mapping)")
-    return had
+    return with_defaults(had)

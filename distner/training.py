@@ -46,6 +46,7 @@ from .interrupts import StopRequest, stop_requests
 from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
+from .optim import make_optimizer
 from .paths import check_run_out, is_run_dir
 
 
@@ -113,9 +114,12 @@ class TaggerModule(pl.LightningModule):
         self.log("val_entity_micro_f1", s["entity_micro_f1"])
         self._gold, self._pred = [], []
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        t = self.cfg.train
-        return torch.optim.Adam(self.model.param_groups(t.lr, t.encoder_lr), weight_decay=t.weight_decay)
+    def configure_optimizers(self) -> Any:
+        steps = self.trainer.estimated_stepping_batches // max(self.trainer.max_epochs or 1, 1)
+        opt, schedule = make_optimizer(self.model, self.cfg.train, int(steps))
+        if schedule is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 class BestWeights(pl.Callback):

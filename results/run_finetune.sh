@@ -8,6 +8,8 @@
 # trained here, and dev compares it with both frozen models (results/pretrained/README.md).
 #   runs/pretrained/finetune/<cell>/seed-N      (git-ignored run folders)
 #   results/pretrained/finetune/<cell>.json      (dev and test entity macro-F1 per seed, mean, std)
+# VARIANT=NAME EXTRA="KEY=VALUE ..." trains the same with more overrides (e.g. VARIANT=linear
+# EXTRA=lr_schedule=linear), into runs/pretrained/finetune-NAME and results/pretrained/finetune-NAME.
 # The JSON is rewritten and committed (COMMIT=0: not committed) after every seed, and a seed it
 # records is not trained again: the run folders are git-ignored and can be lost with the machine.
 #   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_finetune.sh [CELL ...]
@@ -18,18 +20,22 @@ export PYTHONUNBUFFERED=1
 cells=("$@")
 [ ${#cells[@]} -gt 0 ] || cells=(en-fine)
 best=results/pretrained/best
-runs=runs/pretrained/finetune
-out=results/pretrained/finetune
+variant=${VARIANT:+-$VARIANT}
+read -r -a extra <<< "${EXTRA:-}"
+[ -z "$variant" ] || [ ${#extra[@]} -gt 0 ] || { echo "VARIANT=$VARIANT needs EXTRA overrides" >&2; exit 2; }
+runs=runs/pretrained/finetune$variant
+out=results/pretrained/finetune$variant
 commit=${COMMIT:-1}
 mkdir -p "$out"
 source results/pretrained_steps.sh  # commit_cell
 
 # record(cell, layers, what): rewrite $out/<cell>.json from the finished run folders and what it recorded
 record() {
-  python - "$1" "$runs/$1" "$out/$1.json" "$2" <<'PY'
+  python - "$1" "$runs/$1" "$out/$1.json" "$2" "${extra[@]}" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 cell, root, dest, layers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+extra = sys.argv[5:]
 old = json.loads(dest.read_text()) if dest.is_file() else {}
 by_seed = {r["seed"]: r for r in old.get("runs", [])}
 for p in root.glob("seed-*/metrics.json"):  # run folders relative to the project root
@@ -52,7 +58,7 @@ def stats(key):
 result = {
     "cell": cell,
     "config": f"results/pretrained/best/{cell}.yaml",
-    "set": [f"encoder_train_layers={layers}"],
+    "set": [f"encoder_train_layers={layers}", *extra],
     "metric": "entity_macro_f1",
     "runs": rows,
     "dev": stats("dev"),
@@ -78,9 +84,11 @@ for cell in "${cells[@]}"; do
   for seed in 1 2 3; do
     run=$runs/$cell/seed-$seed
     if [ -f "$run/metrics.json" ] || recorded "$cell" "$seed"; then echo "== $run: done"; continue; fi
-    echo "== $run: encoder_train_layers=$layers ($(date -u +%FT%TZ))"
+    sets=(--set "encoder_train_layers=$layers" --set "seed=$seed")
+    for kv in "${extra[@]}"; do sets+=(--set "$kv"); done
+    echo "== $run: encoder_train_layers=$layers ${extra[*]} ($(date -u +%FT%TZ))"
     python -m distner train --lang "$lang" --granularity "$gran" --config "$best/$cell.yaml" \
-      --set "encoder_train_layers=$layers" --set "seed=$seed" --out "$run" --quiet
-    record "$cell" "$layers" "encoder_train_layers=$layers, seed $seed"
+      "${sets[@]}" --out "$run" --quiet
+    record "$cell" "$layers" "encoder_train_layers=$layers ${extra[*]}, seed $seed"
   done
 done

@@ -41,6 +41,7 @@ def test_overrides_are_typed():
         (["grad_clip=-.inf"], r"grad_clip: must be a finite number .*, got -inf"),
         (["word_dropout=.nan"], "word_dropout: must be a finite number"),
         (["seed=-1"], r"seed: must be in \[0, 4294967295\]"),
+        (["lr_schedule=step"], "lr_schedule: must be one of constant, linear, cosine, got 'step'"),
         (["seed=4294967296"], "seed: must be in"),
     ],
 )

@@ -27,6 +27,15 @@ CONFIGS = {
     "crf": ["crf=true", "bidirectional=true", "grad_clip=1.0", "weight_decay=0.001"],
     # e5's top layer trained (with dropout) at its own learning rate, over cached pieces
     "e5-trained": ["encoder_features=e5", "encoder_train_layers=1", "encoder_layers=last", "encoder_lr=1e-3"],
+    # both learning rates decayed per step (Lightning steps the schedule, the lean loop steps its own)
+    "linear": ["char_features=true", "char_channels=8", "lr_schedule=linear"],
+    "e5-cosine": [
+        "encoder_features=e5",
+        "encoder_train_layers=1",
+        "encoder_layers=last",
+        "encoder_lr=1e-3",
+        "lr_schedule=cosine",
+    ],
 }
 KEYS = ("train_loss", "val_loss", MONITOR, "val_entity_micro_f1")
 
@@ -97,11 +106,12 @@ def test_packed_members_train_as_if_alone(corpus):
         assert [[r[k] for k in KEYS] for r in packed[i]] == [[r[k] for k in KEYS] for r in alone[i]]
 
 
-def test_resumed_member_continues_exactly(corpus):
+@pytest.mark.parametrize("name", ["char-cnn", "linear"])
+def test_resumed_member_continues_exactly(name, corpus):
     """A member restored from its state after epoch 1 trains epochs 2 and 3 as if never stopped
-    (its random streams are part of the state)."""
+    (its random streams and its place in the learning-rate schedule are part of the state)."""
     torch.set_num_threads(1)
-    cfg = load_config(None, BASE + CONFIGS["char-cnn"])
+    cfg = load_config(None, BASE + CONFIGS[name])
     whole = _alone(cfg, corpus)
     shared = SharedData(corpus, torch.device("cpu"))
     first = Member(cfg, shared)
@@ -113,6 +123,22 @@ def test_resumed_member_continues_exactly(corpus):
     assert again.best_epoch == max(range(3), key=lambda e: (whole[e][MONITOR], -e))
     with pytest.raises(DistnerError, match="another config"):
         Member(cfg.replace(lr=0.01), shared, state=state)
+
+
+def test_a_schedule_decays_both_rates_to_zero(corpus):
+    """lr_schedule=linear: after the last step both groups' rates (tagger and trained encoder layers)
+    are 0, and the run differs from a constant-rate one from its second epoch on."""
+    torch.set_num_threads(1)
+    base = BASE + CONFIGS["e5-trained"]
+    shared = SharedData(corpus, torch.device("cpu"))
+    member = Member(load_config(None, base + ["lr_schedule=linear"]), shared)
+    steps = len(member.train_loader)
+    assert [g["lr"] for g in member.optimizer.param_groups] == [0.02, 1e-3]
+    decayed = [member.run_epoch() for _ in range(3)]
+    assert [g["lr"] for g in member.optimizer.param_groups] == [0.0, 0.0]
+    assert member.schedule is not None and member.schedule.last_epoch == 3 * steps
+    constant = _alone(load_config(None, base), corpus)
+    assert decayed[1]["train_loss"] != constant[1]["train_loss"]
 
 
 def test_a_packer_loads_without_lightning() -> None:

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 
 from distner import runs
 from distner.conll import Corpus
@@ -46,6 +47,18 @@ def test_an_unfinished_or_damaged_run_is_told_apart(run, tmp_path):
     (copy / runs.CONFIG).write_text("lang: en\n")
     with pytest.raises(DistnerError, match=r"config\.yaml: damaged \(no 'config' mapping\)"):
         runs.finished_config(copy)
+
+
+def test_a_run_from_before_a_key_existed_reads_with_its_default(run, tmp_path):
+    """A run folder written before lr_schedule existed (its config.yaml lacks the key) still counts
+    as finished with today's default config: retrain does not ask to overwrite it."""
+    out, cfg = run
+    copy = shutil.copytree(out, tmp_path / "old")
+    saved = yaml.safe_load((copy / runs.CONFIG).read_text())
+    del saved["config"]["lr_schedule"]
+    (copy / runs.CONFIG).write_text(yaml.safe_dump(saved))
+    assert runs.finished_config(copy) == cfg.to_flat()
+    assert runs.finished_config(copy) != cfg.replace(lr_schedule="linear").to_flat()
 
 
 def test_a_cell_folder_means_its_final_run(run, tmp_path):
