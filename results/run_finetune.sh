@@ -8,8 +8,10 @@
 # trained here, and dev compares it with both frozen models (results/pretrained/README.md).
 #   runs/pretrained/finetune/<cell>/seed-N      (git-ignored run folders)
 #   results/pretrained/finetune/<cell>.json      (dev and test entity macro-F1 per seed, mean, std)
-# VARIANT=NAME EXTRA="KEY=VALUE ..." trains the same with more overrides (e.g. VARIANT=linear
-# EXTRA=lr_schedule=linear), into runs/pretrained/finetune-NAME and results/pretrained/finetune-NAME.
+# A variant: VARIANT=NAME LABEL="what it is" EXTRA="KEY=VALUE ..." trains with more overrides, into
+# runs/pretrained/finetune-NAME and results/pretrained/finetune-NAME; BEST=DIR takes the winners from
+# DIR (e.g. results/pretrained/focus/best), LAYERS=N trains N layers (0: the encoder stays frozen).
+#   VARIANT=linear LABEL="top 4 e5 layers trained, linear lr decay" EXTRA=lr_schedule=linear
 # The JSON is rewritten and committed (COMMIT=0: not committed) after every seed, and a seed it
 # records is not trained again: the run folders are git-ignored and can be lost with the machine.
 #   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_finetune.sh [CELL ...]
@@ -19,10 +21,12 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 cells=("$@")
 [ ${#cells[@]} -gt 0 ] || cells=(en-fine)
-best=results/pretrained/best
+best=${BEST:-results/pretrained/best}
 variant=${VARIANT:+-$VARIANT}
 read -r -a extra <<< "${EXTRA:-}"
-[ -z "$variant" ] || [ ${#extra[@]} -gt 0 ] || { echo "VARIANT=$VARIANT needs EXTRA overrides" >&2; exit 2; }
+if [ -n "$variant" ] && { [ ${#extra[@]} -eq 0 ] || [ -z "${LABEL:-}" ]; }; then
+  echo "VARIANT=$VARIANT needs EXTRA overrides and a LABEL" >&2; exit 2
+fi
 runs=runs/pretrained/finetune$variant
 out=results/pretrained/finetune$variant
 commit=${COMMIT:-1}
@@ -31,11 +35,12 @@ source results/pretrained_steps.sh  # commit_cell
 
 # record(cell, layers, what): rewrite $out/<cell>.json from the finished run folders and what it recorded
 record() {
-  python - "$1" "$runs/$1" "$out/$1.json" "$2" "${extra[@]}" <<'PY'
+  local label=${LABEL:-top $2 e5 layers trained}
+  python - "$1" "$runs/$1" "$out/$1.json" "$2" "$best/$1.yaml" "$label" "${extra[@]}" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 cell, root, dest, layers = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
-extra = sys.argv[5:]
+config, label, extra = sys.argv[5], sys.argv[6], sys.argv[7:]
 old = json.loads(dest.read_text()) if dest.is_file() else {}
 by_seed = {r["seed"]: r for r in old.get("runs", [])}
 for p in root.glob("seed-*/metrics.json"):  # run folders relative to the project root
@@ -57,7 +62,8 @@ def stats(key):
 
 result = {
     "cell": cell,
-    "config": f"results/pretrained/best/{cell}.yaml",
+    "config": config,
+    "label": label,
     "set": [f"encoder_train_layers={layers}", *extra],
     "metric": "entity_macro_f1",
     "runs": rows,
@@ -80,7 +86,7 @@ for cell in "${cells[@]}"; do
   lang=${cell%-*} gran=${cell#*-}
   [ -f "$best/$cell.yaml" ] || { echo "== $cell: no $best/$cell.yaml"; continue; }
   # N: as many trained layers as encoder_layers reads (last4 -> 4), so that every mixed layer is trained
-  layers=$(python -c 'import sys, yaml; from distner.config import encoder_layer_ids as ids; print(13 - min(ids(yaml.safe_load(open(sys.argv[1]))["encoder_layers"])))' "$best/$cell.yaml")
+  layers=${LAYERS:-$(python -c 'import sys, yaml; from distner.config import encoder_layer_ids as ids; print(13 - min(ids(yaml.safe_load(open(sys.argv[1]))["encoder_layers"])))' "$best/$cell.yaml")}
   for seed in 1 2 3; do
     run=$runs/$cell/seed-$seed
     if [ -f "$run/metrics.json" ] || recorded "$cell" "$seed"; then echo "== $run: done"; continue; fi

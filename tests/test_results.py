@@ -119,22 +119,23 @@ def _pretrained_reports() -> tuple[dict, dict]:
 
 
 def _finetuned(cell: str, report: dict) -> dict | None:
-    """results/run_finetune.sh's record for the cell (its winner with e5's top layers trained) when
-    dev picks it: the same seeds as the winner's retrain, and a higher mean dev macro-F1."""
-    path = RESULTS / "pretrained" / "finetune" / f"{cell}.json"
-    if not path.is_file():
-        return None
-    ft = json.loads(path.read_text(encoding="utf-8"))
+    """The results/run_finetune.sh variant dev picks for the cell (results/pretrained/finetune*/: its
+    winner with e5's top layers trained, or with another lever), if any: among those with the same
+    seeds as the winner's retrain, the highest mean dev macro-F1, when it beats the winner's."""
     runs = report["cells"][cell]["runs"]["tuned"]
-    if sorted(r["seed"] for r in ft["runs"]) != sorted(r["seed"] for r in runs):
-        return None  # seeds still to come: not a candidate yet
-    frozen_dev = sum(r["dev"]["entity_macro_f1"] for r in runs) / len(runs)
-    return ft if ft["dev"]["mean"] > frozen_dev else None
+    best, best_dev = None, sum(r["dev"]["entity_macro_f1"] for r in runs) / len(runs)
+    for path in sorted((RESULTS / "pretrained").glob(f"finetune*/{cell}.json")):
+        ft = json.loads(path.read_text(encoding="utf-8"))
+        if sorted(r["seed"] for r in ft["runs"]) != sorted(r["seed"] for r in runs):
+            continue  # seeds still to come: not a candidate yet
+        if ft["dev"]["mean"] > best_dev:
+            best, best_dev = ft, ft["dev"]["mean"]
+    return best
 
 
 def test_readme_quotes_the_pretrained_report():
-    """The README's second table has one row per finished cell, quoting the model dev picks: the
-    winner with its top encoder layers trained where that beat it on dev (the row says "trained"),
+    """The README's second table has one row per finished cell, quoting the model dev picks: a
+    run_finetune.sh variant where one beat the winner on dev (the row name carries its label),
     else the focus study's report for a cell it holds (its winner is the better on dev), else
     results/pretrained/report.json."""
     first, focus = _pretrained_reports()
@@ -148,7 +149,10 @@ def test_readme_quotes_the_pretrained_report():
         f1 = report["against"]["cells"][cell]["entity_macro_f1"]
         baseline = mean_std(report["cells"][cell]["baseline"]["entity_macro_f1"])
         finetuned = _finetuned(cell, report)
-        assert ("trained" in name) == (finetuned is not None), cell
+        label = finetuned.get("label", "trained") if finetuned else None
+        assert (label is not None and " ".join(label.replace(",", " ").split()) in " ".join(words)) or (
+            label is None and "trained" not in name and "decay" not in name
+        ), cell
         this = finetuned["test"] if finetuned else f1["this"]
         gain = f"{100 * (this['mean'] - f1['earlier']['mean']):+.2f}"
         assert row == [mean_std(f1["earlier"]), mean_std(this), gain, baseline], cell
