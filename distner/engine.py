@@ -128,7 +128,7 @@ class Member:
             self._rng = _capture_rng(self.device)
         t = cfg.train
         self.train_loader = make_loader(self.data.train, t.batch_size, True, t.seed, dataset=train_set)
-        self.optimizer, self.schedule = make_optimizer(self.model, t, len(self.train_loader))
+        self.optimizer, self.schedule = make_optimizer(self.model, t, t.epochs * len(self.train_loader))
         self.val_loader = make_loader(self.data.dev, EVAL_BATCH, False, dataset=dev_set)
         # Dropout and word dropout draw from the global generator; without them no swap is needed
         # except around the DataLoader's per-iterator base seed, which every member draws.

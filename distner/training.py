@@ -115,8 +115,8 @@ class TaggerModule(pl.LightningModule):
         self._gold, self._pred = [], []
 
     def configure_optimizers(self) -> Any:
-        steps = self.trainer.estimated_stepping_batches // max(self.trainer.max_epochs or 1, 1)
-        opt, schedule = make_optimizer(self.model, self.cfg.train, int(steps))
+        steps = int(self.trainer.estimated_stepping_batches)  # epochs x batches
+        opt, schedule = make_optimizer(self.model, self.cfg.train, steps)
         if schedule is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -22,7 +22,7 @@ def model() -> Tagger:
 
 
 def test_constant_is_plain_adam(model):
-    opt, schedule = make_optimizer(model, TrainConfig(lr=0.01), steps_per_epoch=7)
+    opt, schedule = make_optimizer(model, TrainConfig(lr=0.01), total_steps=7)
     assert isinstance(opt, torch.optim.Adam) and schedule is None and _rates(opt) == [0.01]
 
 
@@ -31,9 +31,9 @@ def test_constant_is_plain_adam(model):
     [("linear", 0.5), ("cosine", 0.5 * (1 + math.cos(math.pi / 2)))],
 )
 def test_a_schedule_reaches_zero_at_the_last_step(model, name, at_half):
-    """epochs x steps_per_epoch steps: the rate starts at lr, is at the schedule's half-way value
+    """Over total_steps (epochs x batches) steps: the rate starts at lr, is at the schedule's half-way value
     after half of them and at 0 after the last."""
-    opt, schedule = make_optimizer(model, TrainConfig(lr=0.01, epochs=2, lr_schedule=name), steps_per_epoch=5)
+    opt, schedule = make_optimizer(model, TrainConfig(lr=0.01, epochs=2, lr_schedule=name), total_steps=10)
     assert schedule is not None and _rates(opt) == [0.01]
     seen = []
     for _ in range(10):
