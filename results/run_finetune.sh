@@ -12,6 +12,7 @@
 # runs/pretrained/finetune-NAME and results/pretrained/finetune-NAME; BEST=DIR takes the winners from
 # DIR (e.g. results/pretrained/focus/best), LAYERS=N trains N layers (0: the encoder stays frozen).
 #   VARIANT=linear LABEL="top 4 e5 layers trained, linear lr decay" EXTRA=lr_schedule=linear
+# SEEDS="1 2" trains only those seeds (default 1 2 3): two chains on other seeds can share a machine.
 # The JSON is rewritten and committed (COMMIT=0: not committed) after every seed, and a seed it
 # records is not trained again: the run folders are git-ignored and can be lost with the machine.
 #   DISTNER_DATA=/path/to/multiconer2 nice -n 10 bash results/run_finetune.sh [CELL ...]
@@ -87,7 +88,7 @@ for cell in "${cells[@]}"; do
   [ -f "$best/$cell.yaml" ] || { echo "== $cell: no $best/$cell.yaml"; continue; }
   # N: as many trained layers as encoder_layers reads (last4 -> 4), so that every mixed layer is trained
   layers=${LAYERS:-$(python -c 'import sys, yaml; from distner.config import encoder_layer_ids as ids; print(13 - min(ids(yaml.safe_load(open(sys.argv[1]))["encoder_layers"])))' "$best/$cell.yaml")}
-  for seed in 1 2 3; do
+  for seed in ${SEEDS:-1 2 3}; do
     run=$runs/$cell/seed-$seed
     if [ -f "$run/metrics.json" ] || recorded "$cell" "$seed"; then echo "== $run: done"; continue; fi
     sets=(--set "encoder_train_layers=$layers" --set "seed=$seed")
