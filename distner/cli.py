@@ -210,15 +210,20 @@ def cmd_features(opts: FeaturesOptions) -> int:
     from .spaces import load_space
 
     lang = normalize_lang(opts.lang)
+    extra: tuple[str, ...] = ()
     if opts.space:
         specs = space_specs(load_space(opts.space))
         if not specs:
             raise DistnerError(f"{opts.space}: its trials never set encoder_features=e5; nothing to build")
     else:
-        cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides]).model
-        specs = [spec(cfg)]
+        cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides])
+        specs, extra = [spec(cfg.model)], cfg.train.extra_langs
+        if lang in extra:
+            raise DistnerError(f"extra_train_langs: {lang} is this cell's own language")
     check_installed("distner features")  # without the extra, fail before reading the data
     data = {x: read_conll(split_path(opts.data_dir, lang, x)) for x in dict.fromkeys(opts.splits)}
+    if extra and "train" in data:  # the train split such a config trains on: its own, then theirs
+        data["train"] += [s for code in extra for s in read_conll(split_path(opts.data_dir, code, "train"))]
     for split, path, size in prebuild(data, specs):
         print(f"{lang} {split}: {path} ({size / 1e6:.1f} MB)")
     return 0

@@ -166,6 +166,10 @@ class TrainConfig:
     seed: int = 42
     max_train_sentences: int = 0  # 0 = all; a seeded sample otherwise (smoke runs, tests)
     max_eval_sentences: int = 0  # 0 = all dev sentences during training-time validation
+    # other languages whose train split joins this cell's (same granularity), e.g. "bn" or "bn,en":
+    # MultiCoNER's languages share one tag set and e5's pieces and features are multilingual, so a
+    # small cell also learns from its neighbours' entities. Dev and test stay the cell's own.
+    extra_train_langs: str = ""
     # Lightning's precision: "32", or "bf16-mixed" (autocast; the CRF still sums in float32)
     precision: Precision = "32"
 
@@ -187,11 +191,32 @@ class TrainConfig:
                 raise DistnerError(f"{name}: must be in (0, {MAX_LR:g}], got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:  # what torch and numpy accept
             raise DistnerError(f"seed: must be in [0, {MAX_SEED}], got {self.seed}")
+        # stored as data-folder codes ("bengali, en" -> "bn,en"): one spelling, one cache key
+        object.__setattr__(self, "extra_train_langs", ",".join(_lang_codes(self.extra_train_langs)))
+
+    @property
+    def extra_langs(self) -> tuple[str, ...]:
+        return tuple(self.extra_train_langs.split(",")) if self.extra_train_langs else ()
 
     @property
     def scoring_len(self) -> int:
         """The window of the padded-token scores: the training truncation, or the reference's without one."""
         return self.seq_len or REFERENCE_SEQ_LEN
+
+
+def _lang_codes(spec: str) -> list[str]:
+    from .labels import normalize_lang
+
+    codes: list[str] = []
+    for name in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            code = normalize_lang(name)
+        except DistnerError as e:
+            raise DistnerError(f"extra_train_langs: {e}") from None
+        if code in codes:
+            raise DistnerError(f"extra_train_langs: {code} is listed twice")
+        codes.append(code)
+    return codes
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,16 @@ class Corpus:
         train, dev, test = (load_split(root, lang, s, granularity) for s in ("train", "dev", "test"))
         return cls(lang, granularity, train, dev, test, data_dir=str(root))
 
+    def training_sentences(self, extra_langs: Sequence[str] = ()) -> list[Sentence]:
+        """This cell's train split, then each of `extra_langs`' train splits from the same data root
+        and at the same granularity (the config key `extra_train_langs`)."""
+        if self.lang in extra_langs:
+            raise DistnerError(f"extra_train_langs: {self.lang} is this cell's own language")
+        out = list(self.train)
+        for code in extra_langs:
+            out += load_split(self.data_dir, code, "train", self.granularity)
+        return out
+
     def with_dev_in_train(self) -> Corpus:
         """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
         return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)

@@ -45,8 +45,9 @@ class EncodedCorpus:
 
 def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     t, m = cfg.train, cfg.model
+    whole = corpus.training_sentences(t.extra_langs)
     # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
-    train = [s for s in corpus.train if len(s)]
+    train = [s for s in whole if len(s)]
     pick: Sequence[int] = range(len(train))
     if t.max_train_sentences and t.max_train_sentences < len(train):
         # indices drawn as `sample(train, k)` draws sentences: the same sample as before
@@ -55,8 +56,8 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
     train_feats = dev_feats = None
     if m.encoder_features:  # whole splits are cached, so every sample and trial reads one file
-        whole = split_features(corpus.train, m)
-        train_feats = [whole[i] for i in pick]
+        feats = split_features(whole, m)
+        train_feats = [feats[i] for i in pick]
         dev_feats = split_features(corpus.dev, m)[: len(dev)]
     train = [train[i] for i in pick]
     vectors = None

@@ -59,6 +59,7 @@ def _prep_key(cfg: RunConfig) -> tuple[Any, ...]:
         t.max_eval_sentences,
         t.min_freq,
         t.seq_len,
+        t.extra_train_langs,
         m.char_features,
         m.pretrained_vectors,
         m.subword_vectors,  # the vocabulary gains dev's words, and the rows their vectors

@@ -112,7 +112,9 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
 
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
-            prebuild({"train": corpus.train, "dev": corpus.dev, "test": corpus.test}, specs)
+            trains = dict.fromkeys(c.train.extra_langs for _, c, _ in todo)  # each distinct train split
+            splits = {f"train{'+' + '+'.join(x) if x else ''}": corpus.training_sentences(x) for x in trains}
+            prebuild({**splits, "dev": corpus.dev, "test": corpus.test}, specs)
         # from here until they are rewritten, the cell's results would not match its run folders
         for name in ("retrain.json", "final.json"):
             (cell_dir / name).unlink(missing_ok=True)

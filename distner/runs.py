@@ -87,6 +87,7 @@ LATER_KEYS = {
     "encoder_mix": "mean",
     "encoder_train_layers": 0,
     "encoder_lr": 5e-5,
+    "extra_train_langs": "",
 }
 
 

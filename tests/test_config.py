@@ -43,11 +43,20 @@ def test_overrides_are_typed():
         (["seed=-1"], r"seed: must be in \[0, 4294967295\]"),
         (["lr_schedule=step"], "lr_schedule: must be one of constant, linear, cosine, got 'step'"),
         (["seed=4294967296"], "seed: must be in"),
+        (["extra_train_langs=bn,xx"], "extra_train_langs: unknown language 'xx'"),
+        (["extra_train_langs=bn,bengali"], "extra_train_langs: bn is listed twice"),
     ],
 )
 def test_bad_overrides(items, message):
     with pytest.raises(DistnerError, match=message):
         load_config(None, items)
+
+
+def test_extra_train_langs_are_stored_as_data_folder_codes():
+    cfg = load_config(None, ["extra_train_langs= Bengali, EN"])
+    assert cfg.train.extra_train_langs == "bn,en" and cfg.train.extra_langs == ("bn", "en")
+    assert RunConfig.from_flat(cfg.to_flat()) == cfg  # what config.yaml saves reads back the same
+    assert TrainConfig().extra_langs == ()
 
 
 def test_bad_yaml_files(tmp_path):

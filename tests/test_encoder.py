@@ -231,6 +231,28 @@ def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_
     assert got[1].train.features.shape[1] == 1 and got[2].train.features.shape[1] == 4
 
 
+def test_extra_train_langs_features_are_built_ahead_and_kept_apart(synthetic_data, capsys):
+    """`distner features --set extra_train_langs=bn` builds the file of the train split such a config
+    trains on (Hindi's, then Bengali's); prepare then reads it, and a packed member without the key
+    keeps Hindi's own."""
+    argv = ["features", "--lang", "hi", "--data-dir", str(synthetic_data), "--splits", "train,dev"]
+    assert main([*argv, "--set", "extra_train_langs=bn"]) == 0
+    assert len(cache_files()) == 2 and "hi train" in capsys.readouterr().out
+    corpus = Corpus.load(synthetic_data, "hi", "fine")
+    cfg = tiny_config("encoder_features=e5", "extra_train_langs=bn")
+    files = cache_files()
+    data = prepare(corpus, cfg)
+    assert cache_files() == files and "encoding" not in capsys.readouterr().err  # read, not rebuilt
+    bn = [s for s in read_conll(synthetic_data / "bn" / "train.conll.gz") if len(s)]
+    own = len([s for s in corpus.train if len(s)])
+    assert len(data.train.lengths) == own + len(bn)
+    shared = SharedData(corpus, torch.device("cpu"))
+    got = [shared.get(c)[0] for c in (cfg, cfg.replace(extra_train_langs=""))]
+    assert [len(g.train.lengths) for g in got] == [own + len(bn), own]
+    line = one_line_error(run_cli(*argv, "--set", "extra_train_langs=hi"))
+    assert line == "distner: error: extra_train_langs: hi is this cell's own language"
+
+
 def predicts_new_text_without_the_cache(run, tmp_path) -> None:
     """New text: the encoder runs on it (no cache is read or written)."""
     before = cache_files()

@@ -108,6 +108,33 @@ def test_coarse_granularity(tmp_path, tiny_dir):
     assert set(per_type) <= {"Person", "Location", "Group", "Product", "Medical", "CreativeWork"}
 
 
+def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data):
+    """Hindi coarse trained on its own and Bengali's train sentences (tags mapped to coarse too):
+    the vocabulary the run saves holds Bengali words, dev and test stay Hindi's."""
+    import shutil
+
+    from distner.encoded import prepare
+
+    corpus = Corpus.load(synthetic_data, "hi", "coarse")
+    bn = [s for s in read_conll(synthetic_data / "bn" / "train.conll.gz") if len(s)]
+    hi_words = {w for s in corpus.train for w in s.tokens}
+    bn_only = sorted({w for s in bn for w in s.tokens} - hi_words)
+    assert bn_only  # the test means something only if Bengali brings words of its own
+    cfg = load_config(None, [*TINY, "epochs=1", "extra_train_langs=bengali"])
+    data = prepare(corpus, cfg)
+    assert len(data.train.lengths) == len([s for s in corpus.train if len(s)]) + len(bn)
+    assert data.dev_sentences == [s for s in corpus.dev if len(s)]
+    r = fit(cfg, corpus, tmp_path / "run", progress=False)
+    run = load_run(r.out_dir)
+    assert run.cfg.train.extra_train_langs == "bn" and set(bn_only) <= set(run.vocab.itos)
+    with pytest.raises(DistnerError, match="extra_train_langs: hi is this cell's own language"):
+        prepare(corpus, load_config(None, [*TINY, "extra_train_langs=bn,hi"]))
+    alone = tmp_path / "hi-only"
+    shutil.copytree(synthetic_data / "hi", alone / "hi")
+    with pytest.raises(DistnerError, match=r"hi-only/bn/train\.conll\[\.gz\]: split 'train' not found"):
+        prepare(Corpus.load(alone, "hi", "coarse"), cfg)
+
+
 def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
     import pytorch_lightning as pl
 
