@@ -52,7 +52,8 @@ def cmd_train(opts: TrainOptions) -> int:
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
         from .training import fit_into  # torch and Lightning: only once the data has been read whole
 
-        print(f"distner train: {cell}, {len(corpus.train)} train sentences -> {out}", file=sys.stderr)
+        extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit
+        print(f"distner train: {cell}, {len(corpus.train)} train sentences{extra} -> {out}", file=sys.stderr)
         result = fit_into(
             cfg, corpus, out, overwrite=opts.overwrite, accelerator=opts.accelerator, progress=not opts.quiet
         )

@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from distner.cli import main
 from distner.config import load_config
 from distner.conll import Corpus, read_conll
 from distner.data import Vocab, encode, make_loader
@@ -108,7 +109,7 @@ def test_coarse_granularity(tmp_path, tiny_dir):
     assert set(per_type) <= {"Person", "Location", "Group", "Product", "Medical", "CreativeWork"}
 
 
-def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data):
+def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data, capsys):
     """Hindi coarse trained on its own and Bengali's train sentences (tags mapped to coarse too):
     the vocabulary the run saves holds Bengali words, dev and test stay Hindi's."""
     import shutil
@@ -124,8 +125,11 @@ def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data):
     data = prepare(corpus, cfg)
     assert len(data.train.lengths) == len([s for s in corpus.train if len(s)]) + len(bn)
     assert data.dev_sentences == [s for s in corpus.dev if len(s)]
-    r = fit(cfg, corpus, tmp_path / "run", progress=False)
-    run = load_run(r.out_dir)
+    argv = ["train", "--lang", "hi", "--granularity", "coarse", "--data-dir", str(synthetic_data)]
+    argv += [f"--set={kv}" for kv in [*TINY, "epochs=1", "extra_train_langs=bengali"]]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert f"{len(corpus.train)} train sentences + bn's ->" in capsys.readouterr().err
+    run = load_run(tmp_path / "run")
     assert run.cfg.train.extra_train_langs == "bn" and set(bn_only) <= set(run.vocab.itos)
     with pytest.raises(DistnerError, match="extra_train_langs: hi is this cell's own language"):
         prepare(corpus, load_config(None, [*TINY, "extra_train_langs=bn,hi"]))
