@@ -205,26 +205,29 @@ def cmd_data_stats(opts: StatsOptions) -> int:
 
 def cmd_features(opts: FeaturesOptions) -> int:
     from .config import load_config
-    from .conll import read_conll, split_path
+    from .conll import read_conll, split_path, train_name, with_extra_train
     from .encoder import check_installed, prebuild, space_specs, spec
     from .labels import normalize_lang
     from .spaces import load_space
 
     lang = normalize_lang(opts.lang)
-    extra: tuple[str, ...] = ()
     if opts.space:
-        specs = space_specs(load_space(opts.space))
+        space = load_space(opts.space)
+        specs, extras = space_specs(space), space.extra_train_choices()
         if not specs:
             raise DistnerError(f"{opts.space}: its trials never set encoder_features=e5; nothing to build")
     else:
         cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides])
-        specs, extra = [spec(cfg.model)], cfg.train.extra_langs
-        if lang in extra:
-            raise DistnerError(f"extra_train_langs: {lang} is this cell's own language")
+        specs, extras = [spec(cfg.model)], [cfg.train.extra_langs]
     check_installed("distner features")  # without the extra, fail before reading the data
-    data = {x: read_conll(split_path(opts.data_dir, lang, x)) for x in dict.fromkeys(opts.splits)}
-    if extra and "train" in data:  # the train split such a config trains on: its own, then theirs
-        data["train"] += [s for code in extra for s in read_conll(split_path(opts.data_dir, code, "train"))]
+    data = {}
+    for split in dict.fromkeys(opts.splits):
+        sentences = read_conll(split_path(opts.data_dir, lang, split))
+        if split != "train":
+            data[split] = sentences
+            continue
+        for extra in extras:  # each train split a trial can train on: its own, then extra_train_langs'
+            data[train_name(extra)] = with_extra_train(sentences, opts.data_dir, lang, extra)
     for split, path, size in prebuild(data, specs):
         print(f"{lang} {split}: {path} ({size / 1e6:.1f} MB)")
     return 0

@@ -176,6 +176,28 @@ def load_split(data_dir: str | os.PathLike | None, lang: str, split: str, granul
     return with_granularity(read_conll(split_path(data_dir, lang, split)), granularity)
 
 
+def with_extra_train(
+    train: Sequence[Sentence],
+    data_dir: str | os.PathLike | None,
+    lang: str,
+    extra_langs: Sequence[str],
+    granularity: str = "fine",
+) -> list[Sentence]:
+    """A language's train sentences, then each of `extra_langs`' train splits from the same data
+    root at the same granularity (the config key `extra_train_langs`)."""
+    if lang in extra_langs:
+        raise DistnerError(f"extra_train_langs: {lang} is this cell's own language")
+    out = list(train)
+    for code in extra_langs:
+        out += load_split(data_dir, code, "train", granularity)
+    return out
+
+
+def train_name(extra_langs: Sequence[str]) -> str:
+    """How progress output names a train split: "train", or "train+bn" with extra_train_langs."""
+    return "+".join(("train", *extra_langs))
+
+
 @dataclass(frozen=True)
 class Corpus:
     """Parsed sentences of one language x granularity; parse once, encode per config."""
@@ -195,14 +217,8 @@ class Corpus:
         return cls(lang, granularity, train, dev, test, data_dir=str(root))
 
     def training_sentences(self, extra_langs: Sequence[str] = ()) -> list[Sentence]:
-        """This cell's train split, then each of `extra_langs`' train splits from the same data root
-        and at the same granularity (the config key `extra_train_langs`)."""
-        if self.lang in extra_langs:
-            raise DistnerError(f"extra_train_langs: {self.lang} is this cell's own language")
-        out = list(self.train)
-        for code in extra_langs:
-            out += load_split(self.data_dir, code, "train", self.granularity)
-        return out
+        """What a config trains on: this cell's train split, then `extra_train_langs`' ones."""
+        return with_extra_train(self.train, self.data_dir, self.lang, extra_langs, self.granularity)
 
     def with_dev_in_train(self) -> Corpus:
         """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""

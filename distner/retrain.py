@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import manifest, runs
 from .config import RunConfig, load_config, parse_overrides
-from .conll import Corpus
+from .conll import Corpus, train_name
 from .errors import DistnerError
 from .fileio import read_json, write_json
 from .locks import folder_lock
@@ -113,7 +113,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
             trains = dict.fromkeys(c.train.extra_langs for _, c, _ in todo)  # each distinct train split
-            splits = {f"train{'+' + '+'.join(x) if x else ''}": corpus.training_sentences(x) for x in trains}
+            splits = {train_name(x): corpus.training_sentences(x) for x in trains}
             prebuild({**splits, "dev": corpus.dev, "test": corpus.test}, specs)
         # from here until they are rewritten, the cell's results would not match its run folders
         for name in ("retrain.json", "final.json"):

@@ -91,6 +91,15 @@ class Space:
         body = {"params": [[p.name, p.kind, list(p.args)] for p in self.params], "fixed": self.fixed}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
+    def extra_train_choices(self) -> list[tuple[str, ...]]:
+        """Each `extra_train_langs` its trials can pick, as language codes (() for none): the train
+        splits a study's driver builds encoder features for."""
+        base = self.base()
+        key = "extra_train_langs"
+        values = next((p.args for p in self.params if p.name == key), (base[key],))
+        picks = (RunConfig.from_flat({**base, key: v}).train.extra_langs for v in values)
+        return list(dict.fromkeys(picks))
+
     def max_epochs(self) -> int:
         for p in self.params:
             if p.name == "epochs":

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import compat, manifest, packed
-from .conll import Corpus
+from .conll import Corpus, train_name
 from .errors import DistnerError, StudyInterrupted
 from .fileio import read_json, write_json
 from .interrupts import StopRequest, stop_requests
@@ -200,7 +200,8 @@ def _run_study(
     specs = space_specs(space)
     clock.lap("imports")
     if specs and not opts.results_only:  # built once here, so that trials only read them
-        prebuild({"train": corpus.train, "dev": corpus.dev}, specs)
+        trains = {train_name(x): corpus.training_sentences(x) for x in space.extra_train_choices()}
+        prebuild({**trains, "dev": corpus.dev}, specs)
         clock.lap("features")
     started_ray = init_ray(opts.address, opts.verbose)
     clock.lap("ray")

@@ -237,7 +237,7 @@ def test_extra_train_langs_features_are_built_ahead_and_kept_apart(synthetic_dat
     keeps Hindi's own."""
     argv = ["features", "--lang", "hi", "--data-dir", str(synthetic_data), "--splits", "train,dev"]
     assert main([*argv, "--set", "extra_train_langs=bn"]) == 0
-    assert len(cache_files()) == 2 and "hi train" in capsys.readouterr().out
+    assert len(cache_files()) == 2 and "hi train+bn: " in capsys.readouterr().out
     corpus = Corpus.load(synthetic_data, "hi", "fine")
     cfg = tiny_config("encoder_features=e5", "extra_train_langs=bn")
     files = cache_files()

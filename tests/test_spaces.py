@@ -108,3 +108,15 @@ def test_focus_space_can_start_from_every_first_round_winner():
     for path in winners:
         point = space.start_point(path)
         assert point["encoder_layers"] in {"last4", "last8"}
+
+
+def test_a_space_names_the_train_splits_its_trials_can_pick(tmp_path):
+    """extra_train_langs, searched or fixed, as language codes: the train splits a study's driver
+    (and `distner features --space`) builds encoder features for."""
+    path = tmp_path / "s.yaml"
+    path.write_text("hidden_dim: {choice: [8, 520]}\n")
+    assert load_space(path).extra_train_choices() == [()]
+    path.write_text("extra_train_langs: {choice: ['', bengali, 'bn, en', bn]}\n")
+    assert load_space(path).extra_train_choices() == [(), ("bn",), ("bn", "en")]
+    path.write_text("extra_train_langs: en\nhidden_dim: {choice: [8, 520]}\n")
+    assert load_space(path).extra_train_choices() == [("en",)]
