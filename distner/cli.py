@@ -44,12 +44,13 @@ def cmd_train(opts: TrainOptions) -> int:
     cfg = load_config(opts.config, opts.overrides)
     out = check_run_out(opts.out or f"runs/train/{cell}", opts.overwrite)  # before data is read
 
-    from .conll import Corpus
+    from .conll import Corpus, check_extra_train
     from .locks import folder_lock
     from .tables import metrics_table
 
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
+        check_extra_train(corpus.data_dir, cell.lang, cfg.train.extra_langs)
         from .training import fit_into  # torch and Lightning: only once the data has been read whole
 
         extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit

@@ -176,6 +176,14 @@ def load_split(data_dir: str | os.PathLike | None, lang: str, split: str, granul
     return with_granularity(read_conll(split_path(data_dir, lang, split)), granularity)
 
 
+def check_extra_train(data_dir: str | os.PathLike | None, lang: str, extra_langs: Sequence[str]) -> None:
+    """One line, before any work starts, for an `extra_train_langs` a cell cannot train with."""
+    if lang in extra_langs:
+        raise DistnerError(f"extra_train_langs: {lang} is this cell's own language")
+    for code in extra_langs:
+        split_path(data_dir, code, "train")  # names the file it looked for
+
+
 def with_extra_train(
     train: Sequence[Sentence],
     data_dir: str | os.PathLike | None,
@@ -185,8 +193,7 @@ def with_extra_train(
 ) -> list[Sentence]:
     """A language's train sentences, then each of `extra_langs`' train splits from the same data
     root at the same granularity (the config key `extra_train_langs`)."""
-    if lang in extra_langs:
-        raise DistnerError(f"extra_train_langs: {lang} is this cell's own language")
+    check_extra_train(data_dir, lang, extra_langs)
     out = list(train)
     for code in extra_langs:
         out += load_split(data_dir, code, "train", granularity)

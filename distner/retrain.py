@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import manifest, runs
 from .config import RunConfig, load_config, parse_overrides
-from .conll import Corpus, train_name
+from .conll import Corpus, check_extra_train, train_name
 from .errors import DistnerError
 from .fileio import read_json, write_json
 from .locks import folder_lock
@@ -105,6 +105,8 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
             _check_not_finished(out, cfg)
     if todo:
         corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
+        for extra in dict.fromkeys(c.train.extra_langs for _, c, _ in todo):
+            check_extra_train(corpus.data_dir, opts.cell.lang, extra)
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"

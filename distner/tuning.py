@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import compat, manifest, packed
-from .conll import Corpus, train_name
+from .conll import Corpus, check_extra_train, train_name
 from .errors import DistnerError, StudyInterrupted
 from .fileio import read_json, write_json
 from .interrupts import StopRequest, stop_requests
@@ -169,6 +169,8 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
     _check_outputs(study)
     # read whole before the study claims its folder: bad data leaves no folder behind
     corpus = corpus or Corpus.load(opts.data_dir, lang, gran)
+    for extra in space.extra_train_choices():  # a trial that could never train fails here, not in Ray
+        check_extra_train(corpus.data_dir, lang, extra)
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
         return _run_study(opts, study, space, points, corpus)

@@ -377,6 +377,22 @@ CASES = [
         lambda t: tune(t, "--space", t.file("s.yaml", "batch_size: {randint: [-5, 64]}\n")),
         ("{tmp}/s.yaml", "'batch_size': bound -5"),
     ),
+    Case(
+        "space-extra-train-lang-missing",
+        lambda t: tune(t, "--space", t.file("s.yaml", "extra_train_langs: {choice: ['', bn]}\nepochs: 1\n")),
+        ("tiny/bn/train.conll[.gz]: split 'train' not found",),
+    ),
+    # extra_train_langs a cell cannot train with: before the start line
+    Case(
+        "train-extra-lang-own",
+        lambda t: train(t, t.tmp / "o", "--set", "extra_train_langs=english"),
+        ("extra_train_langs: en is this cell's own language",),
+    ),
+    Case(
+        "train-extra-lang-missing",
+        lambda t: train(t, t.tmp / "o", "--set", "extra_train_langs=hi"),
+        ("tiny/hi/train.conll[.gz]: split 'train' not found",),
+    ),
     # -- 11. echoed input is capped
     Case("config-yaml-alias-bomb", _yaml_bomb, ("{tmp}/bomb.yaml", "needs a int")),
     Case(
