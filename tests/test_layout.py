@@ -46,3 +46,13 @@ def test_unit_tests_live_in_their_modules_file():
         tests = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
         stray += [f"{path.name}::{t.name}" for t in tests if not any(map(_tier_marks, t.decorator_list))]
     assert not stray, f"unit tests outside their module's file: {stray}"
+
+
+def test_the_config_table_names_every_key():
+    """docs/index.md's "Config keys at a glance" is the one place that lists them all."""
+    from distner.config import FIELD_TYPES
+
+    text = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    section = text[text.index("## Config keys at a glance") :].split("\n## ")[0]
+    rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")]
+    assert rows == list(FIELD_TYPES)  # every key once, in the order `distner` writes config.yaml
