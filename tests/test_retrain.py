@@ -157,7 +157,14 @@ def test_an_interrupted_retrain_leaves_no_results_that_disagree(cell: Path, tmp_
     while (folder / "retrain.json").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert not (folder / "retrain.json").exists(), "the retrain never started its runs"
-    time.sleep(2)
+    # Ctrl-C once the seed's fit is running (its staging folder holds TensorBoard events). Sent
+    # during the imports before it, the retrain twice exited by the signal (-2) instead of 130 in
+    # CI's full run (never alone): an open defect, noted in the issue, not what this test checks.
+    staged = "*/.seed-*.tmp-*/tb/events.out.tfevents.*"
+    while not list(folder.glob(staged)) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert list(folder.glob(staged)), "the seed's fit never started"
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
