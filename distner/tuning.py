@@ -181,7 +181,7 @@ def _run_study(
 ) -> StudyResult:
     name, path, storage = study.name, study.path, storage_root(opts.storage)
     restorable = compat.can_restore(path, remote=is_remote(storage))
-    count = _claim(opts, study, space, restorable)  # None: as Ray saved it
+    count = _claim(opts, study, space, restorable)  # the study's trials; None: as Ray saved it
     total = count or NUM_SAMPLES
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)
@@ -213,8 +213,9 @@ def _run_study(
         _check_resources(opts.cpus_per_trial, gpus, local=started_ray)
         on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
         threads = max(1, int(opts.cpus_per_trial))
-        count = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
-        names = packed.packer_names(name, count)
+        # one packer per GPU, or per --cpus-per-trial cores: the machine's shape, not the study's size
+        n_packers = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
+        names = packed.packer_names(name, n_packers)
         packers: list[Any] = []
 
         def card_memory() -> int:
@@ -258,9 +259,9 @@ def _run_study(
             )
             callbacks.append(packed.packed_callback(names))
             clock.lap("packers")
-            max_concurrent = min(max_concurrent or count * pack, count * pack)
+            max_concurrent = min(max_concurrent or n_packers * pack, n_packers * pack)
             print(
-                f"distner: {count} packer(s) x {pack} trials at once on {'GPU' if on_gpu else 'CPU'}",
+                f"distner: {n_packers} packer(s) x {pack} trials at once on {'GPU' if on_gpu else 'CPU'}",
                 file=sys.stderr,
             )
         param_space = {p.name: _ray_domain(p) for p in space.params}
