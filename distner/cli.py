@@ -38,7 +38,7 @@ from .options import (
 
 def cmd_train(opts: TrainOptions) -> int:
     from .config import load_config
-    from .paths import check_run_out
+    from .runs import check_run_out
 
     cell = opts.cell
     cfg = load_config(opts.config, opts.overrides)
@@ -207,7 +207,8 @@ def cmd_data_stats(opts: StatsOptions) -> int:
 def cmd_features(opts: FeaturesOptions) -> int:
     from .config import load_config
     from .conll import read_conll, split_path, train_name, with_extra_train
-    from .encoder import check_installed, prebuild, space_specs, spec
+    from .encoder import prebuild, space_specs, spec
+    from .extras import check_installed
     from .labels import normalize_lang
     from .spaces import load_space
 
@@ -237,9 +238,10 @@ def cmd_features(opts: FeaturesOptions) -> int:
 def cmd_vectors(opts: VectorsOptions) -> int:
     from .conll import read_conll, split_path
     from .data import PAD, UNK, Vocab
+    from .extras import model_path
     from .labels import normalize_lang
     from .paths import check_output_file
-    from .pretrained import model_path, write_vectors
+    from .pretrained import write_vectors
 
     paths = [split_path(opts.data_dir, normalize_lang(opts.lang), split) for split in ("train", "dev")]
     out = check_output_file(opts.out, "--out", inputs=paths)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import yaml
 
 from .errors import DistnerError, shorten
+from .extras import check_installed
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -113,10 +114,6 @@ class ModelConfig:
             )
         if self.subword_vectors and self.pretrained_vectors:
             raise DistnerError("subword_vectors and pretrained_vectors: both set word vectors; set one")
-        if self.subword_vectors:  # without the extra, fail here: before any data is read or run made
-            from .pretrained import model_path
-
-            model_path(f"subword_vectors={self.subword_vectors}")
         if self.encoder_features not in ("", "e5"):
             raise DistnerError(f"encoder_features: must be e5 or empty, got {shorten(self.encoder_features)}")
         encoder_layer_ids(self.encoder_layers)
@@ -132,10 +129,6 @@ class ModelConfig:
                 f"encoder_layers={self.encoder_layers}: with encoder_train_layers={n} it must lie within the "
                 f"trained layers {ENCODER_LAYERS - n + 1}-{ENCODER_LAYERS} (e.g. last{n})"
             )
-        if self.encoder_features:
-            from .encoder import check_installed
-
-            check_installed(f"encoder_features={self.encoder_features}")
         if self.pretrained_vectors and not os.path.isabs(self.pretrained_vectors):
             # absolute, because Ray trials run in other working directories
             object.__setattr__(self, "pretrained_vectors", os.path.abspath(self.pretrained_vectors))
@@ -372,4 +365,22 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         values.pop("_meta", None)  # provenance written by distner (best configs), not a field
     cfg = RunConfig.from_flat(values, source=source)
     over = parse_overrides(overrides)
-    return cfg.replace(source="--set", **over) if over else cfg
+    if over:
+        cfg, source = cfg.replace(source="--set", **over), "--set"
+    check_extra(cfg.to_flat(), source)
+    return cfg
+
+
+EXTRA_KEYS = ("subword_vectors", "encoder_features")  # a non-empty value needs the pretrained extra
+
+
+def check_extra(flat: dict[str, Any], source: str) -> None:
+    """The pretrained extra, when a config needs it: checked once where a command reads its config
+    (or a study its space), before any data is read or folder made; the model and features steps
+    check again where they open the model file."""
+    for key in EXTRA_KEYS:
+        if flat.get(key):
+            try:
+                check_installed(f"{key}={flat[key]}")
+            except DistnerError as e:
+                raise DistnerError(f"{source}: {e}") from None

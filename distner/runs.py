@@ -8,9 +8,9 @@ everything else reads back, in one place.
 - `metrics.json` (METRICS): dev and test scores, the best epoch, the config (`read_metrics`);
 - `tb/`: TensorBoard events.
 A folder holding any of the three files is a run, finished or the remains of one (`RUN_FILES`,
-paths.is_run_dir). A retrain cell folder names its final run in `final.json` (`resolve_final`).
+`is_run_dir`). A retrain cell folder names its final run in `final.json` (`resolve_final`).
 
-Light on import (no torch): paths.py and the packed trials' thin processes import it.
+Light on import (no torch): the packed trials' thin processes import it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .config import FIELD_TYPES, RunConfig, read_yaml_mapping, with_defaults
 from .errors import DistnerError, one_line
+from .fileio import read_json, write_json, write_yaml
 from .labels import normalize_granularity, normalize_lang, tag_set
+from .paths import check_output_dir, writable_place
 
 if TYPE_CHECKING:
     import torch
@@ -41,8 +43,6 @@ KeepEpoch = Literal["best", "last"]
 def resolve_final(path: str | os.PathLike) -> Path:
     """A retrain cell folder (with final.json, written by distner retrain) means its final model."""
     p = Path(path)
-    from .fileio import read_json
-
     final = p / FINAL
     if final.is_file() and not (p / CONFIG).is_file():
         data = read_json(final)
@@ -171,21 +171,15 @@ def config_record(cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> dict[s
 
 
 def write_config(out: Path, cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> None:
-    from .fileio import write_yaml
-
     write_yaml(out / CONFIG, config_record(cfg, corpus, data), header=CONFIG_HEADER)
 
 
 def write_metrics(out: Path, metrics: dict[str, Any]) -> None:
-    from .fileio import write_json
-
     write_json(out / METRICS, metrics)
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     """A finished run's metrics.json; missing or damaged is one line naming it."""
-    from .fileio import read_json
-
     path = run_dir / METRICS
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("test"), dict):
@@ -201,3 +195,26 @@ def finished_config(run_dir: Path) -> dict[str, Any] | None:
     if not isinstance(had, dict):
         raise DistnerError(f"{run_dir / CONFIG}: damaged (no 'config' mapping)")
     return with_defaults(had)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Anything a fit writes is there: a finished run or the remains of one."""
+    return any((path / f).exists() for f in RUN_FILES)
+
+
+def check_run_out(path: str | os.PathLike, overwrite: bool, flag: str = "--out") -> Path:
+    """A run folder to (re)create: new, empty, or (with `overwrite`) an earlier run; never a folder
+    holding other things. The new run is made beside it, so its parent must be writable too."""
+    out = check_output_dir(path, flag).resolve()  # a symlinked run folder: swap the real one
+    writable_place(out.parent, f"{flag} {out}")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_run_dir(out):
+            raise DistnerError(
+                f"{flag} {out}: folder is not empty and holds no distner run; choose a new or empty folder"
+            )
+        if not overwrite:
+            raise DistnerError(
+                f"{flag} {out}: a run is already there; add --overwrite to replace it once the new run "
+                "has finished, or choose another folder"
+            )
+    return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import FIELD_TYPES, RunConfig, coerce, load_config, read_yaml_mapping
+from .config import EXTRA_KEYS, FIELD_TYPES, RunConfig, check_extra, coerce, load_config, read_yaml_mapping
 from .errors import DistnerError, shorten
 
 KINDS = {  # kind -> number of arguments
@@ -205,4 +205,9 @@ def load_space(path: str | os.PathLike) -> Space:
     if not params:
         raise DistnerError(f"{source}: nothing to search (no key has a distribution)")
     space.baseline_point()  # the reference must fit: fail here, before data loading and Ray start
+    check_extra(fixed, source)
+    for param in params:  # a value a trial could get that needs the extra
+        if param.name in EXTRA_KEYS:
+            for v in param.args if param.kind == "choice" else ():
+                check_extra({param.name: v}, f"{source}: key {param.name!r}")
     return space

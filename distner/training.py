@@ -47,7 +47,7 @@ from .locks import folder_lock
 from .metrics import MONITOR, entity_scores
 from .model import Tagger
 from .optim import make_optimizer
-from .paths import check_run_out, is_run_dir
+from .runs import check_run_out, is_run_dir
 
 
 class TaggerModule(pl.LightningModule):

@@ -12,7 +12,7 @@ import yaml
 from distner import runs
 from distner.conll import Corpus
 from distner.errors import DistnerError
-from distner.paths import is_run_dir
+from distner.runs import is_run_dir
 from distner.training import fit
 
 from .helpers import TINY, tiny_config
