@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from distner.config import RunConfig
-from distner.conll import Corpus
-from distner.data import IGNORE_INDEX, BucketBatchSampler
-from distner.encoded import prepare
+from distner.data.conll import Corpus
+from distner.data.encoded import prepare
+from distner.data.vocab import IGNORE_INDEX, BucketBatchSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import bare_epoch  # noqa: E402 - the same bare loop as that benchmark

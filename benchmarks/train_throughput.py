@@ -1,7 +1,7 @@
 """Training throughput: distner's own training path against a bare PyTorch loop, same process.
 
 Both train the same config on the same encoded data (same batches, trimmed to the longest sentence
-of each batch) and count real, non-padding tokens. distner's side is `distner.training.fit` as users
+of each batch) and count real, non-padding tokens. distner's side is `distner.train.fit.fit` as users
 run it (Lightning Trainer, DataLoader, logging, per-epoch validation); only its training epochs are
 timed, as the bare loop has no validation. A third side, `model_loop_tokens_per_s`, runs distner's
 own network (`Tagger`) and batches (`make_loader`) in the same plain loop without Lightning: the
@@ -9,7 +9,7 @@ gap between it and distner's side is what the Lightning loop costs per step. Pri
 
     python benchmarks/train_throughput.py --lang hi --data-dir DIR [--device cuda] [--epochs 2]
 
-`engine_tokens_per_s` is the lean loop packed tuning trials run (`distner.engine.Member`: the
+`engine_tokens_per_s` is the lean loop packed tuning trials run (`distner.train.engine.Member`: the
 same math as `fit`, no Lightning hooks), and `engine_ratio` its share of the bare loop.
 
 With `--pack K` it trains K copies of the config side by side in one process (threads, one CUDA
@@ -43,10 +43,11 @@ import torch
 from torch import nn
 
 from distner.config import RunConfig, load_config
-from distner.conll import Corpus
-from distner.data import IGNORE_INDEX, BucketBatchSampler, Encoded, make_loader
-from distner.encoded import EncodedCorpus, build_model, prepare
-from distner.training import fit
+from distner.data.conll import Corpus
+from distner.data.encoded import EncodedCorpus, prepare
+from distner.data.vocab import IGNORE_INDEX, BucketBatchSampler, Encoded, make_loader
+from distner.model.build import build_model
+from distner.train.fit import fit
 
 LEVERS = Path(__file__).resolve().parent.parent / "results" / "configs" / "hi-fine-levers.yaml"
 
@@ -81,7 +82,7 @@ class EpochTimer(pl.Callback):
 
 
 def distner_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str) -> tuple[float, float]:
-    """(real tokens/s of the median training epoch, padding share) through `distner.training.fit`."""
+    """(real tokens/s of the median training epoch, padding share) through `distner.train.fit.fit`."""
     tokens = prepare(corpus, cfg).train.num_tokens
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
@@ -103,7 +104,7 @@ def engine_tokens_per_s(cfg: RunConfig, corpus: Corpus, device: str, members: in
     one warm-up epoch (a member's epoch ends with a read of its loss: its work is done)."""
     import threading
 
-    from distner.engine import Member, SharedData
+    from distner.train.engine import Member, SharedData
 
     shared = SharedData(corpus, torch.device(device))
     team = [Member(cfg, shared) for _ in range(members)]

@@ -44,11 +44,11 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import RunConfig
-from distner.conll import Corpus
-from distner.encoded import prepare
+from distner.data.conll import Corpus
+from distner.data.encoded import prepare
 from distner.options import TuneOptions
-from distner.training import fit
-from distner.tuning import run_study
+from distner.train.fit import fit
+from distner.tune.driver import run_study
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import bare_epoch  # noqa: E402 - the same bare loop as that benchmark

@@ -1,3 +1,3 @@
-from .cli import main
+from distner.cli.main import main
 
 raise SystemExit(main())

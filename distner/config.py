@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
 
-from .errors import DistnerError, shorten
-from .extras import check_installed
+from distner.core.errors import DistnerError, shorten
+from distner.core.extras import check_installed
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -198,7 +198,7 @@ class TrainConfig:
 
 
 def _lang_codes(spec: str) -> list[str]:
-    from .labels import normalize_lang
+    from distner.labels import normalize_lang
 
     codes: list[str] = []
     for name in filter(None, (x.strip() for x in spec.split(","))):

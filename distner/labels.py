@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import DistnerError, shorten
+from collections.abc import Sequence
+
+from distner.core.errors import DistnerError, shorten
 
 # The six coarse groups and their fine types, as in the data README (order fixes tag indices).
 COARSE_TO_FINE: dict[str, tuple[str, ...]] = {
@@ -127,3 +129,23 @@ def repair_iob2(tags: list[str]) -> list[str]:
 def is_valid_iob2(tags: list[str] | tuple[str, ...]) -> bool:
     """True when no `I-X` follows `O`, another type, or starts the sequence."""
     return repair_iob2(list(tags)) == list(tags)
+
+
+Span = tuple[str, int, int]  # (type, start, end exclusive)
+
+
+def get_entities(tags: Sequence[str]) -> list[Span]:
+    """Spans from an IOB2 sequence with conlleval semantics for malformed input:
+    an `I-X` after `O` or after another type starts a new entity of type X."""
+    spans: list[Span] = []
+    etype, start = None, 0
+    for i, tag in enumerate(tags):
+        prefix, t = (tag[0], tag[2:]) if tag != "O" else ("O", None)
+        if etype is not None and (prefix != "I" or t != etype):
+            spans.append((etype, start, i))
+            etype = None
+        if prefix in ("B", "I") and etype is None:
+            etype, start = t, i
+    if etype is not None:
+        spans.append((etype, start, len(tags)))
+    return spans

@@ -1,5 +1,5 @@
 """The options of distner's commands as frozen dataclasses, validated on creation. They are the
-one source of every flag: each field is the flag of the same name (flags.py builds the parser from
+one source of every flag: each field is the flag of the same name (core/flags.py builds the parser from
 them), with its default, help text and choices; the CLI only picks the dataclass and the function.
 Light on purpose (no torch, no Ray): the CLI imports this before anything else.
 """
@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DistnerError, shorten
-from .flags import deprecated, opt
-from .labels import GRANULARITIES, LANGUAGE_CODES, Cell
-from .paths import check_path_component
+from distner.core.errors import DistnerError, shorten
+from distner.core.flags import deprecated, opt
+from distner.core.paths import check_path_component
+from distner.labels import GRANULARITIES, LANGUAGE_CODES, Cell
 
 # Default places, shared by several steps
 STORAGE = "runs"  # studies, under <storage>/<name>
@@ -219,7 +219,7 @@ class TuneOptions:
         "outputs are written, as only an unfinished or failed trial resumes from one; local "
         "storage only)",
     )
-    # trials trained side by side in one process per GPU (packed.py); None: as many as the GPU
+    # trials trained side by side in one process per GPU (tune/packed.py); None: as many as the GPU
     # holds (at most PACK_MAX) when the cluster has GPUs, else 1 (one Lightning fit a trial)
     pack: int | None = opt(
         None,

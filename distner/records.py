@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .errors import DistnerError
-from .fileio import atomic_write_text, read_json
-from .labels import Cell
+from distner.core.errors import DistnerError
+from distner.core.fileio import atomic_write_text, read_json
+from distner.labels import Cell
 
 # the scores retrain.json keeps per run (metrics.json's keys; seed_style_* are the padded-token ones)
 REPORTED = (

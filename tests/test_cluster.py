@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from distner.cluster import validate_cluster_file, validate_cluster_files
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
+from distner.tune.cluster import validate_cluster_file, validate_cluster_files
 
 from .helpers import DISTNER, ROOT, write
 

@@ -1,4 +1,4 @@
-"""compat.py: each private part of Ray and Optuna that distner uses, against the installed
+"""core/compat.py: each private part of Ray and Optuna that distner uses, against the installed
 releases. A failure here names what a new release moved (pyproject.toml bounds both).
 RAY_SYSTEM_CONFIG goes to every ray.init distner makes: each integration test that runs a study
 starts Ray with it."""
@@ -16,7 +16,7 @@ from ray.tune.experiment import Experiment
 from ray.tune.search import SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from distner import compat
+from distner.core import compat
 
 from .helpers import ROOT
 

@@ -1,7 +1,7 @@
 import pytest
 
 from distner.config import ModelConfig, RunConfig, TrainConfig, load_config
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
 
 from .helpers import ROOT, write
 

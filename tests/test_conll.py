@@ -1,4 +1,4 @@
-"""conll.py: MultiCoNER files read strictly (one line naming the file and line for anything else),
+"""data/conll.py: MultiCoNER files read strictly (one line naming the file and line for anything else),
 written back, found in either layout."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import gzip
 
 import pytest
 
-from distner.conll import format_conll, load_split, read_conll, split_path
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
+from distner.data.conll import format_conll, load_split, read_conll, split_path
 from distner.labels import COARSE_TO_FINE
 
 from .helpers import write

@@ -3,10 +3,10 @@ import itertools
 import pytest
 import torch
 
-from distner.conll import read_conll
-from distner.crf import CRF, iob2_constraints
-from distner.evaluation import load_run
+from distner.data.conll import read_conll
+from distner.evaluation.evaluate import load_run
 from distner.labels import is_valid_iob2 as valid
+from distner.model.crf import CRF, iob2_constraints
 
 from .helpers import run_cli
 
@@ -150,7 +150,7 @@ def test_crf_and_chars_end_to_end_on_hindi(data_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     run_ = load_run(out)
     test = read_conll(data_root / "hi" / "test.conll.gz")
-    from distner.data import BatchDataset, encode
+    from distner.data.vocab import BatchDataset, encode
 
     enc = encode(test, run_.vocab, run_.tags, None, run_.chars)
     b = BatchDataset(enc)[list(range(len(test)))]

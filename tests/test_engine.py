@@ -1,4 +1,4 @@
-"""The lean trial loop (distner.engine) against Lightning's (training.fit): the same losses and dev
+"""The lean trial loop (distner.train.engine) against Lightning's (training.fit): the same losses and dev
 scores epoch by epoch, for the network's shapes and levers; and members trained side by side in
 threads against each trained alone."""
 
@@ -13,11 +13,11 @@ import pytorch_lightning as pl
 import torch
 
 from distner.config import load_config
-from distner.conll import Corpus
-from distner.engine import Member, SharedData
-from distner.errors import DistnerError
-from distner.metrics import MONITOR
-from distner.training import fit
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus
+from distner.evaluation.metrics import MONITOR
+from distner.train.engine import Member, SharedData
+from distner.train.fit import fit
 
 BASE = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=16", "lr=0.02"]
 CONFIGS = {
@@ -145,7 +145,7 @@ def test_a_packer_loads_without_lightning() -> None:
     """A packer (and its members) import no Lightning: importing it costs seconds, ~10 s on a
     machine where torchmetrics finds `transformers` (docs/performance.md)."""
     code = (
-        "import sys, distner.packed, distner.engine, distner.runs, distner.encoded; "
+        "import sys, distner.tune.packed, distner.train.engine, distner.model.runs, distner.data.encoded; "
         "print(sorted(m for m in sys.modules if 'lightning' in m))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

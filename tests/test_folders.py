@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from distner.errors import DistnerError
-from distner.evaluation import load_run, predict_file
-from distner.locks import folder_lock, lock_file
+from distner.core.errors import DistnerError
+from distner.core.locks import folder_lock, lock_file
+from distner.evaluation.evaluate import load_run, predict_file
 
 from .helpers import DISTNER, ROOT, SPACE, TINY, TINY_NET, sets
 
@@ -274,7 +274,7 @@ def test_a_killed_holders_lock_does_not_block(tmp_path: Path) -> None:
 
 
 HOLD = (
-    "import sys; from distner.locks import folder_lock\n"
+    "import sys; from distner.core.locks import folder_lock\n"
     "with folder_lock(sys.argv[1], 'holder'):\n"
     "    print('held', flush=True); sys.stdin.read()\n"
 )
@@ -282,7 +282,7 @@ HOLD = (
 
 @pytest.mark.parametrize("command", ["tune", "retrain", "report"])
 def test_a_held_study_cell_or_report_is_refused(tmp_path: Path, command: str, no_ray_left) -> None:
-    """Another distner holds the folder's lock (a real process, through distner.locks); the command
+    """Another distner holds the folder's lock (a real process, through distner.core.locks); the command
     refuses before reading data or starting Ray, and changes nothing."""
     space = tmp_path / "space.yaml"
     space.write_text(SPACE % 1)
@@ -352,7 +352,7 @@ def test_a_stale_record_is_rewritten_and_the_lock_is_per_thread(tmp_path: Path) 
 
 
 def test_two_inputs_with_one_base_name_keep_an_evaluation_each(finished, tmp_path: Path) -> None:
-    from distner.evaluation import evaluate_run
+    from distner.evaluation.evaluate import evaluate_run
 
     run = shutil.copytree(finished[0], tmp_path / "run")
     a, b = tmp_path / "a" / "test.conll", tmp_path / "b" / "test.conll"

@@ -1,4 +1,4 @@
-"""interrupts.py's policy, in this process with real signals: first stop recorded, second raises;
+"""core/interrupts.py's policy, in this process with real signals: first stop recorded, second raises;
 an ignored signal stays ignored; someone else's handler is kept; everything put back after."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from distner.interrupts import STOP_SIGNALS, deferred, stop_requests
+from distner.core.interrupts import STOP_SIGNALS, deferred, stop_requests
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
 from distner.labels import COARSE_TYPES, FINE_TYPES, normalize_lang, tag_set, to_coarse
 
 
@@ -42,7 +42,7 @@ def test_coarse_mapping():
 def test_a_cell_is_its_name_and_comes_apart_again():
     import pickle
 
-    from distner.errors import DistnerError
+    from distner.core.errors import DistnerError
     from distner.labels import Cell
 
     cell = Cell("Hindi", "FINE")

@@ -1,9 +1,9 @@
-"""locks.py in one process (through real processes: test_folders.py): folders made only to hold a
+"""core/locks.py in one process (through real processes: test_folders.py): folders made only to hold a
 lock do not outlive it."""
 
 from __future__ import annotations
 
-from distner.locks import LOCK_NAME, folder_lock
+from distner.core.locks import LOCK_NAME, folder_lock
 
 
 def test_folders_made_only_for_the_lock_are_removed_again(tmp_path):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from distner.compat import RAY_SYSTEM_CONFIG
-from distner.errors import DistnerError
+from distner.core.compat import RAY_SYSTEM_CONFIG
+from distner.core.errors import DistnerError
 from distner.options import TuneOptions
-from distner.tuning import _check_resources, _cpu_packers, _gpu_count, _slots, run_study
+from distner.tune.driver import _check_resources, _cpu_packers, _gpu_count, _slots, run_study
 
 from .helpers import SPACE, ray_left, ray_pids, write
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from distner import manifest
-from distner.errors import DistnerError
+from distner.core import manifest
+from distner.core.errors import DistnerError
 from distner.options import TuneOptions
 from distner.spaces import load_space
-from distner.tuning import run_study
+from distner.tune.driver import run_study
 
 from .helpers import SPACE, TINY, write
 from .test_folders import distner, snapshot
@@ -190,7 +190,7 @@ def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_p
 
 
 def test_a_damaged_summary_or_optuna_db_is_one_line(study: Path, tmp_path: Path) -> None:
-    from distner.report import study_facts
+    from distner.report.render import study_facts
 
     root = tmp_path / "copy"
     shutil.copytree(study, root)

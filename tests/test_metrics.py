@@ -4,8 +4,8 @@ import pytest
 from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score as seqeval_f1
 
-from distner.labels import tag_set
-from distner.metrics import entity_scores, get_entities, padded_token_scores, token_scores
+from distner.evaluation.metrics import entity_scores, padded_token_scores, token_scores
+from distner.labels import get_entities, tag_set
 
 
 def test_spans_exact_and_conlleval_repairs():
@@ -77,7 +77,7 @@ def test_repair_keeps_entity_scores():
 
 
 def test_coarse_confusion_maps_fine_types():
-    from distner.metrics import coarse_confusion
+    from distner.evaluation.metrics import coarse_confusion
 
     cm = coarse_confusion([["B-Artist", "I-Artist", "O"]], [["B-Athlete", "O", "B-Food"]])
     labels, m = cm["labels"], cm["matrix"]

@@ -1,7 +1,7 @@
 import torch
 
 from distner.config import ModelConfig
-from distner.model import Tagger
+from distner.model.tagger import Tagger
 
 
 def test_default_is_seed_network():
@@ -24,7 +24,7 @@ def test_padding_never_changes_real_positions():
 
 
 def test_char_encoder_over_distinct_words_equals_per_position():
-    from distner.model import CharCNN
+    from distner.model.tagger import CharCNN
 
     torch.manual_seed(0)
     cnn = CharCNN(num_chars=30, dim=8, channels=6, kernel=3)

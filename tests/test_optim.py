@@ -1,4 +1,4 @@
-"""optim.py: Adam's two rates (tagger, trained encoder layers) and the schedule that scales both."""
+"""train/optim.py: Adam's two rates (tagger, trained encoder layers) and the schedule that scales both."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from distner.config import ModelConfig, TrainConfig
-from distner.model import Tagger
-from distner.optim import make_optimizer
+from distner.model.tagger import Tagger
+from distner.train.optim import make_optimizer
 
 
 def _rates(opt: torch.optim.Optimizer) -> list[float]:

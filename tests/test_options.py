@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from distner.cli import COMMANDS, _retrain_options, _tune_options, build_parser, main
-from distner.flags import build, flag_name
+from distner.cli.main import COMMANDS, _retrain_options, _tune_options, build_parser, main
+from distner.core.flags import build, flag_name
 from distner.options import (
     FeaturesOptions,
     ReportOptions,

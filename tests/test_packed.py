@@ -1,4 +1,4 @@
-"""Packed trials (distner.packed): the same study run as one Lightning process per trial and with
+"""Packed trials (distner.tune.packed): the same study run as one Lightning process per trial and with
 two trials per packer, on real Ray, Optuna and the synthetic corpus. Each packed trial is still a
 trial of its own: its row, per-epoch scores, TensorBoard run, checkpoint and Optuna trial."""
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distner.metrics import MONITOR
+from distner.evaluation.metrics import MONITOR
 from distner.options import TuneOptions
-from distner.tuning import run_study
+from distner.tune.driver import run_study
 
 from .helpers import ROOT, SPACE, ray_left, ray_pids, run_cli, write
 
@@ -106,7 +106,7 @@ def test_a_study_says_where_its_wall_time_went(studies):
 def test_packed_trial_folders_hold_a_run(studies):
     """Each packed trial folder holds what a Lightning trial's does: config.yaml, model.pt of its
     best epoch (loadable into the config's network), its own TensorBoard run and Ray's events."""
-    from distner.evaluation import load_run
+    from distner.evaluation.evaluate import load_run
 
     for row in _rows(studies.packed):
         d = studies.packed / row["trial_dir"]
@@ -208,10 +208,10 @@ def test_pack_size_from_the_spaces_largest_config(tmp_path):
     """K from what a device holds: the space's largest config (every size at its top, a BiLSTM if
     it may be one, no truncation if allowed) by a memory estimate that grows with each size."""
     from distner.config import load_config
-    from distner.errors import DistnerError
+    from distner.core.errors import DistnerError
     from distner.options import PACK_MAX
-    from distner.packed import auto_pack, check_pack, largest_config, member_bytes
     from distner.spaces import load_space
+    from distner.tune.packed import auto_pack, check_pack, largest_config, member_bytes
 
     big = largest_config(load_space(ROOT / "tune_spaces" / "extended.yaml"))
     m, t = big.model, big.train
@@ -235,11 +235,11 @@ def test_pack_size_from_the_spaces_largest_config(tmp_path):
 def test_gpu_pack_size_comes_from_the_packers_cards(tmp_path):
     """On GPUs the driver asks its packers for their cards' memory (no probe process of its own):
     once, only when K is not given as 1, and not for --results-only, which trains nothing."""
-    from distner.conll import Corpus
-    from distner.errors import DistnerError
+    from distner.core.errors import DistnerError
+    from distner.data.conll import Corpus
     from distner.spaces import load_space
-    from distner.study import Study
-    from distner.tuning import _decide_pack
+    from distner.tune.driver import _decide_pack
+    from distner.tune.study import Study
 
     corpus = Corpus.load(str(ROOT / "tests" / "fixtures" / "tiny"), "en", "fine")
     space = load_space(ROOT / "tune_spaces" / "extended.yaml")

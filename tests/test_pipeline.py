@@ -11,7 +11,7 @@ import statistics
 import pytest
 from PIL import Image
 
-from distner.conll import read_conll
+from distner.data.conll import read_conll
 from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
 
 from .helpers import run_cli

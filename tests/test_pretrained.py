@@ -11,14 +11,15 @@ import struct
 import pytest
 import torch
 
-from distner import pretrained
-from distner.cli import main
+from distner.cli.main import main
 from distner.config import RunConfig, load_config
-from distner.conll import Corpus, Sentence, read_conll
-from distner.data import UNK_ID, read_vectors
-from distner.encoded import build_model, prepare
-from distner.errors import DistnerError
-from distner.evaluation import load_run, predict_tags, with_unseen_words
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus, Sentence, read_conll
+from distner.data.encoded import prepare
+from distner.data.vocab import UNK_ID, read_vectors
+from distner.evaluation.evaluate import load_run, predict_tags, with_unseen_words
+from distner.model.build import build_model
+from distner.pretrained import e5 as pretrained
 
 from .helpers import TINY, one_line_error, run_cli, sets
 
@@ -219,7 +220,7 @@ def test_vectors_command_errors(tmp_path):
 
 
 def test_packed_members_share_encoded_data_only_with_the_same_subword_settings():
-    from distner.engine import SharedData
+    from distner.train.engine import SharedData
 
     shared = SharedData(Corpus.load(TINY, "en", "fine"), torch.device("cpu"))
     plain = load_config(overrides=["epochs=1", "embedding_dim=384", "hidden_dim=8"])

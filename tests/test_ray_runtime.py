@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distner.ray_runtime import _agent_session, _cmdline, _reap_orphaned_ray_agents
+from distner.tune.ray_runtime import _agent_session, _cmdline, _reap_orphaned_ray_agents
 
 from .helpers import started_here
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
 from distner.records import (
     CellReport,
     Report,
@@ -22,7 +22,7 @@ from distner.records import (
     read_trials,
     write_trials,
 )
-from distner.study import drop_ended_checkpoints
+from distner.tune.study import drop_ended_checkpoints
 
 from .helpers import ROOT
 

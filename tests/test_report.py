@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import optuna
 
-from distner.report import _importances
+from distner.report.render import _importances
 
 
 def _study(db) -> optuna.Study:

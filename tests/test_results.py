@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from distner.cli import main
+from distner.cli.main import main
 from distner.config import load_config, read_yaml_mapping
-from distner.tables import mean_std
+from distner.report.tables import mean_std
 
 from .helpers import ROOT
 

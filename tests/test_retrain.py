@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distner import manifest
+from distner.core import manifest
 from distner.records import RetrainRecord, SeedRun, Variant, read_retrain
 
 from .helpers import DISTNER, TINY, TINY_NET, as_in_a_terminal, sets, write

@@ -1,4 +1,4 @@
-"""runs.py: the run folder's files, written by a real fit and read back through its one reader."""
+"""model/runs.py: the run folder's files, written by a real fit and read back through its one reader."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from distner import runs
-from distner.conll import Corpus
-from distner.errors import DistnerError
-from distner.runs import is_run_dir
-from distner.training import fit
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus
+from distner.model import runs
+from distner.model.runs import is_run_dir
+from distner.train.fit import fit
 
 from .helpers import TINY, tiny_config
 

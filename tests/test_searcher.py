@@ -7,8 +7,8 @@ import optuna
 from optuna.trial import TrialState
 from ray import tune
 
-from distner.metrics import MONITOR
-from distner.searcher import PruningAwareOptunaSearch, optuna_study
+from distner.evaluation.metrics import MONITOR
+from distner.tune.searcher import PruningAwareOptunaSearch, optuna_study
 
 
 def test_stopped_trials_are_pruned_completed_ones_complete():

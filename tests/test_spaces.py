@@ -1,7 +1,7 @@
 import pytest
 
 from distner.config import FIELD_TYPES, RunConfig
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
 from distner.spaces import load_space
 
 from .helpers import ROOT, write

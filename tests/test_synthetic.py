@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from distner.conll import read_conll
+from distner.data.conll import read_conll
 from distner.labels import FINE_TYPES, is_valid_iob2
 
 from .helpers import run_cli

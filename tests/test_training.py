@@ -6,14 +6,14 @@ import pytorch_lightning as pl
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from distner.cli import main
+from distner.cli.main import main
 from distner.config import load_config
-from distner.conll import Corpus, read_conll
-from distner.data import Vocab, encode, make_loader
-from distner.errors import DistnerError
-from distner.evaluation import evaluate_run, load_run, predict_file, predict_tags
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus, read_conll
+from distner.data.vocab import Vocab, encode, make_loader
+from distner.evaluation.evaluate import evaluate_run, load_run, predict_file, predict_tags
 from distner.labels import tag_set
-from distner.training import fit
+from distner.train.fit import fit
 
 TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.05"]
 
@@ -114,7 +114,7 @@ def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data, 
     the vocabulary the run saves holds Bengali words, dev and test stay Hindi's."""
     import shutil
 
-    from distner.encoded import prepare
+    from distner.data.encoded import prepare
 
     corpus = Corpus.load(synthetic_data, "hi", "coarse")
     bn = [s for s in read_conll(synthetic_data / "bn" / "train.conll.gz") if len(s)]
@@ -142,7 +142,7 @@ def test_extra_train_langs_join_the_cells_train_split(tmp_path, synthetic_data, 
 def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
     import pytorch_lightning as pl
 
-    from distner.errors import TrainingDiverged
+    from distner.core.errors import TrainingDiverged
 
     class Poison(pl.Callback):  # what a too-high learning rate eventually does to the weights
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -169,8 +169,8 @@ def test_fit_into_keeps_an_earlier_run_when_the_new_one_fails(trained, tmp_path,
 
     import pytorch_lightning as pl
 
-    from distner.errors import TrainingDiverged
-    from distner.training import fit_into
+    from distner.core.errors import TrainingDiverged
+    from distner.train.fit import fit_into
 
     class Poison(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -256,8 +256,8 @@ def test_a_fit_leaves_the_process_as_it_was(tmp_path, tiny_dir):
     import signal
     import warnings
 
-    from distner.interrupts import STOP_SIGNALS
-    from distner.training import LIGHTNING_LOGGERS, fit_into
+    from distner.core.interrupts import STOP_SIGNALS
+    from distner.train.fit import LIGHTNING_LOGGERS, fit_into
 
     def state():
         return (
@@ -305,7 +305,7 @@ def test_levers_train_save_and_reload(tmp_path, tiny_dir, levers):
     tags = predict_tags(run_.model, corpus.test, run_.vocab, run_.tags, chars=run_.chars)
     assert [len(t) for t in tags] == [len(s) for s in corpus.test]
     # reloaded model reproduces the run's own test score
-    from distner.metrics import score
+    from distner.evaluation.metrics import score
 
     again = score([list(s.tags) for s in corpus.test], tags)
     assert again["entity_macro_f1"] == pytest.approx(res.metrics["test"]["entity_macro_f1"])

@@ -17,11 +17,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distner.config import load_config
-from distner.errors import DistnerError
+from distner.core.errors import DistnerError
 from distner.options import RetrainOptions, TuneOptions, parse_duration
 from distner.records import StudySummary
-from distner.study import active_seconds
-from distner.tuning import run_study
+from distner.tune.driver import run_study
+from distner.tune.study import active_seconds
 
 from .helpers import SPACE, as_in_a_terminal, ray_left, ray_pids, run_cli, write
 
@@ -105,8 +105,8 @@ def test_study_outputs(study):
 def test_report_shows_what_tuning_bought(study):
     """The report's dev table: the winner, the warm start and the baseline, with the epochs each ran
     (read from trials.csv), as the study wrote them."""
-    from distner.report import study_facts
-    from distner.tables import tuning_bought_table
+    from distner.report.render import study_facts
+    from distner.report.tables import tuning_bought_table
 
     rows = {r["trial"]: r for r in _rows(study.result)}
     base = next(r for r in rows.values() if r["baseline"] == "True")
@@ -133,7 +133,7 @@ def test_start_points_run_once(tmp_path, capsys):
     trial (unsearched keys and _meta do not make a point distinct; the reference's values run once,
     as trial one)."""
     from distner.spaces import load_space
-    from distner.tuning import initial_points
+    from distner.tune.driver import initial_points
 
     space = load_space(write(tmp_path / "space.yaml", SPACE % 2))
     a = write(tmp_path / "a.yaml", START)
@@ -164,7 +164,7 @@ def test_trials_checkpoint_every_k_epochs(study):
 
 
 def test_auto_checkpoints_cost_at_most_a_twentieth():
-    from distner.checkpoints import due_for_checkpoint
+    from distner.train.checkpoints import due_for_checkpoint
 
     assert [e for e in range(1, 10) if due_for_checkpoint(e, 3, 0.0, 0.0)] == [3, 6, 9]
     assert not due_for_checkpoint(5, 0, since_s=30.0, last_cost_s=0.0)  # 1 s GPU epochs: none yet
@@ -245,7 +245,7 @@ def test_best_config_trains_again(study, tmp_path):
 
 
 def test_retrain_top_k_from_the_study(study, tmp_path):
-    from distner.retrain import retrain_cell
+    from distner.workflow.retrain import retrain_cell
 
     result, tmp = study.result, study.tmp
     r = retrain_cell(
@@ -418,7 +418,7 @@ def test_stop_after_every_trial_started(tmp_path, synthetic_data, no_ray_left):
 
 
 def test_pending_trials_one_per_free_slot_unless_the_user_set_it(monkeypatch):
-    from distner.tuning import _pending_trials
+    from distner.tune.driver import _pending_trials
 
     key = "TUNE_MAX_PENDING_TRIALS_PG"
     monkeypatch.delenv(key, raising=False)
@@ -433,7 +433,7 @@ def test_pending_trials_one_per_free_slot_unless_the_user_set_it(monkeypatch):
 
 
 def test_retrain_top_k_beyond_the_study_is_refused(study, tmp_path):
-    from distner.retrain import retrain_cell
+    from distner.workflow.retrain import retrain_cell
 
     tmp = study.tmp
     opts = RetrainOptions(
@@ -442,3 +442,20 @@ def test_retrain_top_k_beyond_the_study_is_refused(study, tmp_path):
     with pytest.raises(DistnerError, match=r"--top-k 9: study .*hi-fine has 4 finished trial\(s\)"):
         retrain_cell(opts)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_study_of_the_flat_layout_resumes(tmp_path, synthetic_data, no_ray_left):
+    """A study started before distner's modules moved into packages grows by a trial: Ray unpickles
+    its searcher by the old module path (distner.searcher), which stays an alias for one release."""
+    import shutil
+
+    folder = shutil.copytree(Path(__file__).parent / "fixtures" / "flat-layout-study", tmp_path / "old")
+    assert b"distner.searcher" in (folder / "runs" / "flat" / "tuner.pkl").read_bytes()
+    proc = run_cli(
+        "tune", "--lang", "hindi", "--space", "space.yaml", "--num-samples", "2", "--storage", "runs",
+        "--best-dir", "best", "--name", "flat", "--data-dir", synthetic_data, "--seed", "3", "--resume",
+        cwd=folder,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(folder / "runs" / "flat" / "trials.csv")))
+    assert len(rows) == 2 and all(r["state"] == "completed" for r in rows), rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distner.conll import read_conll
+from distner.data.conll import read_conll
 
 from .helpers import ROOT, TINY, sets
 

@@ -1,0 +1,1 @@
+"""The command line: parses flags (built from the options dataclasses) and dispatches."""

@@ -1,0 +1,1 @@
+"""MultiCoNER data: CoNLL files and corpora, vocabularies and encoding, a fit's encoded inputs."""

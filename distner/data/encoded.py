@@ -1,0 +1,100 @@
+"""A corpus encoded for one config (`prepare`, `EncodedCorpus`; model/build.py builds the network
+from it): what every way of training shares, without Lightning, so that packed trials
+(train/engine.py) load without it. Importing Lightning costs seconds, and more where `transformers` is
+installed (torchmetrics then imports it): on the GPU machine it was most of a packer's 11 s start.
+
+Reads: a `Corpus`, a `RunConfig`, vectors files and the encoder's feature cache when a config asks.
+Writes: nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from distner.config import ModelConfig, RunConfig
+from distner.core.errors import DistnerError
+from distner.data.conll import Corpus, Sentence
+from distner.data.vocab import UNK_ID, Encoded, Vocab, encode, read_vectors
+from distner.labels import tag_set
+from distner.pretrained.e5 import word_vectors
+from distner.pretrained.encoder import Features
+
+# Training steps between checks that the loss is finite: a check reads a value from the device and
+# so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
+FINITE_CHECK_EVERY = 50
+
+
+@dataclass(frozen=True)
+class EncodedCorpus:
+    """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""
+
+    vocab: Vocab
+    tags: tuple[str, ...]
+    train: Encoded
+    dev: Encoded
+    dev_sentences: list[Sentence]
+    chars: Vocab | None = None
+    vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
+
+
+def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
+    t, m = cfg.train, cfg.model
+    whole = corpus.training_sentences(t.extra_langs)
+    # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
+    train = [s for s in whole if len(s)]
+    pick: Sequence[int] = range(len(train))
+    if t.max_train_sentences and t.max_train_sentences < len(train):
+        # indices drawn as `sample(train, k)` draws sentences: the same sample as before
+        pick = random.Random(t.seed).sample(pick, t.max_train_sentences)
+    dev = [s for s in corpus.dev if len(s)]
+    dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
+    train_feats = dev_feats = None
+    if m.encoder_features:  # whole splits are cached, so every sample and trial reads one file
+        feats = split_features(whole, m)
+        train_feats = [feats[i] for i in pick]
+        dev_feats = split_features(corpus.dev, m)[: len(dev)]
+    train = [train[i] for i in pick]
+    vectors = None
+    if m.pretrained_vectors:
+        words, vecs = read_vectors(m.pretrained_vectors)
+        if vecs.shape[1] != m.embedding_dim:
+            raise DistnerError(
+                f"{m.pretrained_vectors}: vectors have {vecs.shape[1]} dimensions but "
+                f"embedding_dim is {m.embedding_dim}; set embedding_dim={vecs.shape[1]}"
+            )
+        vocab = Vocab.build(train, t.min_freq, extra=words)  # vector words reach dev/test OOVs
+        ids = vocab.lookup(words)
+        keep = [k for k, i in enumerate(ids) if i > UNK_ID]  # words the vocabulary holds
+        vectors = ([ids[k] for k in keep], vecs[keep])
+    elif m.subword_vectors:
+        # Train words, then dev words: every row starts as its word's pooled piece vectors, so the
+        # validation that picks the best epoch (and that tuning reports) sees dev's unseen words as
+        # test will see its own (evaluation/evaluate.py appends their vectors at evaluation); test is
+        # never read.
+        vocab = Vocab.build(train, t.min_freq, extra=(w for s in dev for w in s.tokens))
+        rows = list(range(UNK_ID + 1, len(vocab)))
+        vectors = (rows, word_vectors(vocab.itos[UNK_ID + 1 :], m.subword_pool))
+    else:
+        vocab = Vocab.build(train, t.min_freq)
+    chars = Vocab.build_chars(train) if m.char_features else None
+    tags = tag_set(corpus.granularity)
+    return EncodedCorpus(
+        vocab,
+        tags,
+        encode(train, vocab, tags, t.seq_len or None, chars, train_feats),
+        encode(dev, vocab, tags, None, chars, dev_feats),
+        dev,
+        chars,
+        vectors,
+    )
+
+
+def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[Features]:
+    """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
+    from distner.pretrained.encoder import cached_features, split_tokens
+
+    return cached_features(split_tokens(sentences), cfg)

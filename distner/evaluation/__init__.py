@@ -1,0 +1,1 @@
+"""Scores (entity-level and padded-token) and the evaluate/predict steps."""

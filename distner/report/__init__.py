@@ -1,0 +1,3 @@
+"""Reports from files only (no Ray, no torch): report.md, report.json, figures, tables, TensorBoard
+over runs.
+"""

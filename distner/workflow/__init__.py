@@ -1,0 +1,1 @@
+"""Steps over cells: retrain (seeds, final model) and the pipeline (tune -> retrain -> report)."""

@@ -1,0 +1,236 @@
+"""Retrain the winners: the tuned config(s) and the reference baseline, from scratch, with several seeds.
+
+Reads `best/<cell>.yaml` (or the study's top-k trials, through study.StudyFiles) and
+`tune_spaces/baseline.yaml`; writes `<out>/<cell>/{tuned,baseline}[...]/seed-<n>/` run folders,
+`<out>/<cell>/retrain.json` and `<out>/<cell>/final.json`, which names the cell's final model (best
+dev score, never test).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+from distner.config import RunConfig, load_config, parse_overrides
+from distner.core import manifest
+from distner.core.errors import DistnerError
+from distner.core.fileio import read_json, write_json
+from distner.core.locks import folder_lock
+from distner.core.paths import check_output_dir, check_output_file, is_remote
+from distner.data.conll import Corpus, check_extra_train, train_name
+from distner.model import runs
+from distner.options import RetrainOptions
+from distner.records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
+from distner.spaces import resolve_space_path
+from distner.tune.study import StudyFiles, best_meta
+
+# Keys that set the data budget rather than the model: the baseline inherits them from the tuned
+# config so that both are trained on the same data (e.g. the sample of a smoke study).
+BUDGET_KEYS = ("max_train_sentences", "max_eval_sentences")
+
+
+def tuned_configs(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
+    """(variant name, config, where it came from) for the top-k tuned configs."""
+    if opts.top_k == 1:
+        path = Path(opts.config or Path(opts.best_dir) / f"{opts.cell}.yaml")
+        if not path.is_file():
+            raise DistnerError(
+                f"{path}: best config not found; make it with: "
+                f"distner tune --lang {opts.cell.lang} --granularity {opts.cell.granularity}"
+            )
+        return [("tuned", load_config(path), str(path.resolve()))]
+    meta = best_meta(Path(opts.best_dir) / f"{opts.cell}.yaml") or {}
+    # the study that wrote best/, if known
+    study = StudyFiles(Path(meta.get("study") or Path(opts.storage) / opts.cell))
+    ranked = study.ranked()
+    if len(ranked) < opts.top_k:
+        raise DistnerError(f"--top-k {opts.top_k}: study {study.folder} has {len(ranked)} finished trial(s)")
+    out = []
+    for k, row in enumerate(ranked[: opts.top_k], 1):
+        cfg, cfg_file = study.trial_config(row)
+        out.append((f"tuned-{k}", cfg, str(cfg_file)))
+    return out
+
+
+def baseline_config(opts: RetrainOptions, like: RunConfig) -> RunConfig:
+    base = load_config(resolve_space_path(opts.baseline))
+    budget = {k: like.to_flat()[k] for k in BUDGET_KEYS}
+    return base.replace(source=opts.baseline, **budget)
+
+
+def _summarise(seed_runs: list[SeedRun]) -> dict[str, Stat]:
+    out: dict[str, Stat] = {}
+    for key in REPORTED:
+        vals = [r["test"][key] for r in seed_runs]
+        out[key] = Stat(
+            mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals)
+        )
+    return out
+
+
+def retrain_cell(opts: RetrainOptions) -> RetrainRecord:
+    """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
+    cell_dir = check_output_dir(Path(opts.retrain_dir).resolve() / opts.cell, "--retrain-dir")
+    for name in ("final.json", "retrain.json"):
+        check_output_file(cell_dir / name, "--retrain-dir")
+    # one writer per cell: two would train the same seeds and each write retrain.json
+    with folder_lock(cell_dir, f"--retrain-dir {cell_dir}"):
+        return _retrain_cell(opts, cell_dir)
+
+
+def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
+    over = parse_overrides(list(opts.overrides))
+    variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
+    base = baseline_config(opts, variants[0][1])
+    variants.append(
+        ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
+    )
+    _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
+    seeds = list(range(1, opts.seeds + 1))
+    # A tuned config equal to the baseline (the reference won the study) reuses the baseline's runs.
+    base_flat = variants[-1][1].to_flat()
+    run_dirs = {
+        (name, s): cell_dir / ("baseline" if cfg.to_flat() == base_flat else name) / f"seed-{s}"
+        for name, cfg, _ in variants
+        for s in seeds
+    }
+    jobs = list(
+        {
+            run_dirs[n, s]: (n, cfg.replace(seed=s), run_dirs[n, s]) for n, cfg, _ in variants for s in seeds
+        }.values()
+    )
+    todo = [j for j in jobs if not _done(j[2], j[1])]
+    if not opts.overwrite:  # a finished run is replaced only when asked
+        for _, cfg, out in todo:
+            _check_not_finished(out, cfg)
+    if todo:
+        corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
+        for extra in dict.fromkeys(c.train.extra_langs for _, c, _ in todo):
+            check_extra_train(corpus.data_dir, opts.cell.lang, extra)
+        if opts.train_on == "train+dev":
+            corpus = corpus.with_dev_in_train()
+        keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
+        from distner.pretrained.encoder import prebuild, spec  # torch: only once there is training to do
+
+        specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
+        if specs:  # built once here, so that seeds running side by side only read them
+            trains = dict.fromkeys(c.train.extra_langs for _, c, _ in todo)  # each distinct train split
+            splits = {train_name(x): corpus.training_sentences(x) for x in trains}
+            prebuild({**splits, "dev": corpus.dev, "test": corpus.test}, specs)
+        # from here until they are rewritten, the cell's results would not match its run folders
+        for name in ("retrain.json", "final.json"):
+            (cell_dir / name).unlink(missing_ok=True)
+        _run_jobs(todo, corpus, opts, keep)
+    variant_records: dict[str, Variant] = {}
+    for name, cfg, src in variants:
+        done: list[SeedRun] = []
+        for s in seeds:
+            run_dir = run_dirs[name, s]
+            m = runs.read_metrics(run_dir)
+            done.append(
+                SeedRun(
+                    seed=s,
+                    run_dir=str(run_dir.relative_to(cell_dir)),  # the cell folder can move
+                    best_epoch=m["best_epoch"],
+                    train_seconds=m["train_seconds"],
+                    dev={k: m["dev"][k] for k in REPORTED},
+                    test={k: m["test"][k] for k in REPORTED},
+                )
+            )
+        variant_records[name] = Variant(source=src, config=cfg.to_flat(), runs=done, test=_summarise(done))
+    tuned_src = Path(variants[0][2])
+    tuned = [r for n, v in variant_records.items() if n != "baseline" for r in v["runs"]]
+    best = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
+    final = Final(
+        run_dir=best["run_dir"],
+        selected_by="dev entity_macro_f1",
+        dev_entity_macro_f1=best["dev"]["entity_macro_f1"],
+    )
+    result = RetrainRecord(
+        cell=opts.cell,
+        lang=opts.cell.lang,
+        granularity=opts.cell.granularity,
+        train_on=opts.train_on,
+        seeds=seeds,
+        variants=variant_records,
+        study=_study_of(variants[0][2], opts),
+        best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
+        final=final,
+    )
+    write_json(cell_dir / "final.json", final)
+    write_json(cell_dir / RETRAIN_JSON, result)
+    return result
+
+
+def _run_jobs(
+    jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions, keep: runs.KeepEpoch
+) -> None:
+    import torch
+
+    from distner.train.fit import fit_into
+
+    if opts.address or torch.cuda.device_count() > 0:
+        from distner.tune.ray_runtime import (
+            fit_on_ray,  # Ray runs the seeds in parallel where GPUs or nodes exist
+        )
+
+        fit_on_ray(jobs, corpus, address=opts.address, gpus_per_run=opts.gpus_per_run, keep=keep)
+        return
+    for i, (name, cfg, out) in enumerate(jobs, 1):
+        print(
+            f"[{i}/{len(jobs)}] {opts.cell} {name} seed {cfg.train.seed} -> {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+        fit_into(
+            cfg, corpus, out, overwrite=True, accelerator=opts.accelerator, progress=opts.progress, keep=keep
+        )
+
+
+def _done(run_dir: Path, cfg: RunConfig) -> bool:
+    """A seed run counts as done only if it finished with exactly this config."""
+    return runs.finished_config(run_dir) == cfg.to_flat()
+
+
+def _check_not_finished(run_dir: Path, cfg: RunConfig) -> None:
+    """A finished seed run made with another config is not replaced without --overwrite."""
+    had, want = runs.finished_config(run_dir), cfg.to_flat()
+    if had is None:
+        return
+    key = next((k for k in sorted(set(had) | set(want)) if had.get(k) != want.get(k)), "?")
+    raise DistnerError(
+        f"{run_dir}: finished with {key}={had.get(key)!r}, asked for {key}={want.get(key)!r}; "
+        "add --overwrite to retrain it, or use another --retrain-dir"
+    )
+
+
+def _claim(cell_dir: Path, opts: RetrainOptions) -> None:
+    """The cell folder is this cell's (its distner.json), or new, or one an older distner made."""
+    want = manifest.Manifest("retrain-cell", opts.cell, {"train_on": opts.train_on})
+    have = manifest.read(cell_dir)
+    hint = "retrain into another --retrain-dir"
+    if have is not None:
+        manifest.check(cell_dir, have, want, ("train_on",), hint)
+    elif manifest.holds_files(cell_dir):
+        recorded = read_json(cell_dir / "retrain.json") if (cell_dir / "retrain.json").is_file() else None
+        if not (cell_dir / "baseline").is_dir() and recorded is None:
+            raise DistnerError(
+                f"{cell_dir}: holds files but no {manifest.NAME}, so it is not a retrain cell of this "
+                f"distner; move it away or use another --retrain-dir"
+            )
+        if isinstance(recorded, dict) and recorded.get("cell") != opts.cell:
+            raise DistnerError(
+                f"{cell_dir}: holds {recorded.get('cell')} (its retrain.json), not {opts.cell}"
+            )
+        manifest.adopt(cell_dir, want)
+    else:
+        manifest.write(cell_dir, want)
+
+
+def _study_of(source: str, opts: RetrainOptions) -> str | None:
+    """The study a tuned config came from (recorded in best/*.yaml by distner tune)."""
+    if source.endswith("config.yaml"):  # top-k: a trial folder inside the study
+        return str(Path(source).parent.parent)
+    study = (best_meta(source) or {}).get("study")
+    return str(Path(study).resolve()) if study and not is_remote(study) else study
