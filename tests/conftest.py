@@ -9,14 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from distner.evaluation.evaluate import predict_file
+
 from .helpers import (
+    CONFIG,
     RAY_TMPDIR_ENV,
     SESSION_ENV,
+    TEST_CONLL,
     TINY,
+    distner,
     has_real_data,
     ray_left,
     ray_pids,
     real_data_dir,
+    retrain_args,
+    train_args,
+    write,
     write_corpus,
 )
 
@@ -77,3 +85,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         if "integration" not in item.keywords:
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> tuple[Path, bytes]:
+    """One finished tiny run (read-only for the cases) and its predictions of the test fixture."""
+    base = tmp_path_factory.mktemp("finished")
+    proc = distner(*train_args("run", "--set", "epochs=1", "--quiet"), cwd=base)
+    assert proc.returncode == 0, proc.stderr
+    predict_file(base / "run", TEST_CONLL, base / "pred.conll")
+    return base / "run", (base / "pred.conll").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("retrain")
+    write(root / "best.yaml", CONFIG)
+    proc = distner(*retrain_args(root), cwd=root)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return root

@@ -3,15 +3,18 @@ never from each other)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from distner.config import RunConfig, load_config
+from distner.records import CellReport, Report, StudyFacts
 
 from .synthetic import write_corpus  # noqa: F401 - the synthetic MultiCoNER corpus, for the fixture
 
@@ -157,3 +160,56 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     return lines[0]
+
+
+# shared by the CLI-level tests: a distner run in a folder, snapshots of folders, small configs
+TEST_CONLL = TINY / "en" / "test.conll"
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
+
+
+def distner(*args: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
+    cmd = [*DISTNER, *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, timeout=300, **kw)  # type: ignore[call-overload]
+
+
+def train_args(out: Path | str, *extra: object) -> list[object]:
+    return ["train", "--lang", "en", "--data-dir", TINY, *sets(*TINY_NET), "--out", out, *extra]
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """sha256 of every file (and a marker for every folder and link) under `roots`, hidden ones too."""
+    out = {}
+    for root in roots:
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink():
+                out[str(p)] = f"<link {os.readlink(p)}>"
+            elif p.is_dir():
+                out[str(p)] = "<dir>"
+            elif p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[str(p)] = f"<{stat.filemode(p.stat().st_mode)}>"
+    return out
+
+
+CONFIG = "embedding_dim: 8\nhidden_dim: 8\nepochs: 1\nlr: 0.005\n"
+
+SMALL = sets(*TINY_NET, "epochs=1")  # the baseline too
+
+
+def retrain_args(root: Path, *extra: object) -> list[object]:
+    return ["retrain", "--lang", "en", "--config", root / "best.yaml", "--seeds", 1,
+            "--retrain-dir", root / "cells", "--data-dir", TINY, *SMALL, *extra]  # fmt: skip
+
+
+def fits(record: dict, typed) -> bool:
+    """`record` has every key `typed` requires and none it does not know."""
+    keys = typed.__required_keys__ | typed.__optional_keys__
+    return typed.__required_keys__ <= set(record) <= keys
+
+
+def report_fits_its_type(report: dict) -> bool:
+    return fits(report, Report) and all(
+        fits(c, CellReport) and fits(c["study"], StudyFacts) for c in report["cells"].values()
+    )

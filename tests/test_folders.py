@@ -10,7 +10,6 @@ file that was there before.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,39 +27,20 @@ import pytest
 
 from distner.core.errors import DistnerError
 from distner.core.locks import folder_lock, lock_file
-from distner.evaluation.evaluate import load_run, predict_file
+from distner.evaluation.evaluate import load_run
 
-from .helpers import DISTNER, ROOT, SPACE, TINY, TINY_NET, sets
+from .helpers import (
+    DISTNER,
+    ENV,
+    SPACE,
+    TEST_CONLL,
+    TINY,
+    distner,
+    snapshot,
+    train_args,
+)
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
-
-TEST_CONLL = TINY / "en" / "test.conll"
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, whatever is installed
-
-
-def distner(*args: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:
-    cmd = [*DISTNER, *map(str, args)]
-    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, timeout=300, **kw)  # type: ignore[call-overload]
-
-
-def train_args(out: Path | str, *extra: object) -> list[object]:
-    return ["train", "--lang", "en", "--data-dir", TINY, *sets(*TINY_NET), "--out", out, *extra]
-
-
-def snapshot(*roots: Path) -> dict[str, str]:
-    """sha256 of every file (and a marker for every folder and link) under `roots`, hidden ones too."""
-    out = {}
-    for root in roots:
-        for p in sorted(root.rglob("*")):
-            if p.is_symlink():
-                out[str(p)] = f"<link {os.readlink(p)}>"
-            elif p.is_dir():
-                out[str(p)] = "<dir>"
-            elif p.is_file():
-                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                out[str(p)] = f"<{stat.filemode(p.stat().st_mode)}>"
-    return out
 
 
 def one_line(proc: subprocess.CompletedProcess, code: int) -> str:
@@ -70,16 +50,6 @@ def one_line(proc: subprocess.CompletedProcess, code: int) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, bytes]:
-    """One finished tiny run (read-only for the cases) and its predictions of the test fixture."""
-    base = tmp_path_factory.mktemp("finished")
-    proc = distner(*train_args("run", "--set", "epochs=1", "--quiet"), cwd=base)
-    assert proc.returncode == 0, proc.stderr
-    predict_file(base / "run", TEST_CONLL, base / "pred.conll")
-    return base / "run", (base / "pred.conll").read_bytes()
 
 
 def predict(run: Path, output: object, cwd: Path, **kw: object) -> subprocess.CompletedProcess:

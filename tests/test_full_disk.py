@@ -18,9 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DISTNER, TINY, TINY_NET, sets, write
-from .test_folders import ENV, TEST_CONLL, distner, finished, snapshot  # noqa: F401
-from .test_retrain import CONFIG, SMALL, cell, retrain_args  # noqa: F401
+from .helpers import (
+    CONFIG,
+    DISTNER,
+    ENV,
+    TEST_CONLL,
+    TINY,
+    TINY_NET,
+    distner,
+    retrain_args,
+    sets,
+    snapshot,
+    write,
+)
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

@@ -12,9 +12,6 @@ import pytest
 
 from distner.core.errors import DistnerError
 from distner.records import (
-    CellReport,
-    Report,
-    StudyFacts,
     TrialRow,
     read_report,
     read_retrain,
@@ -24,7 +21,7 @@ from distner.records import (
 )
 from distner.tune.study import drop_ended_checkpoints
 
-from .helpers import ROOT
+from .helpers import ROOT, report_fits_its_type
 
 STAT = {"mean": 0.5, "std": 0.01, "n": 1}
 SCORES = {"entity_macro_f1": 0.5}
@@ -176,18 +173,6 @@ def test_a_hand_edited_trials_csv_is_one_line(tmp_path, damage, problem):
     with pytest.raises(DistnerError) as e:
         read_trials(path)
     assert str(e.value) == f"{path}{problem}".replace(":2: damaged (no column", ": damaged (no column")
-
-
-def fits(record: dict, typed) -> bool:
-    """`record` has every key `typed` requires and none it does not know."""
-    keys = typed.__required_keys__ | typed.__optional_keys__
-    return typed.__required_keys__ <= set(record) <= keys
-
-
-def report_fits_its_type(report: dict) -> bool:
-    return fits(report, Report) and all(
-        fits(c, CellReport) and fits(c["study"], StudyFacts) for c in report["cells"].values()
-    )
 
 
 def test_every_committed_report_reads_as_its_type():

@@ -11,7 +11,7 @@ from distner.core.errors import DistnerError
 from distner.data.conll import format_conll, load_split, read_conll, split_path
 from distner.labels import COARSE_TO_FINE
 
-from .helpers import write
+from ..helpers import write
 
 
 def test_reads_fixture_with_any_number_of_blank_lines(tiny_dir):

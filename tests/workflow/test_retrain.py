@@ -16,18 +16,19 @@ import pytest
 from distner.core import manifest
 from distner.records import RetrainRecord, SeedRun, Variant, read_retrain
 
-from .helpers import DISTNER, TINY, TINY_NET, as_in_a_terminal, sets, write
-from .test_folders import ENV, distner, snapshot
+from ..helpers import (
+    CONFIG,
+    DISTNER,
+    ENV,
+    TINY,
+    as_in_a_terminal,
+    distner,
+    retrain_args,
+    snapshot,
+    write,
+)
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
-
-CONFIG = "embedding_dim: 8\nhidden_dim: 8\nepochs: 1\nlr: 0.005\n"
-SMALL = sets(*TINY_NET, "epochs=1")  # the baseline too
-
-
-def retrain_args(root: Path, *extra: object) -> list[object]:
-    return ["retrain", "--lang", "en", "--config", root / "best.yaml", "--seeds", 1,
-            "--retrain-dir", root / "cells", "--data-dir", TINY, *SMALL, *extra]  # fmt: skip
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -35,15 +36,6 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0 and len(lines) == 1, proc.stderr.decode()
     assert "Traceback" not in proc.stderr.decode()
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def cell(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("retrain")
-    write(root / "best.yaml", CONFIG)
-    proc = distner(*retrain_args(root), cwd=root)
-    assert proc.returncode == 0, proc.stderr.decode()
-    return root
 
 
 def test_the_cell_says_what_it_is_and_names_its_runs_relative_to_itself(cell: Path) -> None:

@@ -15,7 +15,7 @@ from distner.model import runs
 from distner.model.runs import is_run_dir
 from distner.train.fit import fit
 
-from .helpers import TINY, tiny_config
+from ..helpers import TINY, tiny_config
 
 
 @pytest.fixture(scope="module")

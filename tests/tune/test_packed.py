@@ -21,7 +21,7 @@ from distner.evaluation.metrics import MONITOR
 from distner.options import TuneOptions
 from distner.tune.driver import run_study
 
-from .helpers import ROOT, SPACE, ray_left, ray_pids, run_cli, write
+from ..helpers import ROOT, SPACE, ray_left, ray_pids, run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

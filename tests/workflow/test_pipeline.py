@@ -14,8 +14,7 @@ from PIL import Image
 from distner.data.conll import read_conll
 from distner.labels import COARSE_TYPES, FINE_TYPES, tag_set
 
-from .helpers import run_cli
-from .test_records import report_fits_its_type
+from ..helpers import report_fits_its_type, run_cli
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

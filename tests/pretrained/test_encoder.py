@@ -23,7 +23,7 @@ from distner.pretrained import e5 as pretrained
 from distner.pretrained import encoder
 from distner.train.engine import SharedData
 
-from .helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
+from ..helpers import ROOT, SPACE, TINY, TINY_NET, one_line_error, run_cli, sets, tiny_config, write
 
 TEXTS = [
     "The river Ganges flows through northern India.",

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from .helpers import run_cli, write
+from ..helpers import run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

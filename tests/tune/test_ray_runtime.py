@@ -15,7 +15,7 @@ import pytest
 
 from distner.tune.ray_runtime import _agent_session, _cmdline, _reap_orphaned_ray_agents
 
-from .helpers import started_here
+from ..helpers import started_here
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

@@ -14,7 +14,7 @@ from distner.data.vocab import BatchDataset, BucketBatchSampler, Vocab, encode, 
 from distner.labels import tag_set
 from distner.train.fit import fit
 
-from .helpers import tiny_config, write
+from ..helpers import tiny_config, write
 
 
 def test_vocab_min_freq_and_specials(tiny_dir):

@@ -4,7 +4,7 @@ import urllib.request
 
 import pytest
 
-from .helpers import DISTNER, run_cli
+from ..helpers import DISTNER, run_cli
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

