@@ -24,7 +24,7 @@ def _build_wheel(tmp: Path) -> Path:
     # build from a copy, so that nothing (build/, egg-info) is written into the checkout
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md", "distner", "tune_spaces"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "distner", "tune_spaces"):
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -55,6 +55,17 @@ def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     install = [py, "-m", "pip", "install", "-q", "--no-deps", "--ignore-installed", wheel]
     subprocess.run(install, env=env, check=True, timeout=300)
     return env_dir, env
+
+
+def test_wheel_ships_every_subpackage(installed):
+    """Each package of distner/ (found, not listed: setup.py) and the search spaces are installed."""
+    env_dir, _ = installed
+    (site,) = env_dir.glob("lib/python*/site-packages")
+    packages = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "distner").rglob("__init__.py")}
+    assert len(packages) >= 11
+    for package in packages:
+        assert (site / package / "__init__.py").is_file(), package
+    assert (site / "distner" / "tune_spaces" / "smoke.yaml").is_file()
 
 
 def test_wheel_runs_a_study_from_another_folder(installed, tmp_path, synthetic_data, no_ray_left):
