@@ -8,6 +8,7 @@ import ast
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -128,3 +129,33 @@ def test_the_config_table_names_every_key():
     section = text[text.index("## Config keys at a glance") :].split("\n## ")[0]
     rows = [line.split("|")[1].strip().strip("`") for line in section.splitlines() if line.startswith("| `")]
     assert rows == list(FIELD_TYPES)  # every key once, in the order `distner` writes config.yaml
+
+
+# what must import without torch, Ray, Optuna, Lightning, matplotlib or scikit-learn: the CLI starts
+# (and checks its inputs) before any of them loads, a study's checks run before Ray starts, report
+# reads files only, a packed trial's thin process stays small
+LIGHT = [
+    *(f"distner.core.{m}" for m in sorted(MODULES["core"])),
+    *(f"distner.{m}" for m in sorted(MODULES[""])),
+    *(f"distner.{p}" for p in sorted(MODULES) if p),  # no package __init__ imports its modules
+    "distner.cli.main",
+    "distner.workflow.pipeline",
+    "distner.workflow.retrain",
+    "distner.report.render",
+    "distner.tune.driver",
+    "distner.tune.study",
+    "distner.model.runs",
+    "distner.data.conll",
+]
+
+
+@pytest.mark.integration  # a fresh interpreter
+def test_the_light_modules_import_nothing_heavy():
+    code = (
+        "import importlib, sys\n"
+        f"for m in {LIGHT!r}: importlib.import_module(m)\n"
+        "heavy = {'torch', 'ray', 'optuna', 'pytorch_lightning', 'lightning', 'matplotlib', 'sklearn'}\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & heavy))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
