@@ -36,6 +36,11 @@ os.environ[SESSION_ENV] = uuid.uuid4().hex
 os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
 atexit.register(shutil.rmtree, os.environ[RAY_TMPDIR_ENV], ignore_errors=True)  # --collect-only too
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The encoder's feature cache of this test session: never the user's, shared by every test (and
+# process) that only reads features, so each split x spec is encoded once per session; tests of the
+# cache itself give themselves a fresh one
+os.environ["DISTNER_CACHE"] = tempfile.mkdtemp(prefix="distner-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["DISTNER_CACHE"], ignore_errors=True)
 
 SYNTHETIC_SEED = 13
 
@@ -49,6 +54,14 @@ def tiny_dir() -> Path:
 def synthetic_data(tmp_path_factory) -> Path:
     """A MultiCoNER-format data root ({en,hi,bn}/{train,dev,test}.conll.gz) from tests/synthetic.py."""
     return write_corpus(tmp_path_factory.mktemp("multiconer-synthetic"), seed=SYNTHETIC_SEED)
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_data(tmp_path_factory) -> Path:
+    """The synthetic corpus at a sixth of its size: for tests whose cost grows with the data (e5
+    features of whole splits) and whose check does not."""
+    sizes = {"train": 64, "dev": 24, "test": 24}
+    return write_corpus(tmp_path_factory.mktemp("multiconer-small"), seed=SYNTHETIC_SEED, sizes=sizes)
 
 
 @pytest.fixture(scope="session")

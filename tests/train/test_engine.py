@@ -50,11 +50,6 @@ class Epochs(pl.Callback):
         self.rows.append({k: float(trainer.callback_metrics[k]) for k in KEYS})
 
 
-@pytest.fixture(autouse=True)
-def cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("DISTNER_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
 def corpus(synthetic_data) -> Corpus:
     c = Corpus.load(synthetic_data, "hi", "fine")
