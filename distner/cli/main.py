@@ -153,10 +153,14 @@ def cmd_retrain(opts: RetrainOptions) -> int:
 
 
 def cmd_report(opts: ReportOptions) -> int:
-    from distner.report.render import build_report
+    from distner.report.render import build_report, stopped_after
 
     report = build_report(opts)
-    print(f"report for {', '.join(report['cells'])} -> {Path(opts.report_dir).resolve() / 'report.md'}")
+    try:
+        print(f"report for {', '.join(report['cells'])} -> {Path(opts.report_dir).resolve() / 'report.md'}")
+        sys.stdout.flush()
+    except KeyboardInterrupt:  # the report is written: exit 0, saying so
+        stopped_after(Path(opts.report_dir).resolve())
     return 0
 
 

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -102,12 +103,19 @@ def _copy_into(source: Path, out: IO[bytes]) -> None:
     out.write(source.read_bytes())
 
 
+_STAGED = r"\.staged-[A-Za-z0-9_]{8}"  # tempfile.mkdtemp(prefix=".staged-")'s names
+
+
 @contextlib.contextmanager
 def staged_files(dest: Path) -> Iterator[Path]:
     """A hidden staging folder inside `dest` to write a set of files into; when the block ends
     well they are moved into `dest` together (Ctrl-C held back meanwhile), else all dropped, so
-    `dest` has either every new file or none. `dest` may hold other things (results/ does)."""
+    `dest` has either every new file or none. `dest` may hold other things (results/ does). Called
+    under `dest`'s lock: a staging folder already there is a killed writer's, and is removed."""
     dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.glob(".staged-*"):  # mkdtemp's names only, never a link
+        if re.fullmatch(_STAGED, stale.name) and not stale.is_symlink() and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(dir=dest, prefix=".staged-"))
     try:
         yield stage

@@ -19,6 +19,7 @@ from ..helpers import (
     retrain_args,
     run_cli,
     snapshot,
+    stdout_full,
     train_args,
     write,
 )
@@ -191,24 +192,11 @@ def test_a_stop_during_the_heavy_imports_is_130_and_one_line(command, sig, tmp_p
         assert after == before  # no run, no hidden temp folder, no lock
 
 
-def _with_stdout_full() -> tuple[int, int]:
-    """A pipe whose buffer is already full: a child writing to it blocks until it is read."""
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    try:
-        while True:
-            os.write(w, b"x" * 4096)
-    except BlockingIOError:
-        pass
-    os.set_blocking(w, True)
-    return r, w
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_stop_after_the_run_is_in_place_says_so(sig, tmp_path):
     """train blocked printing its table (stdout full) once its run is in place: SIGTERM used to
     end it with 143 and no word. Now 130, one line saying the run is whole, and no lock."""
-    r, w = _with_stdout_full()
+    r, w = stdout_full()
     proc = subprocess.Popen(
         [*DISTNER, *map(str, train_args(tmp_path / "run", "--quiet"))], cwd=tmp_path, env=ENV,
         stdout=w, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal,
