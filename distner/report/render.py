@@ -22,7 +22,7 @@ from distner.core.errors import DistnerError
 from distner.core.fileio import atomic_write_text, staged_files, write_json, write_output
 from distner.core.interrupts import stop_requests
 from distner.core.locks import folder_lock
-from distner.core.paths import check_output_dir, check_output_file, is_remote
+from distner.core.paths import check_output_dir, check_output_file, check_within, is_remote
 from distner.model import runs
 from distner.options import ReportOptions
 from distner.records import (
@@ -197,7 +197,7 @@ def build_report(opts: ReportOptions) -> Report:
     With `finished_only`, cells without retrain results are left out instead of being an error."""
     rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.report_dir, "--report-dir").resolve()
     for name in ("report.md", REPORT_JSON):
-        check_output_file(odir / name, "--out")
+        check_output_file(check_within(odir / name, odir), "--out")  # no link out of the folder
     # one writer per report folder: two would mix their figures and files
     with folder_lock(odir, f"--out {odir}"):
         # a stop is acted on between cells and before the swap (the earlier report untouched: 130);
@@ -295,7 +295,7 @@ def _write_report(
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
-        final_dir = rdir / cell / r["final"]["run_dir"]  # relative to the cell (older: absolute)
+        final_dir = runs.inside_cell(rdir / cell, r["final"]["run_dir"], rdir / cell / RETRAIN_JSON)
         final_metrics = runs.read_metrics(final_dir)["test"]
         pub = published["results"][lang][gran]
         c = CellReport(
