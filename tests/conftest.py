@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from distner.core.signing import KEY_DIR_ENV
 from distner.evaluation.evaluate import predict_file
 
 from .helpers import (
     CONFIG,
+    ENV,
     RAY_TMPDIR_ENV,
     SESSION_ENV,
     TEST_CONLL,
@@ -36,6 +38,10 @@ os.environ[SESSION_ENV] = uuid.uuid4().hex
 os.environ[RAY_TMPDIR_ENV] = tempfile.mkdtemp(prefix="distner-tests-", dir="/tmp")  # short: socket paths
 atexit.register(shutil.rmtree, os.environ[RAY_TMPDIR_ENV], ignore_errors=True)  # --collect-only too
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# The key that signs a study's Ray state (core/signing.py): one for this test session, never the
+# user's own in ~/.config; ENV (what the CLI subprocesses get) was copied before, so it is set there too
+os.environ[KEY_DIR_ENV] = ENV[KEY_DIR_ENV] = tempfile.mkdtemp(prefix="distner-key-")
+atexit.register(shutil.rmtree, os.environ[KEY_DIR_ENV], ignore_errors=True)
 
 SYNTHETIC_SEED = 13
 
