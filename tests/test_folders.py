@@ -387,3 +387,68 @@ def test_a_trial_no_node_can_hold_fails_at_once(tmp_path: Path, no_ray_left) -> 
         err = proc.stderr.decode()
         assert proc.returncode == 2 and "Traceback" not in err, err
         assert need in err.strip().splitlines()[-1] and "ask for less" in err
+
+
+# ------------------------------------------------ folders from someone else (issue 43, point 2)
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_link_in_a_run_folder_writes_nothing_outside_it(finished, tmp_path: Path, how: str) -> None:
+    """eval-test.json -> ../victim (or /abs/victim) planted in a received run: evaluate used to
+    write its scores through the link into the victim."""
+    run = shutil.copytree(finished[0], tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own file\n")
+    (run / "eval-test.json").symlink_to(Path("..", "victim.txt") if how == "relative" else victim)
+    before = snapshot(tmp_path)
+    line = one_line(
+        distner("evaluate", "--model", run, "--split", "test", "--data-dir", TINY, cwd=tmp_path), 2
+    )
+    assert line == (
+        f"distner: error: {run / 'eval-test.json'}: is a link out of {run} (to {victim}); "
+        "distner writes only inside the folder: remove the link"
+    )
+    assert snapshot(tmp_path) == before  # the victim byte-identical, the link as it was
+
+
+@pytest.mark.parametrize("run_dir", ["../elsewhere", "ABSOLUTE", "."])
+def test_a_cells_final_model_lies_in_the_cell(finished, tmp_path: Path, run_dir: str) -> None:
+    """final.json naming ../elsewhere or an absolute path used to be followed: a model outside
+    the cell was evaluated and its folder written."""
+    elsewhere = shutil.copytree(finished[0], tmp_path / "elsewhere")
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    named = str(elsewhere) if run_dir == "ABSOLUTE" else run_dir
+    (cell / "final.json").write_text(json.dumps({"run_dir": named}))
+    before = snapshot(tmp_path)
+    for command in ("evaluate", "predict"):
+        out = ("--output", tmp_path / "p.conll") if command == "predict" else ()
+        line = one_line(distner(command, "--model", cell, "--input", TEST_CONLL, *out, cwd=tmp_path), 2)
+        assert line.startswith(f"distner: error: {cell / 'final.json'}: 'run_dir' ")
+        assert line.endswith("a cell's final model lies in its own folder")
+    assert snapshot(tmp_path) == before
+
+
+def test_no_file_of_the_run_is_an_output_of_predict(finished, tmp_path: Path) -> None:
+    """TensorBoard's events were a valid --output: predict replaced them with its tags."""
+    run = shutil.copytree(finished[0], tmp_path / "run")
+    events = next((run / "tb").rglob("events.out.tfevents.*"))
+    before = snapshot(tmp_path)
+    for own in (events, run / "model.pt", run / "config.yaml"):
+        line = one_line(predict(run, own, tmp_path), 2)
+        assert line.startswith(f"distner: error: --output {own}: is also an input")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_link_in_a_report_folder_writes_nothing_outside_it(cell: Path, tmp_path: Path) -> None:
+    """report.md -> a file elsewhere, in a received results folder: never written through."""
+    out = tmp_path / "report"
+    out.mkdir()
+    victim = tmp_path / "victim.md"
+    victim.write_text("the user's own file\n")
+    (out / "report.md").symlink_to(victim)
+    before = snapshot(tmp_path)
+    args = ["report", "--langs", "en", "--granularities", "fine", "--retrain-dir", cell / "cells"]
+    line = one_line(distner(*args, "--report-dir", out, cwd=tmp_path), 2)
+    assert line.startswith(f"distner: error: {out / 'report.md'}: is a link out of {out}")
+    assert snapshot(tmp_path) == before

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from distner import __version__
+from distner.core import interrupts
 from distner.core.errors import DistnerError, StudyInterrupted, one_line
 from distner.core.flags import add_options, build, given
 from distner.options import (
@@ -58,8 +59,12 @@ def cmd_train(opts: TrainOptions) -> int:
         result = fit_into(
             cfg, corpus, out, overwrite=opts.overwrite, accelerator=opts.accelerator, progress=not opts.quiet
         )
-    print(metrics_table(result.metrics))
-    print(f"best epoch {result.best_epoch}/{result.epochs_run}; run folder: {result.out_dir}")
+    try:
+        print(metrics_table(result.metrics))
+        print(f"best epoch {result.best_epoch}/{result.epochs_run}; run folder: {result.out_dir}")
+        sys.stdout.flush()
+    except KeyboardInterrupt:  # the run is whole: say so, as a stop during its swap does
+        raise KeyboardInterrupt(f"after the run finished; {result.out_dir} holds it") from None
     return 0
 
 
@@ -148,10 +153,14 @@ def cmd_retrain(opts: RetrainOptions) -> int:
 
 
 def cmd_report(opts: ReportOptions) -> int:
-    from distner.report.render import build_report
+    from distner.report.render import build_report, stopped_after
 
     report = build_report(opts)
-    print(f"report for {', '.join(report['cells'])} -> {Path(opts.report_dir).resolve() / 'report.md'}")
+    try:
+        print(f"report for {', '.join(report['cells'])} -> {Path(opts.report_dir).resolve() / 'report.md'}")
+        sys.stdout.flush()
+    except KeyboardInterrupt:  # the report is written: exit 0, saying so
+        stopped_after(Path(opts.report_dir).resolve())
     return 0
 
 
@@ -399,6 +408,18 @@ PATH_FLAGS = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: the signal policy first (before any heavy import), then the command."""
+    interrupts.install()
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # in the instant between the command's end and its own handlers
+        print("distner: interrupted", file=sys.stderr)
+        code = 130
+    interrupts.finished(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         for key in PATH_FLAGS:

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,11 +21,16 @@ import yaml
 
 from distner.core.errors import DistnerError
 from distner.core.interrupts import deferred
-from distner.core.paths import output_target
+from distner.core.paths import check_within, output_target
 
 
-def write_output(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
-    """Call `write` with a binary file that ends up at `path`, by the output policy."""
+def write_output(
+    path: str | os.PathLike, write: Callable[[IO[bytes]], object], within: str | os.PathLike | None = None
+) -> Path:
+    """Call `write` with a binary file that ends up at `path`, by the output policy. With
+    `within`, the folder `path` belongs to: nothing outside it is written (paths.check_within)."""
+    if within is not None:
+        check_within(path, within)
     target = output_target(path)
     link = target.kind == "file" and Path(path).is_symlink()
     where = f"{path} (a link to {target.path})" if link else f"{path}"
@@ -66,14 +72,14 @@ def _write_stdout(write: Callable[[IO[bytes]], object]) -> None:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, within: str | os.PathLike | None = None) -> Path:
     """`text` as UTF-8 at `path`, by the output policy (atomic wherever `path` is a file)."""
     data = text.encode("utf-8")
-    return write_output(path, lambda f: f.write(data))
+    return write_output(path, lambda f: f.write(data), within)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def write_json(path: str | os.PathLike, obj: Any, within: str | os.PathLike | None = None) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", within)
 
 
 def write_yaml(path: str | os.PathLike, obj: Any, header: str = "") -> Path:
@@ -102,20 +108,29 @@ def _copy_into(source: Path, out: IO[bytes]) -> None:
     out.write(source.read_bytes())
 
 
+_STAGED = r"\.staged-[A-Za-z0-9_]{8}"  # tempfile.mkdtemp(prefix=".staged-")'s names
+
+
 @contextlib.contextmanager
 def staged_files(dest: Path) -> Iterator[Path]:
     """A hidden staging folder inside `dest` to write a set of files into; when the block ends
     well they are moved into `dest` together (Ctrl-C held back meanwhile), else all dropped, so
-    `dest` has either every new file or none. `dest` may hold other things (results/ does)."""
+    `dest` has either every new file or none. `dest` may hold other things (results/ does). Called
+    under `dest`'s lock: a staging folder already there is a killed writer's, and is removed."""
     dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.glob(".staged-*"):  # mkdtemp's names only, never a link
+        if re.fullmatch(_STAGED, stale.name) and not stale.is_symlink() and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(dir=dest, prefix=".staged-"))
     try:
         yield stage
+        for f in stage.iterdir():  # every place checked before the first moves: all or none
+            check_within(dest / f.name, dest)
         with deferred():
             for f in sorted(stage.iterdir()):
                 out = dest / f.name
-                if out.is_symlink():  # the output policy: a link's target is written, not the link
-                    write_output(out, functools.partial(_copy_into, f))
+                if out.is_symlink():  # a link's target is written, not the link: one inside `dest`
+                    write_output(out, functools.partial(_copy_into, f), within=dest)
                 else:
                     os.replace(f, out)
     except OSError as e:

@@ -11,15 +11,21 @@
   still stops its fit cleanly;
 - while finished files are moved into place, both are held back (`deferred`) and act right after.
 
-Nothing is installed on import: `stop_requests` installs the handler for its block, in the main
-thread only, and puts back what was there. It does not replace a handler someone else installed
-(a program that imports distner keeps its own), only Python's defaults or an outer block's.
+Nothing is installed on import. The command line installs the policy's base (`install`) as its
+first step, before any heavy import: from then on either signal is a KeyboardInterrupt wherever it
+lands (exit 130, one line), never the default death by SIGTERM (143, no word, a lock left). Once
+the command has finished, `finished` makes a late one end the process at once, saying the output is
+complete. `stop_requests` installs the handler for its block, in the main thread only, and puts
+back what was there. It does not replace a handler someone else installed (a program that imports
+distner keeps its own), only Python's defaults, the base or an outer block's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -51,7 +57,54 @@ class StopRequest:
 
 
 def _ours(handler: Any) -> bool:
-    return isinstance(getattr(handler, "__self__", None), StopRequest)
+    return isinstance(getattr(handler, "__self__", None), StopRequest) or handler is _interrupt
+
+
+def _interrupt(sig: int, frame: Any) -> None:
+    """The base: SIGTERM means what Ctrl-C means, a KeyboardInterrupt where it lands."""
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """The base policy for a command line process (cli/main.py, first thing): SIGINT and SIGTERM
+    each raise KeyboardInterrupt. An ignored signal stays ignored, a foreign handler is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) in _DEFAULTS:
+            signal.signal(sig, _interrupt)
+
+
+@contextlib.contextmanager
+def base_kept(sig: int) -> Iterator[None]:
+    """Put the base back on `sig` after the block if Ray replaced it there (ray.init installs, for
+    SIGTERM, a handler that exits at once with code 15)."""
+    before = signal.getsignal(sig)
+    try:
+        yield
+    finally:
+        if before is _interrupt and compat.is_ray_exit_handler(signal.getsignal(sig)):
+            signal.signal(sig, _interrupt)
+
+
+def finished(code: int) -> None:
+    """The command's work is done and said: a stop while Python shuts down (torch's and Ray's
+    threads, atexit hooks) ends the process at once, exit 130, with one line saying so."""
+
+    said = "finished; its output is complete" if code == 0 else f"ended (exit {code})"
+
+    def late(sig: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):  # a reader gone away: nothing left to say
+            sys.stdout.flush()
+            sys.stderr.write(f"distner: interrupted after the command {said}\n")
+            sys.stderr.flush()
+        os._exit(130)
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        if _ours(signal.getsignal(sig)) or signal.getsignal(sig) in _DEFAULTS:
+            signal.signal(sig, late)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ def read(folder: str | os.PathLike) -> Manifest | None:
 def write(folder: str | os.PathLike, manifest: Manifest) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / NAME, asdict(manifest))
+    write_json(folder / NAME, asdict(manifest), within=folder)
 
 
 def holds_files(folder: str | os.PathLike, besides: tuple[str, ...] = ()) -> bool:

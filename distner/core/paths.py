@@ -115,6 +115,25 @@ def _through_proc(p: Path) -> bool:
     return False
 
 
+def check_within(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """A file distner writes into a folder it keeps (a run, a retrain cell, a study, a report),
+    which may have come from someone else: it is a regular file or a new name whose real path lies
+    inside the folder, never a link out of it (nor a FIFO or a device), so that a write lands there
+    and nowhere else."""
+    p = Path(path)
+    root = os.path.realpath(folder)
+    real = os.path.realpath(p)
+    if os.path.commonpath([root, real]) != root:
+        raise DistnerError(
+            f"{p}: is a link out of {folder} (to {real}); distner writes only inside the folder: "
+            "remove the link"
+        )
+    target = output_target(p)
+    if target.kind != "file":
+        raise DistnerError(f"{p}: is not a regular file; distner writes only regular files into {folder}")
+    return p
+
+
 def check_output_file(
     path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike | None] = ()
 ) -> Path:

@@ -23,7 +23,7 @@ from torch import nn
 from distner.config import REFERENCE_SEQ_LEN, RunConfig, read_yaml_mapping
 from distner.core.errors import DistnerError, one_line
 from distner.core.fileio import atomic_write_text, write_json
-from distner.core.paths import check_output_file
+from distner.core.paths import check_output_file, check_within
 from distner.data.conll import Sentence, format_conll, read_conll, split_path, with_granularity
 from distner.data.vocab import PAD, UNK, UNK_ID, BatchDataset, BucketBatchSampler, Vocab, encode
 from distner.evaluation.metrics import score
@@ -191,7 +191,8 @@ def evaluate_run(
     if input_file is not None and _made_from_another(run.run_dir / f"eval-{name}.json", source):
         # two inputs with one base name (a/test.conll, b/test.conll) keep a file each
         name += "-" + hashlib.sha256(source.encode()).hexdigest()[:8]
-    out = check_output_file(run.run_dir / f"eval-{name}.json", "--model", inputs=[path, predictions])
+    out = check_within(run.run_dir / f"eval-{name}.json", run.run_dir)  # a received run: no link out
+    check_output_file(out, "--model", inputs=[path, predictions])
     gold = with_granularity(read_conll(path), run.granularity)
     seq_len = run.cfg.train.scoring_len
     if predictions is not None:
@@ -202,7 +203,7 @@ def evaluate_run(
     else:
         metrics = evaluate(run.model, gold, run.vocab, run.tags, seq_len, chars=run.chars)
     metrics["source"] = source
-    return name, metrics, write_json(out, metrics)
+    return name, metrics, write_json(out, metrics, within=run.run_dir)
 
 
 def _made_from_another(path: Path, source: str) -> bool:
@@ -219,7 +220,7 @@ def _made_from_another(path: Path, source: str) -> bool:
 def predict_file(run_dir: str | os.PathLike, input_file: str | os.PathLike, output: str | os.PathLike) -> int:
     """Tag `input_file` and write it in MultiCoNER format; returns the number of sentences."""
     run = load_run(run_dir)
-    model_files = [Path(run_dir) / "final.json", *(run.run_dir / f for f in runs.RUN_FILES)]
+    model_files = [Path(run_dir) / runs.FINAL, *runs.own_files(run.run_dir)]
     check_output_file(output, "--output", inputs=[input_file, *model_files])
     # labels, if any, are ignored: accept either granularity's types
     sentences = read_conll(input_file, require_tags=False, types={*FINE_TYPES, *COARSE_TYPES})

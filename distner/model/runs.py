@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from distner.config import FIELD_TYPES, RunConfig, read_yaml_mapping, with_defaults
-from distner.core.errors import DistnerError, one_line
+from distner.core.errors import DistnerError, one_line, shorten
 from distner.core.fileio import read_json, write_json, write_yaml
 from distner.core.paths import check_output_dir, writable_place
 from distner.labels import normalize_granularity, normalize_lang, tag_set
@@ -49,8 +49,34 @@ def resolve_final(path: str | os.PathLike) -> Path:
         run_dir = data.get("run_dir") if isinstance(data, dict) else None
         if not isinstance(run_dir, str) or not run_dir:
             raise DistnerError(f"{final}: no 'run_dir' naming the final model")
-        return p / run_dir  # relative to the cell folder (older files hold absolute paths)
+        return inside_cell(p, run_dir, final)
     return p
+
+
+def inside_cell(cell_dir: Path, run_dir: str, source: Path) -> Path:
+    """A run folder a cell's file (`source`: final.json, retrain.json) names, relative to the cell:
+    it must lie inside the cell folder, links resolved (older files hold absolute paths, which
+    still pass where they point into the cell), so a received cell never sends a command to
+    evaluate, or write into, a folder elsewhere."""
+    run = cell_dir / run_dir
+    root = os.path.realpath(cell_dir)
+    if os.path.commonpath([root, os.path.realpath(run)]) != root or os.path.realpath(run) == root:
+        raise DistnerError(
+            f"{source}: 'run_dir' {shorten(run_dir)} is not a folder inside the cell {cell_dir}; "
+            "a cell's final model lies in its own folder"
+        )
+    return run
+
+
+def own_files(run: Path) -> list[Path]:
+    """The files of a run itself, which no output may replace: config.yaml, model.pt,
+    metrics.json, its evaluations (eval-*.json) and every file under tb/ (TensorBoard's events)."""
+    tb = run / "tb"
+    return [
+        *(run / f for f in RUN_FILES),
+        *run.glob("eval-*.json"),
+        *(f for f in tb.rglob("*") if f.is_file()),
+    ]
 
 
 def finished_run(path: str | os.PathLike) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,9 @@ from typing import Any
 from distner.config import REFERENCE_SEQ_LEN
 from distner.core.errors import DistnerError
 from distner.core.fileio import atomic_write_text, staged_files, write_json, write_output
+from distner.core.interrupts import stop_requests
 from distner.core.locks import folder_lock
-from distner.core.paths import check_output_dir, check_output_file, is_remote
+from distner.core.paths import check_output_dir, check_output_file, check_within, is_remote
 from distner.model import runs
 from distner.options import ReportOptions
 from distner.records import (
@@ -194,13 +197,27 @@ def build_report(opts: ReportOptions) -> Report:
     With `finished_only`, cells without retrain results are left out instead of being an error."""
     rdir, odir = Path(opts.retrain_dir).resolve(), check_output_dir(opts.report_dir, "--report-dir").resolve()
     for name in ("report.md", REPORT_JSON):
-        check_output_file(odir / name, "--out")
+        check_output_file(check_within(odir / name, odir), "--out")  # no link out of the folder
     # one writer per report folder: two would mix their figures and files
     with folder_lock(odir, f"--out {odir}"):
-        return _build_report(opts, rdir, odir)
+        # a stop is acted on between cells and before the swap (the earlier report untouched: 130);
+        # one held back during the swap, or later, finds the report written (exit 0, said)
+        try:
+            with stop_requests() as stop:
+                report = _build_report(opts, rdir, odir, stop.check)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(f"report not written; {odir} is as it was") from None
+        if stop.received is not None:
+            stopped_after(odir)
+        return report
 
 
-def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> Report:
+def stopped_after(odir: Path) -> None:
+    """A stop that came once the new report was in place: the report is written, and said so."""
+    print(f"distner: the stop came after the report was in place; {odir} holds the new one", file=sys.stderr)
+
+
+def _build_report(opts: ReportOptions, rdir: Path, odir: Path, check: Callable[[], None]) -> Report:
     cells, published = [str(c) for c in opts.cells], _published()
     kept = (
         _kept_cells(odir, [c for c in cells if not (rdir / c / RETRAIN_JSON).is_file()])
@@ -213,7 +230,9 @@ def _build_report(opts: ReportOptions, rdir: Path, odir: Path) -> Report:
     loaded = {cell: read_retrain(rdir / cell / RETRAIN_JSON, cell) for cell in cells if cell not in kept}
     earlier = (read_report(Path(opts.against)), opts.against) if opts.against else None
     with staged_files(odir) as stage:  # figures, report.json and report.md land together or not at all
-        return _write_report(loaded, published, rdir, stage, earlier, kept, cells)
+        report = _write_report(loaded, published, rdir, stage, earlier, kept, cells, check)
+        check()  # a stop asked for while drawing: nothing moves into place
+    return report
 
 
 def _kept_cells(odir: Path, cells: list[str]) -> dict[str, CellReport]:
@@ -264,9 +283,11 @@ def _write_report(
     earlier: tuple[Report, str] | None,
     kept: dict[str, CellReport],
     order: list[str],
+    check: Callable[[], None],
 ) -> Report:
     report = Report(cells={}, method=METHOD, published_source=published["source"])
     for cell in order:  # the cells asked for, each loaded here or kept
+        check()
         if cell in kept:  # as the earlier report has it; its figures stay where they are
             report["cells"][cell] = kept[cell]
             continue
@@ -274,7 +295,7 @@ def _write_report(
         lang, gran = r["lang"], r["granularity"]
         tuned_name = next(n for n in r["variants"] if n != "baseline")
         tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
-        final_dir = rdir / cell / r["final"]["run_dir"]  # relative to the cell (older: absolute)
+        final_dir = runs.inside_cell(rdir / cell, r["final"]["run_dir"], rdir / cell / RETRAIN_JSON)
         final_metrics = runs.read_metrics(final_dir)["test"]
         pub = published["results"][lang][gran]
         c = CellReport(

@@ -34,7 +34,7 @@ from distner.evaluation.metrics import MONITOR
 from distner.labels import Cell, normalize_granularity, normalize_lang
 from distner.options import NUM_SAMPLES, PACK_MAX, TuneOptions
 from distner.spaces import Param, Space, load_space
-from distner.tune import packed
+from distner.tune import packed, trust
 from distner.tune.study import (
     Study,
     StudyFiles,
@@ -183,6 +183,9 @@ def _run_study(
     name, path, storage = study.name, study.path, storage_root(opts.storage)
     restorable = compat.can_restore(path, remote=is_remote(storage))
     count = _claim(opts, study, space, restorable)  # the study's trials; None: as Ray saved it
+    local = not is_remote(storage)
+    if (opts.resume or opts.results_only) and local:  # Ray would unpickle it: only a state we signed
+        trust.check_state(Path(path), opts.trust)
     total = count or NUM_SAMPLES
     if opts.resume or opts.results_only:
         _recorded_pack(opts, study)
@@ -301,6 +304,8 @@ def _run_study(
         t0 = time.time()
         if opts.results_only:
             grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
+            if local:  # a state read by --trust is this user's from now on
+                trust.sign_state(Path(path))
             return clock.done(_finish(grid, float("nan"), space, opts, study, gpus, pack), opts.verbose)
         if opts.resume:
             tuner = tune.Tuner.restore(
@@ -322,7 +327,11 @@ def _run_study(
             _pending_trials(max_concurrent, _slots(opts.cpus_per_trial, gpus)),
             resumed_as(total, storage, name),  # what a restored StudySearch needs to know
         ):
-            grid = tuner.fit()
+            try:
+                grid = tuner.fit()
+            finally:  # the state this run left, an interrupted one's too, so that --resume reads it
+                if local:
+                    trust.sign_state(Path(path))
         wall = time.time() - t0
         clock.lap("trials")
         finished = grid.num_terminated + grid.num_errors

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from distner.config import RunConfig
+from distner.core import interrupts
 from distner.core.compat import RAY_SYSTEM_CONFIG
 from distner.core.errors import DistnerError
 from distner.core.paths import is_remote
@@ -34,6 +37,11 @@ def init_ray(address: str | None = None, verbose: int = 1) -> bool:
 
     if ray.is_initialized():
         return False
+    with interrupts.base_kept(signal.SIGTERM):  # ray.init's handler would exit at once, code 15
+        return _init_ray(ray, address, verbose)
+
+
+def _init_ray(ray: Any, address: str | None, verbose: int) -> bool:
     # Ray's own INFO lines (its start banner, whose TensorBoard hint names a staging folder, not
     # the study) only when its output is asked for: below that, a failure stays one line
     level = logging.INFO if verbose > 1 else logging.WARNING  # INFO: Ray's default

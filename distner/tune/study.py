@@ -24,7 +24,7 @@ from typing import Any
 from distner.config import RunConfig, read_yaml_mapping
 from distner.core.errors import DistnerError
 from distner.core.fileio import write_json, write_output, write_yaml
-from distner.core.paths import is_remote
+from distner.core.paths import check_within, is_remote
 from distner.evaluation.metrics import MONITOR
 from distner.labels import Cell
 from distner.options import STORAGE
@@ -111,10 +111,13 @@ class StudyResult:
 
 def write_outputs(study: Study, rows: list[TrialRow], summary: StudySummary, space: Space) -> StudyResult:
     """Write trials.csv, summary.json, optuna.db and best/<cell>.yaml of a study."""
-    study.results_dir.mkdir(parents=True, exist_ok=True)
-    write_trials(study.results_dir / TRIALS_CSV, rows, [p.name for p in space.params])
-    write_json(study.results_dir / SUMMARY_JSON, summary)
-    _export_optuna(study.path, study.results_dir / "optuna.db", study.name)
+    folder = study.results_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (TRIALS_CSV, SUMMARY_JSON, "optuna.db"):  # a received study: nothing outside it written
+        check_within(folder / name, folder)
+    write_trials(folder / TRIALS_CSV, rows, [p.name for p in space.params])
+    write_json(folder / SUMMARY_JSON, summary, within=folder)
+    _export_optuna(study.path, folder / "optuna.db", study.name)
     best_path = _write_best(rows, space, study)
     return StudyResult(study.name, study.path, study.results_dir, best_path, summary, rows)
 
@@ -297,7 +300,7 @@ def _export_optuna(study_path: str, db: Path, name: str) -> None:
         out = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
         out.add_trials([t for t in study.trials if t.state.is_finished()])
         del out
-        write_output(db, lambda f: f.write(tmp.read_bytes()))
+        write_output(db, lambda f: f.write(tmp.read_bytes()), within=db.parent)
 
 
 def _write_best(rows: list[TrialRow], space: Space, study: Study) -> Path:

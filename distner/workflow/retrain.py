@@ -158,8 +158,8 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
         final=final,
     )
-    write_json(cell_dir / "final.json", final)
-    write_json(cell_dir / RETRAIN_JSON, result)
+    write_json(cell_dir / "final.json", final, within=cell_dir)  # a received cell: written inside only
+    write_json(cell_dir / RETRAIN_JSON, result, within=cell_dir)
     return result
 
 

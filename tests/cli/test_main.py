@@ -2,10 +2,27 @@
 
 import gzip
 import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from ..helpers import run_cli, write
+from ..helpers import (
+    CONFIG,
+    DISTNER,
+    ENV,
+    TINY,
+    as_in_a_terminal,
+    retrain_args,
+    run_cli,
+    snapshot,
+    stdout_full,
+    train_args,
+    write,
+)
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
@@ -121,3 +138,82 @@ def test_a_retrain_without_its_best_config_leaves_no_folder(tmp_path):
     proc = run_cli("retrain", "--lang", "en", "--best-dir", tmp_path / "none", "--retrain-dir", out)
     assert_one_line_error(proc, "en-fine.yaml: best config not found; make it with: distner tune")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------ stop signals in every phase of a command (issue 43)
+
+
+def _loads_torch(pid: int) -> bool:
+    """Whether the process has begun its heavy imports (torch's library is mapped)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _stop_during_imports(args: list[object], cwd: Path, sig: signal.Signals, env: dict) -> tuple[int, str]:
+    """`distner ARGS`, sent `sig` once it is importing torch (before any fit starts): exit code, stderr."""
+    proc = subprocess.Popen(
+        [*DISTNER, *map(str, args)], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=as_in_a_terminal,
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not _loads_torch(proc.pid) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, proc.communicate()[1].decode()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err.decode()
+
+
+COMMANDS_AT_IMPORT = {
+    "train": lambda tmp: train_args(tmp / "run"),
+    "features": lambda tmp: ["features", "--lang", "en", "--data-dir", TINY, "--splits", "dev"],
+    "retrain": retrain_args,
+}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize("command", COMMANDS_AT_IMPORT)
+def test_a_stop_during_the_heavy_imports_is_130_and_one_line(command, sig, tmp_path):
+    """SIGTERM used to kill a command there at once (143, no word; train left its .run.lock),
+    and SIGINT could end a retrain by the signal itself (-2): one policy from the first step."""
+    work = tmp_path / "work"
+    write(work / "best.yaml", CONFIG)
+    before = snapshot(work)
+    env = {**ENV, "DISTNER_CACHE": str(tmp_path / "cache")}  # features' cache, outside `work`
+    code, err = _stop_during_imports(COMMANDS_AT_IMPORT[command](work), work, sig, env)
+    lines = err.strip().splitlines()
+    assert code == 130 and "Traceback" not in err, err
+    assert lines[-1].startswith("distner: interrupted"), err
+    after = snapshot(work)
+    assert not [p for p in after if p not in before and Path(p).name.startswith(".")], after  # no lock
+    if command == "train":
+        assert after == before  # no run, no hidden temp folder, no lock
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_stop_after_the_run_is_in_place_says_so(sig, tmp_path):
+    """train blocked printing its table (stdout full) once its run is in place: SIGTERM used to
+    end it with 143 and no word. Now 130, one line saying the run is whole, and no lock."""
+    r, w = stdout_full()
+    proc = subprocess.Popen(
+        [*DISTNER, *map(str, train_args(tmp_path / "run", "--quiet"))], cwd=tmp_path, env=ENV,
+        stdout=w, stderr=subprocess.PIPE, preexec_fn=as_in_a_terminal,
+    )  # fmt: skip
+    os.close(w)
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "run" / "metrics.json").is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # past the swap, into the blocked print
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(r)
+        if proc.poll() is None:
+            proc.kill()
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 130 and "Traceback" not in err.decode(), err.decode()
+    assert lines[-1] == f"distner: interrupted: after the run finished; {tmp_path / 'run'} holds it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .run.lock, no temp folder

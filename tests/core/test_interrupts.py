@@ -98,3 +98,44 @@ def test_rays_leftover_sigterm_handler_is_replaced_within_and_put_back_after(no_
         assert signal.getsignal(signal.SIGTERM) is rays
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+LATE = """
+import os, signal, sys, time
+from distner.core import interrupts
+interrupts.install()
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # inherited ignore kept
+print("working", flush=True)
+try:
+    time.sleep(30)
+except KeyboardInterrupt:
+    print("stopped as Ctrl-C", flush=True)
+interrupts.finished(0)
+print("finished", flush=True)
+time.sleep(30)  # as a shutdown that takes its time
+"""
+
+
+@pytest.mark.integration  # real processes
+def test_the_base_makes_sigterm_ctrl_c_and_a_late_one_ends_at_once_with_a_word() -> None:
+    """Before a block's policy, SIGTERM is a KeyboardInterrupt (not the default death, 143);
+    once the command finished, one more ends the process with 130 and a line saying so."""
+    import subprocess
+    import sys
+
+    from ..helpers import ENV
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LATE], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "working\n"
+    proc.send_signal(signal.SIGINT)  # ignored by its parent: stays ignored
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout.readline() == "stopped as Ctrl-C\n"
+    assert proc.stdout.readline() == "finished\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err == "distner: interrupted after the command finished; its output is complete\n"
