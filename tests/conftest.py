@@ -96,13 +96,13 @@ def no_ray_left():
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`) is integration too; every test
-    neither integration nor slow is unit."""
+    neither integration, heavy nor slow is unit."""
     for item in items:
         if "slow" in item.keywords:
             continue
         if "no_ray_left" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
-        if "integration" not in item.keywords:
+        if "integration" not in item.keywords and "heavy" not in item.keywords:
             item.add_marker(pytest.mark.unit)
 
 

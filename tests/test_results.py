@@ -45,7 +45,12 @@ def _label(path: Path) -> str:
     return str(path.relative_to(RESULTS).with_suffix(""))
 
 
-@pytest.mark.parametrize("config", CONFIGS + PRETRAINED, ids=_label)
+@pytest.mark.parametrize(
+    "config",
+    # the pretrained configs encode whole splits with e5 and train its layers: heavy, not unit
+    [*CONFIGS, *(pytest.param(p, marks=pytest.mark.heavy) for p in PRETRAINED)],
+    ids=_label,
+)
 def test_committed_config_trains(config, small_synthetic_data, tmp_path, capsys):
     """The published config as it is (only its length cut), on the small synthetic corpus (the
     e5 features of its whole splits are most of the cost), through the command a reader would

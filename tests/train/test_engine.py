@@ -61,7 +61,9 @@ def _alone(cfg, corpus) -> list[dict[str, float]]:
     return [member.run_epoch() for _ in range(cfg.train.epochs)]
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.heavy) if n.startswith("e5") else n for n in CONFIGS]
+)
 def test_same_losses_and_scores_as_lightning(name, corpus, tmp_path):
     torch.set_num_threads(1)
     cfg = load_config(None, BASE + CONFIGS[name])
@@ -120,6 +122,7 @@ def test_resumed_member_continues_exactly(name, corpus):
         Member(cfg.replace(lr=0.01), shared, state=state)
 
 
+@pytest.mark.heavy  # e5's trained layers over 3 epochs: tens of seconds
 def test_a_schedule_decays_both_rates_to_zero(corpus):
     """lr_schedule=linear: after the last step both groups' rates (tagger and trained encoder layers)
     are 0, and the run differs from a constant-rate one from its second epoch on."""
@@ -136,6 +139,7 @@ def test_a_schedule_decays_both_rates_to_zero(corpus):
     assert decayed[1]["train_loss"] != constant[1]["train_loss"]
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_a_packer_loads_without_lightning() -> None:
     """A packer (and its members) import no Lightning: importing it costs seconds, ~10 s on a
     machine where torchmetrics finds `transformers` (docs/performance.md)."""
