@@ -508,6 +508,13 @@ CASES = [
         lambda t: ["board", "--port", "99999", t.tmp],
         ("--port: expected 0 .. 65535, got 99999",),
     ),
+    # -- issue 43, point 4: training that produced a non-finite number is not published
+    Case(
+        "train-weights-not-finite",  # the one step's loss is finite; the weights it left are not
+        lambda t: train(t, t.tmp / "nan", "--set", "lr=5", "--set", "weight_decay=1e38", "--quiet"),
+        ("{tmp}/nan", "not finite (diverged)"),
+        started=True,
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

@@ -28,6 +28,12 @@ from distner.pretrained.encoder import Features
 FINITE_CHECK_EVERY = 50
 
 
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every weight is finite (one read from the device). Checked after each training
+    epoch: the last step can leave NaN weights behind a finite loss, and they would be kept."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+
+
 @dataclass(frozen=True)
 class EncodedCorpus:
     """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""

@@ -154,6 +154,18 @@ def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
         fit(load_config(None, TINY), corpus, tmp_path, progress=False, callbacks=[Poison()])
 
 
+def test_weights_left_not_finite_by_the_last_step_are_not_kept(tmp_path, tiny_dir):
+    """The loss of the epoch's one step is finite; the weights its update left are not. Before,
+    the epoch was scored (F1 0) and its NaN weights kept as the model."""
+    from distner.core.errors import TrainingDiverged
+
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1", "lr=5", "weight_decay=1e38"])
+    with pytest.raises(TrainingDiverged, match="weights are not finite"):
+        fit(cfg, corpus, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
+
+
 def _tree_hashes(root):
     import hashlib
 
