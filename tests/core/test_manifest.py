@@ -137,6 +137,25 @@ def test_a_study_that_lost_rays_state_is_neither_resumed_nor_restarted(study: Pa
     assert snapshot(root) == before
 
 
+def _copy(study: Path, tmp_path: Path) -> tuple[Path, Path]:
+    root = shutil.copytree(study, tmp_path / "copy")
+    return root, root / "runs" / "en-fine"
+
+
+def test_a_truncated_rays_state_is_the_one_line_of_a_missing_one(study: Path, tmp_path: Path) -> None:
+    """A cut tuner.pkl passed for restorable (its file exists) and failed deep in Ray: 27 lines."""
+    root, folder = _copy(study, tmp_path)
+    state = (folder / "tuner.pkl").read_bytes()
+    (folder / "tuner.pkl").write_bytes(state[: len(state) // 2])
+    before = snapshot(root)
+    for extra in (["--resume"], ["--results-only"]):
+        proc = distner(*tune_args(root, *extra), cwd=root)
+        lines = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr.decode()
+        assert f"{folder}: Ray's state of this study (tuner.pkl) is missing or damaged" in lines[0]
+    assert snapshot(root) == before
+
+
 def test_a_folder_of_files_without_a_manifest_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "space.yaml", SPACE % 1)
     folder = tmp_path / "runs" / "en-fine"
