@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from distner import __version__
 from distner.core import manifest
 from distner.core.errors import DistnerError
 from distner.options import TuneOptions
@@ -156,6 +157,22 @@ def test_a_truncated_rays_state_is_the_one_line_of_a_missing_one(study: Path, tm
     assert snapshot(root) == before
 
 
+def test_a_study_made_by_a_newer_distner_is_refused(study: Path, tmp_path: Path) -> None:
+    root, folder = _copy(study, tmp_path)
+    m = manifest.read(folder)
+    assert m is not None
+    manifest.write(folder, replace(m, version="9.9.9"))
+    before = snapshot(root)
+    proc = distner(*tune_args(root, "--resume"), cwd=root)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr.decode()
+    assert lines[0] == (
+        f"distner: error: {folder / 'distner.json'}: made by distner 9.9.9, this is {__version__}; "
+        "use distner 9.9.9 or newer with this folder"
+    )
+    assert snapshot(root) == before
+
+
 def test_a_folder_of_files_without_a_manifest_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "space.yaml", SPACE % 1)
     folder = tmp_path / "runs" / "en-fine"
@@ -177,6 +194,7 @@ DAMAGED = [
     "[1, 2]",
     '{"kind": "study"}',
     '{"kind": "x", "cell": "en", "version": "1", "made_from": {}}',
+    '{"kind": "study", "cell": "en-fine", "version": "new", "made_from": {}}',
 ]
 
 
