@@ -98,7 +98,9 @@ def cmd_predict(opts: PredictOptions) -> int:
 def _tune_options(args: argparse.Namespace) -> TuneOptions:
     """TuneOptions from the flags; --smoke presets what the user left out."""
     smoke = bool(args.smoke)
-    presets = {"space": SMOKE_SPACE, "num_samples": SMOKE_SAMPLES} if smoke else {}
+    presets: dict[str, Any] = {"space": SMOKE_SPACE, "num_samples": SMOKE_SAMPLES} if smoke else {}
+    if getattr(args, "resume", False):  # a resumed study keeps its own count unless --num-samples says
+        presets.pop("num_samples", None)
     return TuneOptions(**{"lang": "en", **presets, **given(args, TuneOptions)})
 
 

@@ -173,6 +173,21 @@ def test_a_study_made_by_a_newer_distner_is_refused(study: Path, tmp_path: Path)
     assert snapshot(root) == before
 
 
+def test_smoke_does_not_grow_a_resumed_study(study: Path, tmp_path: Path) -> None:
+    """--smoke's 4 trials are a default, not a request: on --resume the study keeps its own count
+    (2 here); before, it grew to 4."""
+    root, folder = _copy(study, tmp_path)
+    before = (folder / "trials.csv").read_text().splitlines()
+    args = tune_args(root, "--resume", "--smoke", "--name", "en-fine")
+    at = args.index("--num-samples")
+    proc = distner(*args[:at], *args[at + 2 :], cwd=root)  # no --num-samples
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "2 -> 4 trials" not in proc.stderr.decode()
+    assert (folder / "trials.csv").read_text().splitlines() == before
+    m = manifest.read(folder)
+    assert m is not None and m.made_from["num_samples"] == 2
+
+
 def test_a_folder_of_files_without_a_manifest_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "space.yaml", SPACE % 1)
     folder = tmp_path / "runs" / "en-fine"
