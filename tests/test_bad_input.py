@@ -515,6 +515,12 @@ CASES = [
         ("{tmp}/nan", "not finite (diverged)"),
         started=True,
     ),
+    # -- issue 43, point 5: accepted without a word before; one line now, before any work
+    Case(
+        "train-min-freq-above-every-count",
+        lambda t: train(t, t.tmp / "o", "--set", "min_freq=3"),
+        ("min_freq=3", "seen at most 2 times", "<pad> and <unk>"),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

@@ -51,7 +51,12 @@ def cmd_train(opts: TrainOptions) -> int:
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
         check_extra_train(corpus.data_dir, cell.lang, cfg.train.extra_langs)
-        from distner.train.fit import fit_into  # torch and Lightning: only once the data has been read whole
+        from distner.data.encoded import check_vocabulary
+
+        # torch and Lightning: only once the data has been read whole
+        from distner.train.fit import fit_into
+
+        check_vocabulary(corpus, cfg)
 
         extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit
         print(f"distner train: {cell}, {len(corpus.train)} train sentences{extra} -> {out}", file=sys.stderr)
