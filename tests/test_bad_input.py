@@ -521,6 +521,11 @@ CASES = [
         lambda t: train(t, t.tmp / "o", "--set", "min_freq=3"),
         ("min_freq=3", "seen at most 2 times", "<pad> and <unk>"),
     ),
+    Case(
+        "train-precision-16-mixed-on-cpu",
+        lambda t: train(t, t.tmp / "o", "--set", "precision=16-mixed", "--accelerator", "cpu"),
+        ("precision=16-mixed", "needs a GPU", "bf16-mixed"),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

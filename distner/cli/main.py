@@ -54,9 +54,10 @@ def cmd_train(opts: TrainOptions) -> int:
         from distner.data.encoded import check_vocabulary
 
         # torch and Lightning: only once the data has been read whole
-        from distner.train.fit import fit_into
+        from distner.train.fit import check_precision, fit_into, select_accelerator
 
         check_vocabulary(corpus, cfg)
+        check_precision(cfg.train.precision, select_accelerator(opts.accelerator))
 
         extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit
         print(f"distner train: {cell}, {len(corpus.train)} train sentences{extra} -> {out}", file=sys.stderr)

@@ -214,6 +214,16 @@ def select_accelerator(accelerator: str) -> str:
     return accelerator
 
 
+def check_precision(precision: str, accelerator: str) -> None:
+    """16-bit AMP is a GPU's: on a CPU Lightning runs bf16-mixed instead, and the run would record
+    a precision it did not train with."""
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise DistnerError(
+            "precision=16-mixed: needs a GPU (on a CPU Lightning would run bf16-mixed instead); "
+            "set precision=bf16-mixed or 32"
+        )
+
+
 def fit(
     cfg: RunConfig,
     corpus: Corpus,
@@ -245,6 +255,8 @@ def _fit(
     evaluate_test: bool,
     keep: runs.KeepEpoch,
 ) -> FitResult:
+    accel = select_accelerator(accelerator)
+    check_precision(cfg.train.precision, accel)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -253,7 +265,6 @@ def _fit(
     module = TaggerModule(model, cfg, data.tags)
     runs.write_config(out, cfg, corpus, data)
 
-    accel = select_accelerator(accelerator)
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     logger.log_hyperparams(
         {**cfg.to_flat(), "lang": corpus.lang, "granularity": corpus.granularity},

@@ -166,6 +166,14 @@ def test_weights_left_not_finite_by_the_last_step_are_not_kept(tmp_path, tiny_di
     assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_16_bit_amp_on_a_cpu_is_refused_not_run_as_bf16(tmp_path, tiny_dir):
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, "epochs=1", "precision=16-mixed"])
+    with pytest.raises(DistnerError, match=r"^precision=16-mixed: needs a GPU"):
+        fit(cfg, corpus, tmp_path / "run", accelerator="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def _tree_hashes(root):
     import hashlib
 
