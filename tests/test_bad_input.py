@@ -526,6 +526,23 @@ CASES = [
         lambda t: train(t, t.tmp / "o", "--set", "precision=16-mixed", "--accelerator", "cpu"),
         ("precision=16-mixed", "needs a GPU", "bf16-mixed"),
     ),
+    Case(
+        "retrain-config-and-top-k",
+        lambda t: [
+            "retrain",
+            "--lang",
+            "en",
+            "--config",
+            t.file("b.yaml", "epochs: 1\n"),
+            "--top-k",
+            "2",
+            "--retrain-dir",
+            t.tmp / "r",
+            "--data-dir",
+            TINY,
+        ],  # fmt: skip
+        ("--config", "--top-k 2", "give one"),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",
