@@ -543,6 +543,8 @@ CASES = [
         ],  # fmt: skip
         ("--config", "--top-k 2", "give one"),
     ),
+    Case("tune-name-newline", lambda t: tune(t, "--name", "a\nb"), ("--name 'a\\nb'", "control characters")),
+    Case("tune-name-escape", lambda t: tune(t, "--name", "x\x1b[2J"), ("--name", "control characters")),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

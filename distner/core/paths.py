@@ -157,17 +157,19 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def check_path_component(name: str, flag: str) -> str:
-    """A name used as one folder under another (a study under --storage): nothing that climbs out."""
+    """A name used as one folder under another (a study under --storage): nothing that climbs out,
+    and no control character (a newline or an escape sequence would garble every line naming it)."""
     bad = (
         not name
         or name in (".", "..")
         or any(c in name for c in "/\\\0")
         or os.path.isabs(name)
         or name != name.strip()
+        or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
     )
     if bad:
         raise DistnerError(
-            f"{flag} {shorten(name)}: must be a plain name (one folder: no '/', '\\', '..' or leading/"
-            "trailing spaces)"
+            f"{flag} {shorten(name)}: must be a plain name (one folder: no '/', '\\', '..', control "
+            "characters or leading/trailing spaces)"
         )
     return name
