@@ -545,6 +545,27 @@ CASES = [
     ),
     Case("tune-name-newline", lambda t: tune(t, "--name", "a\nb"), ("--name 'a\\nb'", "control characters")),
     Case("tune-name-escape", lambda t: tune(t, "--name", "x\x1b[2J"), ("--name", "control characters")),
+    Case(
+        "predict-input-folder",
+        lambda t: predict(t, t.file("d/x", "").parent, t.tmp / "o.conll"),
+        ("--input {tmp}/d: a folder, not a file",),
+    ),
+    Case(
+        "predict-input-fifo",
+        lambda t: (os.mkfifo(t.tmp / "fifo"), predict(t, t.tmp / "fifo", t.tmp / "o.conll"))[1],
+        ("--input {tmp}/fifo: not a regular file (a FIFO)",),
+    ),
+    Case("predict-input-dash", lambda t: predict(t, "-", t.tmp / "o.conll"), ("--input -: standard input",)),
+    Case(
+        "predict-input-dev-null",
+        lambda t: predict(t, "/dev/null", t.tmp / "o.conll"),
+        ("--input /dev/null: not a regular file (a character device)",),
+    ),
+    Case(
+        "evaluate-input-folder",
+        lambda t: ["evaluate", "--model", t.run, "--input", t.file("d/x", "").parent],
+        ("--input {tmp}/d: a folder, not a file",),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

@@ -70,8 +70,12 @@ def cmd_train(opts: TrainOptions) -> int:
 
 
 def cmd_evaluate(opts: EvaluateOptions) -> int:
+    from distner.core.paths import check_input_file
     from distner.model.runs import finished_run
 
+    for flag, given_path in (("--input", opts.input), ("--predictions", opts.predictions)):
+        if given_path is not None:
+            check_input_file(given_path, flag)
     finished_run(opts.model)  # a wrong --model: an error before torch loads
     from distner.evaluation.evaluate import evaluate_run
     from distner.report.tables import metrics_table
@@ -89,9 +93,10 @@ def cmd_evaluate(opts: EvaluateOptions) -> int:
 
 
 def cmd_predict(opts: PredictOptions) -> int:
-    from distner.core.paths import check_output_file
+    from distner.core.paths import check_input_file, check_output_file
     from distner.model.runs import finished_run
 
+    check_input_file(opts.input, "--input")  # a file, read by name: a stream or folder says what it is
     check_output_file(opts.output, "--output", inputs=[opts.input])  # at once; the model's files later
     finished_run(opts.model)  # a wrong --model: an error before torch loads
     from distner.evaluation.evaluate import predict_file

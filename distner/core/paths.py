@@ -173,3 +173,28 @@ def check_path_component(name: str, flag: str) -> str:
             "characters or leading/trailing spaces)"
         )
     return name
+
+
+# what a path that exists but is not a regular file is, in words
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> Path:
+    """A file distner reads whole (more than once, and by name): a regular file, or a symbolic
+    link to one. `-`, a folder, a FIFO or a device is one line saying which, not "not found"."""
+    if os.fspath(path) == STDOUT:
+        raise DistnerError(f"{what} -: standard input is not read; give a file")
+    p = Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise DistnerError(f"{what} {p}: file not found") from None
+    except OSError as e:
+        raise DistnerError(f"{what} {shorten(str(p))}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise DistnerError(f"{what} {p}: a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise DistnerError(f"{what} {p}: not a regular file ({kind})")
+    return p
