@@ -566,6 +566,11 @@ CASES = [
         lambda t: ["evaluate", "--model", t.run, "--input", t.file("d/x", "").parent],
         ("--input {tmp}/d: a folder, not a file",),
     ),
+    Case(
+        "config-yaml-merge-key",
+        lambda t: train(t, t.tmp / "o", "--config", t.file("m.yaml", "lr: 0.005\n<<: {epochs: 1}\n")),
+        ("{tmp}/m.yaml:2", "merge keys (<<) are not supported"),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

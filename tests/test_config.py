@@ -86,3 +86,13 @@ def test_echoed_values_are_capped(tmp_path):
 def test_frozen():
     with pytest.raises(AttributeError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_merge_keys_are_refused_with_their_line_and_a_merge_bomb_costs_nothing(tmp_path):
+    with pytest.raises(DistnerError, match=r"m\.yaml:2: invalid YAML \(merge keys \(<<\) are not supported"):
+        load_config(write(tmp_path / "m.yaml", "lr: 0.005\n<<: {epochs: 1}\n"))
+    # nested merges copy entries for real (9**8 of them here): refused at the first `<<`, at once
+    levels = ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
+    levels += [f"{n}: &{n} {{<<: [{', '.join([f'*{p}'] * 9)}]}}" for p, n in zip("abcdefg", "bcdefgh")]
+    with pytest.raises(DistnerError, match="merge keys"):
+        load_config(write(tmp_path / "bomb.yaml", "\n".join(levels) + "\n"))
