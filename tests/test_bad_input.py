@@ -571,6 +571,23 @@ CASES = [
         lambda t: train(t, t.tmp / "o", "--config", t.file("m.yaml", "lr: 0.005\n<<: {epochs: 1}\n")),
         ("{tmp}/m.yaml:2", "merge keys (<<) are not supported"),
     ),
+    Case(
+        "train-pretrained-vectors-huge",  # 50 MB of path: refused by its length, never looked up
+        lambda t: train(
+            t, t.tmp / "o", "--config", t.file("v.yaml", "pretrained_vectors: " + "x" * 50_000_000)
+        ),
+        ("{tmp}/v.yaml", "pretrained_vectors", "too long"),
+    ),
+    Case(
+        "train-pretrained-vectors-missing",
+        lambda t: train(t, t.tmp / "o", "--set", f"pretrained_vectors={t.tmp / 'no.vec'}"),
+        ("pretrained_vectors {tmp}/no.vec: file not found",),
+    ),
+    Case(
+        "train-pretrained-vectors-folder",
+        lambda t: train(t, t.tmp / "o", "--set", f"pretrained_vectors={t.tmp}"),
+        ("pretrained_vectors {tmp}: a folder, not a file",),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",
