@@ -27,6 +27,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 10.0  # no Adam step is useful beyond this, and near 1e38 torch's Adam overflows
 # The reference's sequence length: its training truncation, and the window of the padded-token scores.
 REFERENCE_SEQ_LEN = 25
+MAX_PATH = 4096  # Linux's PATH_MAX: a longer `pretrained_vectors` names no file
 SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-small)
 ENCODER_LAYERS = 12  # multilingual-e5-small's layers (encoder_layers counts them from 1)
 ENCODER_MIXES = ("mean", "scalar")
@@ -128,6 +129,11 @@ class ModelConfig:
             raise DistnerError(
                 f"encoder_layers={self.encoder_layers}: with encoder_train_layers={n} it must lie within the "
                 f"trained layers {ENCODER_LAYERS - n + 1}-{ENCODER_LAYERS} (e.g. last{n})"
+            )
+        if len(self.pretrained_vectors.encode("utf-8", "surrogateescape")) > MAX_PATH:
+            raise DistnerError(
+                f"pretrained_vectors: too long for a path ({len(self.pretrained_vectors):,} characters, at "
+                f"most {MAX_PATH}), got {shorten(self.pretrained_vectors)}"
             )
         if self.pretrained_vectors and not os.path.isabs(self.pretrained_vectors):
             # absolute, because Ray trials run in other working directories
@@ -301,13 +307,23 @@ def _non_negative(obj: object, *names: str) -> None:
             raise DistnerError(f"{n}: must be >= 0, got {getattr(obj, n)}")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's scanner where PyYAML has it: the pure-Python one takes ~30 s over a 50 MB value
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     """yaml.safe_load, but a key given twice in one mapping is an error (YAML lets the last win,
     which silently drops the first value)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                # `<<:` copies its mappings' entries for real (aliases alone only share them), so a
+                # few nested merges are an expansion bomb; flat configs have no use for them
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not supported; write the keys out", key_node.start_mark
+                )
             key = self.construct_object(key_node, deep=deep)
             try:
                 twice = key in seen
@@ -368,6 +384,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
     if over:
         cfg, source = cfg.replace(source="--set", **over), "--set"
     check_extra(cfg.to_flat(), source)
+    if cfg.model.pretrained_vectors:  # read only once the data is: a wrong path is said now
+        from distner.core.paths import check_input_file
+
+        check_input_file(cfg.model.pretrained_vectors, f"{source}: pretrained_vectors")
     return cfg
 
 

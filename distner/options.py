@@ -310,6 +310,11 @@ class RetrainOptions:
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.top_k < 1:
             raise DistnerError("--seeds and --top-k must be >= 1")
+        if self.config is not None and self.top_k > 1:  # --top-k reads the study, never --config
+            raise DistnerError(
+                f"--config and --top-k {self.top_k}: --config retrains that one file, --top-k the "
+                "study's best trials; give one"
+            )
         if self.train_on not in ("train", "train+dev"):
             raise DistnerError(f"--train-on {shorten(self.train_on)}: use train or train+dev")
 

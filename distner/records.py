@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
-from distner.core.errors import DistnerError
+from distner.core.errors import DistnerError, shorten
 from distner.core.fileio import atomic_write_text, read_json
 from distner.labels import Cell
 
@@ -385,10 +385,18 @@ def read_report(path: Path) -> Report:
     if not isinstance(cells, dict):
         raise DistnerError(f"{path}: not a distner report.json (no 'cells' mapping)")
     for cell, c in cells.items():
-        try:
-            for key in COMPARED:
-                float(c["tuned"][key]["mean"]), float(c["tuned"][key]["std"])
-        except (KeyError, TypeError, ValueError):
-            raise DistnerError(f"{path}: cell {cell}: no tuned {'/'.join(COMPARED)} mean and std") from None
+        for key in COMPARED:
+            for stat in ("mean", "std"):
+                try:
+                    value = c["tuned"][key][stat]
+                except (KeyError, TypeError):
+                    raise DistnerError(
+                        f"{path}: cell {cell}: no tuned {'/'.join(COMPARED)} mean and std"
+                    ) from None
+                # a JSON number, as a report writes it: "0.5" or NaN would reach the comparison
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise DistnerError(
+                        f"{path}: cell {cell}: tuned.{key}.{stat} is not a finite number ({shorten(value)})"
+                    )
     checked: Report = data  # the fields a comparison reads were checked above
     return checked

@@ -508,6 +508,86 @@ CASES = [
         lambda t: ["board", "--port", "99999", t.tmp],
         ("--port: expected 0 .. 65535, got 99999",),
     ),
+    # -- issue 43, point 4: training that produced a non-finite number is not published
+    Case(
+        "train-weights-not-finite",  # the one step's loss is finite; the weights it left are not
+        lambda t: train(t, t.tmp / "nan", "--set", "lr=5", "--set", "weight_decay=1e38", "--quiet"),
+        ("{tmp}/nan", "not finite (diverged)"),
+        started=True,
+    ),
+    # -- issue 43, point 5: accepted without a word before; one line now, before any work
+    Case(
+        "train-min-freq-above-every-count",
+        lambda t: train(t, t.tmp / "o", "--set", "min_freq=3"),
+        ("min_freq=3", "seen at most 2 times", "<pad> and <unk>"),
+    ),
+    Case(
+        "train-precision-16-mixed-on-cpu",
+        lambda t: train(t, t.tmp / "o", "--set", "precision=16-mixed", "--accelerator", "cpu"),
+        ("precision=16-mixed", "needs a GPU", "bf16-mixed"),
+    ),
+    Case(
+        "retrain-config-and-top-k",
+        lambda t: [
+            "retrain",
+            "--lang",
+            "en",
+            "--config",
+            t.file("b.yaml", "epochs: 1\n"),
+            "--top-k",
+            "2",
+            "--retrain-dir",
+            t.tmp / "r",
+            "--data-dir",
+            TINY,
+        ],  # fmt: skip
+        ("--config", "--top-k 2", "give one"),
+    ),
+    Case("tune-name-newline", lambda t: tune(t, "--name", "a\nb"), ("--name 'a\\nb'", "control characters")),
+    Case("tune-name-escape", lambda t: tune(t, "--name", "x\x1b[2J"), ("--name", "control characters")),
+    Case(
+        "predict-input-folder",
+        lambda t: predict(t, t.file("d/x", "").parent, t.tmp / "o.conll"),
+        ("--input {tmp}/d: a folder, not a file",),
+    ),
+    Case(
+        "predict-input-fifo",
+        lambda t: (os.mkfifo(t.tmp / "fifo"), predict(t, t.tmp / "fifo", t.tmp / "o.conll"))[1],
+        ("--input {tmp}/fifo: not a regular file (a FIFO)",),
+    ),
+    Case("predict-input-dash", lambda t: predict(t, "-", t.tmp / "o.conll"), ("--input -: standard input",)),
+    Case(
+        "predict-input-dev-null",
+        lambda t: predict(t, "/dev/null", t.tmp / "o.conll"),
+        ("--input /dev/null: not a regular file (a character device)",),
+    ),
+    Case(
+        "evaluate-input-folder",
+        lambda t: ["evaluate", "--model", t.run, "--input", t.file("d/x", "").parent],
+        ("--input {tmp}/d: a folder, not a file",),
+    ),
+    Case(
+        "config-yaml-merge-key",
+        lambda t: train(t, t.tmp / "o", "--config", t.file("m.yaml", "lr: 0.005\n<<: {epochs: 1}\n")),
+        ("{tmp}/m.yaml:2", "merge keys (<<) are not supported"),
+    ),
+    Case(
+        "train-pretrained-vectors-huge",  # 50 MB of path: refused by its length, never looked up
+        lambda t: train(
+            t, t.tmp / "o", "--config", t.file("v.yaml", "pretrained_vectors: " + "x" * 50_000_000)
+        ),
+        ("{tmp}/v.yaml", "pretrained_vectors", "too long"),
+    ),
+    Case(
+        "train-pretrained-vectors-missing",
+        lambda t: train(t, t.tmp / "o", "--set", f"pretrained_vectors={t.tmp / 'no.vec'}"),
+        ("pretrained_vectors {tmp}/no.vec: file not found",),
+    ),
+    Case(
+        "train-pretrained-vectors-folder",
+        lambda t: train(t, t.tmp / "o", "--set", f"pretrained_vectors={t.tmp}"),
+        ("pretrained_vectors {tmp}: a folder, not a file",),
+    ),
     # -- 8, 9, 10: accepted input, written back whole
     Case(
         "predict-tab-separated",

@@ -86,3 +86,27 @@ def test_echoed_values_are_capped(tmp_path):
 def test_frozen():
     with pytest.raises(AttributeError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_merge_keys_are_refused_with_their_line_and_a_merge_bomb_costs_nothing(tmp_path):
+    with pytest.raises(DistnerError, match=r"m\.yaml:2: invalid YAML \(merge keys \(<<\) are not supported"):
+        load_config(write(tmp_path / "m.yaml", "lr: 0.005\n<<: {epochs: 1}\n"))
+    # nested merges copy entries for real (9**8 of them here): refused at the first `<<`, at once
+    levels = ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
+    levels += [f"{n}: &{n} {{<<: [{', '.join([f'*{p}'] * 9)}]}}" for p, n in zip("abcdefg", "bcdefgh")]
+    with pytest.raises(DistnerError, match="merge keys"):
+        load_config(write(tmp_path / "bomb.yaml", "\n".join(levels) + "\n"))
+
+
+def test_pretrained_vectors_is_checked_when_a_config_is_read(tmp_path):
+    huge = write(tmp_path / "v.yaml", "pretrained_vectors: " + "x" * 5_000_000)
+    with pytest.raises(
+        DistnerError, match=r"v\.yaml: pretrained_vectors: too long for a path \(5,000,000 char"
+    ):
+        load_config(huge)
+    with pytest.raises(DistnerError, match=r"--set: pretrained_vectors .*no\.vec: file not found"):
+        load_config(None, [f"pretrained_vectors={tmp_path / 'no.vec'}"])
+    with pytest.raises(DistnerError, match="pretrained_vectors .*: a folder, not a file"):
+        load_config(None, [f"pretrained_vectors={tmp_path}"])
+    vec = write(tmp_path / "w.vec", "1 2\nword 0.1 0.2\n")
+    assert load_config(None, [f"pretrained_vectors={vec}"]).model.pretrained_vectors == str(vec)

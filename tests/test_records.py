@@ -182,6 +182,15 @@ def test_every_committed_report_reads_as_its_type():
         assert report_fits_its_type(read_report(path)), path
 
 
+def _report(mean: str, std: str) -> str:
+    """report.json text of one cell whose tuned entity_macro_f1 mean and std are these JSON values."""
+    stat = f'{{"mean": {mean}, "std": {std}, "n": 3}}'
+    good = '{"mean": 0.6, "std": 0.01, "n": 3}'
+    return (
+        f'{{"cells": {{"en-fine": {{"tuned": {{"entity_macro_f1": {stat}, "entity_micro_f1": {good}}}}}}}}}'
+    )
+
+
 @pytest.mark.parametrize(
     "text, problem",
     [
@@ -191,6 +200,17 @@ def test_every_committed_report_reads_as_its_type():
             "cell en-fine: no tuned entity_macro_f1/entity_micro_f1 mean and std",
         ),
         ("{", "damaged JSON"),
+        # numbers as strings: a TypeError traceback in the comparison before; NaN printed nan +- nan
+        (
+            _report('"0.61"', "0.01"),
+            "cell en-fine: tuned.entity_macro_f1.mean is not a finite number ('0.61')",
+        ),
+        (_report("0.61", "NaN"), "cell en-fine: tuned.entity_macro_f1.std is not a finite number (nan)"),
+        (
+            _report("Infinity", "0.01"),
+            "cell en-fine: tuned.entity_macro_f1.mean is not a finite number (inf)",
+        ),
+        (_report("true", "0.01"), "cell en-fine: tuned.entity_macro_f1.mean is not a finite number (True)"),
     ],
 )
 def test_a_report_a_comparison_cannot_read_is_one_line(tmp_path, text, problem):

@@ -52,7 +52,13 @@ def cmd_train(opts: TrainOptions) -> int:
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
         check_extra_train(corpus.data_dir, cell.lang, cfg.train.extra_langs)
-        from distner.train.fit import fit_into  # torch and Lightning: only once the data has been read whole
+        from distner.data.encoded import check_vocabulary
+
+        # torch and Lightning: only once the data has been read whole
+        from distner.train.fit import check_precision, fit_into, select_accelerator
+
+        check_vocabulary(corpus, cfg)
+        check_precision(cfg.train.precision, select_accelerator(opts.accelerator))
 
         extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit
         print(f"distner train: {cell}, {len(corpus.train)} train sentences{extra} -> {out}", file=sys.stderr)
@@ -69,8 +75,12 @@ def cmd_train(opts: TrainOptions) -> int:
 
 
 def cmd_evaluate(opts: EvaluateOptions) -> int:
+    from distner.core.paths import check_input_file
     from distner.model.runs import finished_run
 
+    for flag, given_path in (("--input", opts.input), ("--predictions", opts.predictions)):
+        if given_path is not None:
+            check_input_file(given_path, flag)
     finished_run(opts.model)  # a wrong --model: an error before torch loads
     from distner.evaluation.evaluate import evaluate_run
     from distner.report.tables import metrics_table
@@ -88,9 +98,10 @@ def cmd_evaluate(opts: EvaluateOptions) -> int:
 
 
 def cmd_predict(opts: PredictOptions) -> int:
-    from distner.core.paths import check_output_file
+    from distner.core.paths import check_input_file, check_output_file
     from distner.model.runs import finished_run
 
+    check_input_file(opts.input, "--input")  # a file, read by name: a stream or folder says what it is
     check_output_file(opts.output, "--output", inputs=[opts.input])  # at once; the model's files later
     finished_run(opts.model)  # a wrong --model: an error before torch loads
     from distner.evaluation.evaluate import predict_file
@@ -103,7 +114,9 @@ def cmd_predict(opts: PredictOptions) -> int:
 def _tune_options(args: argparse.Namespace) -> TuneOptions:
     """TuneOptions from the flags; --smoke presets what the user left out."""
     smoke = bool(args.smoke)
-    presets = {"space": SMOKE_SPACE, "num_samples": SMOKE_SAMPLES} if smoke else {}
+    presets: dict[str, Any] = {"space": SMOKE_SPACE, "num_samples": SMOKE_SAMPLES} if smoke else {}
+    if getattr(args, "resume", False):  # a resumed study keeps its own count unless --num-samples says
+        presets.pop("num_samples", None)
     return TuneOptions(**{"lang": "en", **presets, **given(args, TuneOptions)})
 
 

@@ -7,6 +7,7 @@ private names (subclasses call their parent's methods, not its attributes, excep
 from __future__ import annotations
 
 import os
+import pickletools
 from typing import Any
 
 # ray.init's `_system_config` (private): Ray starts workers at niceness 15 by default, so trials
@@ -59,12 +60,25 @@ TUNER_STATE = "tuner.pkl"
 
 
 def can_restore(path: str, remote: bool) -> bool:
-    """`ray.tune.Tuner.can_restore(path)`: a local folder by its file, without importing Ray."""
+    """`ray.tune.Tuner.can_restore(path)`: a local folder by its file, without importing Ray; and,
+    unlike Ray, only when that file is a whole pickle (a truncated one fails deep in Ray's restore)."""
     if not remote:
-        return os.path.isfile(os.path.join(path, TUNER_STATE))
+        return _whole_pickle(os.path.join(path, TUNER_STATE))
     from ray import tune
 
     return bool(tune.Tuner.can_restore(path))
+
+
+def _whole_pickle(path: str) -> bool:
+    """Whether a file is a pickle that ends where a pickle ends: its opcodes are only read
+    (pickletools runs none of them), up to the STOP that closes it."""
+    try:
+        with open(path, "rb") as f:
+            for _ in pickletools.genops(f):
+                pass
+    except Exception:  # OSError, or a damaged stream: ValueError, EOFError, struct.error, ...
+        return False
+    return True
 
 
 def check_cluster_config(config: dict[str, Any]) -> None:

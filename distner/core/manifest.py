@@ -14,6 +14,7 @@ may adopt once it has checked what the folder says about itself (`adopt`).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +50,21 @@ def read(folder: str | os.PathLike) -> Manifest | None:
             raise DistnerError(f"{path}: damaged manifest (key {key!r} missing or not a {kind.__name__})")
     if data["kind"] not in KINDS:
         raise DistnerError(f"{path}: damaged manifest (unknown kind {shorten(data['kind'])!r})")
+    made_by = _release(data["version"])
+    if made_by is None:
+        raise DistnerError(f"{path}: damaged manifest (version {shorten(data['version'])})")
+    if made_by > (_release(__version__) or ()):  # its folder may hold what this one cannot read
+        raise DistnerError(
+            f"{path}: made by distner {data['version']}, this is {__version__}; use distner "
+            f"{data['version']} or newer with this folder"
+        )
     return Manifest(data["kind"], data["cell"], data["made_from"], data["version"])
+
+
+def _release(version: str) -> tuple[int, ...] | None:
+    """ "0.2.1" -> (0, 2, 1); a suffix ("0.2.1rc1", "0.2.1.dev3") counts as its release."""
+    m = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(x) for x in m.group().split(".")) if m and len(version) <= 64 else None
 
 
 def write(folder: str | os.PathLike, manifest: Manifest) -> None:

@@ -176,17 +176,44 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def check_path_component(name: str, flag: str) -> str:
-    """A name used as one folder under another (a study under --storage): nothing that climbs out."""
+    """A name used as one folder under another (a study under --storage): nothing that climbs out,
+    and no control character (a newline or an escape sequence would garble every line naming it)."""
     bad = (
         not name
         or name in (".", "..")
         or any(c in name for c in "/\\\0")
         or os.path.isabs(name)
         or name != name.strip()
+        or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name)
     )
     if bad:
         raise DistnerError(
-            f"{flag} {shorten(name)}: must be a plain name (one folder: no '/', '\\', '..' or leading/"
-            "trailing spaces)"
+            f"{flag} {shorten(name)}: must be a plain name (one folder: no '/', '\\', '..', control "
+            "characters or leading/trailing spaces)"
         )
     return name
+
+
+# what a path that exists but is not a regular file is, in words
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))  # fmt: skip
+
+
+def check_input_file(path: str | os.PathLike, what: str) -> Path:
+    """A file distner reads whole (more than once, and by name): a regular file, or a symbolic
+    link to one. `-`, a folder, a FIFO or a device is one line saying which, not "not found"."""
+    if os.fspath(path) == STDOUT:
+        raise DistnerError(f"{what} -: standard input is not read; give a file")
+    p = Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise DistnerError(f"{what} {p}: file not found") from None
+    except OSError as e:
+        raise DistnerError(f"{what} {shorten(str(p))}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise DistnerError(f"{what} {p}: a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+        raise DistnerError(f"{what} {p}: not a regular file ({kind})")
+    return p

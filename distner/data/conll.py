@@ -88,7 +88,7 @@ def read_conll(
     """
     path = Path(path)
     if not path.is_file():
-        raise DistnerError(f"{path}: file not found")
+        raise DistnerError(f"{path}: {'not a regular file' if path.exists() else 'file not found'}")
     sentences: list[Sentence] = []
     sid: str | None = None
     tokens: list[str] = []

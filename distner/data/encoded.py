@@ -28,6 +28,12 @@ from distner.pretrained.encoder import Features
 FINITE_CHECK_EVERY = 50
 
 
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every weight is finite (one read from the device). Checked after each training
+    epoch: the last step can leave NaN weights behind a finite loss, and they would be kept."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
+
+
 @dataclass(frozen=True)
 class EncodedCorpus:
     """A corpus encoded for one config: vocabularies, tag set, tensors, pretrained vectors."""
@@ -41,8 +47,9 @@ class EncodedCorpus:
     vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
 
 
-def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
-    t, m = cfg.train, cfg.model
+def _training_sample(corpus: Corpus, cfg: RunConfig) -> tuple[list[Sentence], list[Sentence], Sequence[int]]:
+    """The whole training split(s), their non-empty sentences, and which of those a config trains on."""
+    t = cfg.train
     whole = corpus.training_sentences(t.extra_langs)
     # A bare `# id` header reads as a sentence without tokens: nothing to learn or validate on.
     train = [s for s in whole if len(s)]
@@ -50,6 +57,18 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     if t.max_train_sentences and t.max_train_sentences < len(train):
         # indices drawn as `sample(train, k)` draws sentences: the same sample as before
         pick = random.Random(t.seed).sample(pick, t.max_train_sentences)
+    return whole, train, pick
+
+
+def check_vocabulary(corpus: Corpus, cfg: RunConfig) -> None:
+    """The word vocabulary `prepare` would build holds words (`min_freq`): said before a run starts."""
+    _, train, pick = _training_sample(corpus, cfg)
+    Vocab.build((train[i] for i in pick), cfg.train.min_freq)
+
+
+def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
+    t, m = cfg.train, cfg.model
+    whole, train, pick = _training_sample(corpus, cfg)
     dev = [s for s in corpus.dev if len(s)]
     dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
     train_feats = dev_feats = None

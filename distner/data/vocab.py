@@ -33,6 +33,12 @@ class Vocab:
         """Train words seen `min_freq` times, most frequent first, then `extra` words (e.g. those
         that have pretrained vectors) not already in."""
         counts = Counter(t for s in sentences for t in s.tokens)
+        most = max(counts.values(), default=0)
+        if min_freq > 1 and most < min_freq:  # every word would be <unk>: nothing to learn from
+            raise DistnerError(
+                f"min_freq={min_freq}: no training word is seen that often (each is seen at most {most} "
+                "times), so the vocabulary would hold only <pad> and <unk>; lower min_freq"
+            )
         words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
         seen = set(words)
         words += [w for w in dict.fromkeys(extra) if w not in seen and w not in (PAD, UNK)]

@@ -453,19 +453,43 @@ def _build_lock(path: Path) -> Iterator[None]:
         yield
 
 
+class _Damaged(ValueError):
+    """A cache file that loads but does not hold what its key says (its message says how)."""
+
+
 def _read_cache(path: Path, lengths: list[int], sp: Spec) -> list[Features] | None:
     try:
         data: Any = torch.load(path, map_location="cpu", weights_only=True)
         feats, offsets = data["features"], data["offsets"]
         if data["format"] != CACHE_FORMAT or offsets.tolist() != [0, *accumulate(lengths)]:
-            raise ValueError("sentences do not match")
+            raise _Damaged("sentences do not match")
+        # rows of another width, or NaN, would reach the tagger: a traceback there, or a model
+        # trained on garbage; a file of the right sentences is still damaged then
+        if not torch.isfinite(feats).all():
+            raise _Damaged("values that are not finite")
+        hidden = load("encoder_features=e5").hidden  # the width of every row
         if not sp.pieces:
+            width = (1 if sp.mean else len(sp.layers), hidden)
+            if feats.dim() != 3 or tuple(feats.shape[1:]) != width:
+                raise _Damaged(f"rows of shape {tuple(feats.shape[1:])}, not {width}")
             return list(torch.split(feats, lengths))
-        counts = data["piece_counts"].tolist()
-        firsts = torch.split(data["firsts"], lengths)
-        return [Pieces(st, fi) for st, fi in zip(torch.split(feats, counts), firsts, strict=True)]
+        counts, firsts = data["piece_counts"], data["firsts"]
+        if feats.dim() != 2 or feats.shape[1] != hidden or len(counts) != len(lengths):
+            raise _Damaged(f"pieces of shape {tuple(feats.shape)}")
+        if int(counts.sum()) != len(feats) or len(firsts) != sum(lengths):
+            raise _Damaged("piece counts do not match")
+        per_sentence = torch.split(firsts, lengths)
+        if any(
+            len(fi) and not (0 <= int(fi.min()) and int(fi.max()) < int(n))
+            for fi, n in zip(per_sentence, counts)
+        ):
+            raise _Damaged("a word's first piece lies outside its sentence")
+        return [
+            Pieces(st, fi) for st, fi in zip(torch.split(feats, counts.tolist()), per_sentence, strict=True)
+        ]
     except Exception as e:  # torch.load fails on damaged bytes with many exception types
-        print(f"distner: {path}: damaged cache file, rebuilding it ({type(e).__name__})", file=sys.stderr)
+        why = e if isinstance(e, _Damaged) else type(e).__name__
+        print(f"distner: {path}: damaged cache file, rebuilding it ({why})", file=sys.stderr)
         return None
 
 

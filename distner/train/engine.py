@@ -33,7 +33,7 @@ import torch
 from distner.config import RunConfig, with_defaults
 from distner.core.errors import DistnerError, TrainingDiverged
 from distner.data.conll import Corpus
-from distner.data.encoded import FINITE_CHECK_EVERY, EncodedCorpus, prepare
+from distner.data.encoded import FINITE_CHECK_EVERY, EncodedCorpus, finite_weights, prepare
 from distner.data.vocab import BatchDataset, make_loader
 from distner.evaluation.evaluate import EVAL_BATCH, decode_tags
 from distner.evaluation.metrics import MONITOR, entity_scores
@@ -205,6 +205,8 @@ class Member:
                 sentences += n
                 tokens += int(batch.lengths.sum())  # a CPU tensor: no device sync
             self._check_finite(loss_sum)  # before validation: a diverged epoch is never scored
+            if not finite_weights(model):  # the last step's update, behind a finite loss
+                raise TrainingDiverged(f"weights are not finite after epoch {self.epoch + 1} (diverged)")
         seconds = max(time.perf_counter() - start, 1e-9)
         self.timing.train += seconds
         train_loss = float(loss_sum) / sentences if loss_sum is not None and sentences else math.nan

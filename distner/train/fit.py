@@ -39,7 +39,7 @@ from distner.core.fileio import replace_dir, write_output
 from distner.core.interrupts import StopRequest, stop_requests
 from distner.core.locks import folder_lock
 from distner.data.conll import Corpus, Sentence
-from distner.data.encoded import FINITE_CHECK_EVERY, prepare, split_features
+from distner.data.encoded import FINITE_CHECK_EVERY, finite_weights, prepare, split_features
 from distner.data.vocab import Batch, make_loader
 from distner.evaluation.evaluate import EVAL_BATCH, decode_tags, evaluate
 from distner.evaluation.metrics import MONITOR, entity_scores
@@ -83,9 +83,11 @@ class TaggerModule(pl.LightningModule):
         self._epoch_sentences += len(batch.lengths)
         return loss
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, weights: bool = False) -> None:
         if self._loss_sum is not None and not torch.isfinite(self._loss_sum):
             raise FloatingPointError("training loss is not finite (diverged); try a lower lr")
+        if weights and not finite_weights(self.model):
+            raise FloatingPointError("weights are not finite (diverged); try a lower lr")
 
     def on_train_epoch_start(self) -> None:
         self._epoch_tokens, self._epoch_start, self._loss_sum = 0, time.perf_counter(), None
@@ -94,7 +96,7 @@ class TaggerModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         # Validation follows the training epoch: time to here is pure training time. Checked here,
         # before validation, so a diverged epoch is never scored or reported.
-        self._check_finite()
+        self._check_finite(weights=True)
         if not self.trainer.sanity_checking and self._epoch_tokens:
             seconds = max(time.perf_counter() - self._epoch_start, 1e-9)
             self.log("train_tokens_per_s", self._epoch_tokens / seconds)
@@ -212,6 +214,16 @@ def select_accelerator(accelerator: str) -> str:
     return accelerator
 
 
+def check_precision(precision: str, accelerator: str) -> None:
+    """16-bit AMP is a GPU's: on a CPU Lightning runs bf16-mixed instead, and the run would record
+    a precision it did not train with."""
+    if precision == "16-mixed" and accelerator == "cpu":
+        raise DistnerError(
+            "precision=16-mixed: needs a GPU (on a CPU Lightning would run bf16-mixed instead); "
+            "set precision=bf16-mixed or 32"
+        )
+
+
 def fit(
     cfg: RunConfig,
     corpus: Corpus,
@@ -243,6 +255,8 @@ def _fit(
     evaluate_test: bool,
     keep: runs.KeepEpoch,
 ) -> FitResult:
+    accel = select_accelerator(accelerator)
+    check_precision(cfg.train.precision, accel)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -251,7 +265,6 @@ def _fit(
     module = TaggerModule(model, cfg, data.tags)
     runs.write_config(out, cfg, corpus, data)
 
-    accel = select_accelerator(accelerator)
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     logger.log_hyperparams(
         {**cfg.to_flat(), "lang": corpus.lang, "granularity": corpus.granularity},

@@ -6,6 +6,7 @@ starts Ray with it."""
 from __future__ import annotations
 
 import copy
+import pickle
 
 import optuna
 import pyarrow.fs
@@ -67,7 +68,19 @@ def test_a_local_study_is_restorable_exactly_when_ray_says_so(tmp_path) -> None:
 
     assert compat.TUNER_STATE == _TUNER_PKL
     study = tmp_path / "study"
-    for make in (lambda: None, study.mkdir, lambda: (study / _TUNER_PKL).write_bytes(b"x")):
+    state = pickle.dumps({"state": list(range(100))})
+    for make in (lambda: None, study.mkdir, lambda: (study / _TUNER_PKL).write_bytes(state)):
         make()
         assert compat.can_restore(str(study), remote=False) == tune.Tuner.can_restore(str(study))
     assert compat.can_restore(str(study), remote=False)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda b: b[: len(b) // 2], lambda b: b"", lambda b: b"not a pickle"],
+    ids=["truncated", "empty", "not-a-pickle"],
+)
+def test_a_damaged_local_state_is_not_restorable(tmp_path, damage) -> None:
+    """Ray would take it (its file exists), then fail deep inside its restore: a traceback."""
+    (tmp_path / compat.TUNER_STATE).write_bytes(damage(pickle.dumps({"state": list(range(100))})))
+    assert tune.Tuner.can_restore(str(tmp_path)) and not compat.can_restore(str(tmp_path), remote=False)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from distner import __version__
 from distner.core import manifest
 from distner.core.errors import DistnerError
 from distner.options import TuneOptions
@@ -137,6 +138,56 @@ def test_a_study_that_lost_rays_state_is_neither_resumed_nor_restarted(study: Pa
     assert snapshot(root) == before
 
 
+def _copy(study: Path, tmp_path: Path) -> tuple[Path, Path]:
+    root = shutil.copytree(study, tmp_path / "copy")
+    return root, root / "runs" / "en-fine"
+
+
+def test_a_truncated_rays_state_is_the_one_line_of_a_missing_one(study: Path, tmp_path: Path) -> None:
+    """A cut tuner.pkl passed for restorable (its file exists) and failed deep in Ray: 27 lines."""
+    root, folder = _copy(study, tmp_path)
+    state = (folder / "tuner.pkl").read_bytes()
+    (folder / "tuner.pkl").write_bytes(state[: len(state) // 2])
+    before = snapshot(root)
+    for extra in (["--resume"], ["--results-only"]):
+        proc = distner(*tune_args(root, *extra), cwd=root)
+        lines = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr.decode()
+        assert f"{folder}: Ray's state of this study (tuner.pkl) is missing or damaged" in lines[0]
+    assert snapshot(root) == before
+
+
+def test_a_study_made_by_a_newer_distner_is_refused(study: Path, tmp_path: Path) -> None:
+    root, folder = _copy(study, tmp_path)
+    m = manifest.read(folder)
+    assert m is not None
+    manifest.write(folder, replace(m, version="9.9.9"))
+    before = snapshot(root)
+    proc = distner(*tune_args(root, "--resume"), cwd=root)
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr.decode()
+    assert lines[0] == (
+        f"distner: error: {folder / 'distner.json'}: made by distner 9.9.9, this is {__version__}; "
+        "use distner 9.9.9 or newer with this folder"
+    )
+    assert snapshot(root) == before
+
+
+def test_smoke_does_not_grow_a_resumed_study(study: Path, tmp_path: Path) -> None:
+    """--smoke's 4 trials are a default, not a request: on --resume the study keeps its own count
+    (2 here); before, it grew to 4."""
+    root, folder = _copy(study, tmp_path)
+    before = (folder / "trials.csv").read_text().splitlines()
+    args = tune_args(root, "--resume", "--smoke", "--name", "en-fine")
+    at = args.index("--num-samples")
+    proc = distner(*args[:at], *args[at + 2 :], cwd=root)  # no --num-samples
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "2 -> 4 trials" not in proc.stderr.decode()
+    assert (folder / "trials.csv").read_text().splitlines() == before
+    m = manifest.read(folder)
+    assert m is not None and m.made_from["num_samples"] == 2
+
+
 def test_a_folder_of_files_without_a_manifest_is_refused(tmp_path: Path) -> None:
     write(tmp_path / "space.yaml", SPACE % 1)
     folder = tmp_path / "runs" / "en-fine"
@@ -158,6 +209,7 @@ DAMAGED = [
     "[1, 2]",
     '{"kind": "study"}',
     '{"kind": "x", "cell": "en", "version": "1", "made_from": {}}',
+    '{"kind": "study", "cell": "en-fine", "version": "new", "made_from": {}}',
 ]
 
 

@@ -23,6 +23,11 @@ def test_vocab_min_freq_and_specials(tiny_dir):
     assert v1.itos[:2] == ("<pad>", "<unk>")
     assert "paris" in v2.itos and "smith" not in v2.itos and len(v2) < len(v1)
     assert v2.lookup(["paris", "smith"])[1] == 1
+    # above every count, nothing but <pad> and <unk> would be left: refused, naming both numbers
+    with pytest.raises(
+        DistnerError, match=r"^min_freq=3: no training word is seen that often \(each is seen at most 2"
+    ):
+        Vocab.build(train, min_freq=3)
 
 
 def test_encode_truncates_only_when_asked(tiny_dir):

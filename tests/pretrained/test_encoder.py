@@ -138,6 +138,38 @@ def test_cache_is_written_whole_reused_and_rebuilt(capsys):
     assert encoder.cached_features(sentences, cfg)[0].shape == (2, 1, 384)
 
 
+def _rewrite_features(path, change) -> None:
+    """The cache file with its `features` changed by `change` and its offsets left intact."""
+    record = torch.load(path, weights_only=True)
+    record["features"] = change(record["features"])
+    torch.save(record, path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (
+            lambda f: f[..., :-1].contiguous(),
+            "rows of shape (1, 383), not (1, 384)",
+        ),  # the LSTM's traceback before
+        (lambda f: f.index_fill(0, torch.tensor([2]), float("nan")), "values that are not finite"),
+        (lambda f: f.index_fill(0, torch.tensor([0]), float("inf")), "values that are not finite"),
+    ],
+    ids=["width", "nan", "inf"],
+)
+def test_a_cache_of_the_wrong_width_or_not_finite_is_rebuilt(capsys, damage, why):
+    cfg = model_cfg()
+    sentences = [("the", "river"), ("Mumbai",)]
+    first = encoder.cached_features(sentences, cfg)
+    (path,) = cache_files()
+    _rewrite_features(path, damage)
+    rebuilt = encoder.cached_features(sentences, cfg)
+    assert all(torch.equal(a, b) for a, b in zip(first, rebuilt))  # the encoder's own, again
+    assert problems(capsys) == [f"distner: {path}: damaged cache file, rebuilding it ({why})"]
+    again = encoder.cached_features(sentences, cfg)  # the rebuilt file is read as it is
+    assert all(torch.equal(a, b) for a, b in zip(first, again)) and not problems(capsys)
+
+
 def problems(capsys) -> list[str]:
     """stderr's lines but the progress of a build ("encoding ...", "encoded in ...")."""
     lines = capsys.readouterr().err.strip().splitlines()
@@ -360,6 +392,14 @@ def test_pieces_are_cached_whole_and_read_back(capsys):
     rebuilt = encoder.cached_features(sentences, cfg)
     assert all(torch.equal(a.states, b.states) for a, b in zip(first, rebuilt))  # type: ignore[union-attr]
     assert "damaged cache file" in capsys.readouterr().err
+    for damage in (
+        lambda f: f[:, :-1].contiguous(),
+        lambda f: f.index_fill(0, torch.tensor([3]), float("nan")),
+    ):
+        _rewrite_features(path, damage)  # pieces of another width, or NaN: rebuilt too
+        rebuilt = encoder.cached_features(sentences, cfg)
+        assert all(torch.equal(a.states, b.states) for a, b in zip(first, rebuilt))  # type: ignore[union-attr]
+        assert "damaged cache file" in capsys.readouterr().err
 
 
 def test_train_predict_with_trained_encoder_layers(tmp_path):

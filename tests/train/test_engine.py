@@ -139,6 +139,18 @@ def test_a_schedule_decays_both_rates_to_zero(corpus):
     assert decayed[1]["train_loss"] != constant[1]["train_loss"]
 
 
+def test_weights_left_not_finite_are_a_divergence(tiny_dir):
+    """One batch an epoch, a finite loss, NaN weights after its update: never validated or kept."""
+    from distner.core.errors import TrainingDiverged
+
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1", "lr=5", "weight_decay=1e38"])
+    member = Member(cfg, SharedData(Corpus.load(tiny_dir, "en", "fine"), torch.device("cpu")))
+    with pytest.raises(TrainingDiverged, match="weights are not finite after epoch 1"):
+        member.run_epoch()
+    with pytest.raises(DistnerError, match="no validated epoch"):
+        member.best_weights()
+
+
 @pytest.mark.integration  # a fresh interpreter
 def test_a_packer_loads_without_lightning() -> None:
     """A packer (and its members) import no Lightning: importing it costs seconds, ~10 s on a

@@ -154,6 +154,26 @@ def test_nan_loss_raises_training_diverged(tmp_path, tiny_dir):
         fit(load_config(None, TINY), corpus, tmp_path, progress=False, callbacks=[Poison()])
 
 
+def test_weights_left_not_finite_by_the_last_step_are_not_kept(tmp_path, tiny_dir):
+    """The loss of the epoch's one step is finite; the weights its update left are not. Before,
+    the epoch was scored (F1 0) and its NaN weights kept as the model."""
+    from distner.core.errors import TrainingDiverged
+
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1", "lr=5", "weight_decay=1e38"])
+    with pytest.raises(TrainingDiverged, match="weights are not finite"):
+        fit(cfg, corpus, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_16_bit_amp_on_a_cpu_is_refused_not_run_as_bf16(tmp_path, tiny_dir):
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    cfg = load_config(None, [*TINY, "epochs=1", "precision=16-mixed"])
+    with pytest.raises(DistnerError, match=r"^precision=16-mixed: needs a GPU"):
+        fit(cfg, corpus, tmp_path / "run", accelerator="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def _tree_hashes(root):
     import hashlib
 
