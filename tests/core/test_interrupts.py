@@ -105,8 +105,8 @@ import os, signal, sys, time
 from distner.core import interrupts
 interrupts.install()
 assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # inherited ignore kept
-print("working", flush=True)
-try:
+try:  # the line is inside: the stop can land while print is still returning
+    print("working", flush=True)
     time.sleep(30)
 except KeyboardInterrupt:
     print("stopped as Ctrl-C", flush=True)
