@@ -46,12 +46,12 @@ def cmd_train(opts: TrainOptions) -> int:
     out = check_run_out(opts.out or f"runs/train/{cell}", opts.overwrite)  # before data is read
 
     from distner.core.locks import folder_lock
-    from distner.data.conll import Corpus, check_extra_train
+    from distner.data.conll import Corpus
     from distner.report.tables import metrics_table
 
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
-        check_extra_train(corpus.data_dir, cell.lang, cfg.train.extra_langs)
+        corpus = corpus.with_extra_train_splits([cfg.train.extra_langs])  # checked, read once
         from distner.data.encoded import check_vocabulary
 
         # torch and Lightning: only once the data has been read whole

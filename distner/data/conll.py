@@ -14,8 +14,8 @@ import os
 import re
 import zlib
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from distner.config import REFERENCE_SEQ_LEN
@@ -215,6 +215,9 @@ class Corpus:
     dev: list[Sentence]
     test: list[Sentence]
     data_dir: str
+    # other languages' train splits (extra_train_langs), read once by the command that knows which
+    # its configs can train on (`with_extra_train_splits`), so that no fit reads them again
+    extra_train: Mapping[str, list[Sentence]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data_dir: str | os.PathLike | None, lang: str, granularity: str) -> Corpus:
@@ -223,13 +226,29 @@ class Corpus:
         train, dev, test = (load_split(root, lang, s, granularity) for s in ("train", "dev", "test"))
         return cls(lang, granularity, train, dev, test, data_dir=str(root))
 
+    def with_extra_train_splits(self, choices: Iterable[Sequence[str]]) -> Corpus:
+        """This corpus holding the train split of every language in `choices` (each config's
+        extra_train_langs), each read once; checked first, so a bad one fails before any work."""
+        codes = tuple(dict.fromkeys(c for langs in choices for c in langs if c not in self.extra_train))
+        if not codes:
+            return self
+        check_extra_train(self.data_dir, self.lang, codes)
+        read = {c: load_split(self.data_dir, c, "train", self.granularity) for c in codes}
+        return replace(self, extra_train={**self.extra_train, **read})
+
     def training_sentences(self, extra_langs: Sequence[str] = ()) -> list[Sentence]:
-        """What a config trains on: this cell's train split, then `extra_train_langs`' ones."""
-        return with_extra_train(self.train, self.data_dir, self.lang, extra_langs, self.granularity)
+        """What a config trains on: this cell's train split, then `extra_train_langs`' ones (read
+        here only when the command did not read them ahead)."""
+        check_extra_train(self.data_dir, self.lang, extra_langs)
+        out = list(self.train)
+        for code in extra_langs:
+            held = self.extra_train.get(code)
+            out += held if held is not None else load_split(self.data_dir, code, "train", self.granularity)
+        return out
 
     def with_dev_in_train(self) -> Corpus:
         """train+dev as training data (dev is still scored each epoch, but no longer unseen)."""
-        return Corpus(self.lang, self.granularity, self.train + self.dev, self.dev, self.test, self.data_dir)
+        return replace(self, train=self.train + self.dev)
 
 
 def corpus_stats(sentences: Sequence[Sentence], truncate_at: int = REFERENCE_SEQ_LEN) -> dict:

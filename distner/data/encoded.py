@@ -3,6 +3,12 @@ from it): what every way of training shares, without Lightning, so that packed t
 (train/engine.py) load without it. Importing Lightning costs seconds, and more where `transformers` is
 installed (torchmetrics then imports it): on the GPU machine it was most of a packer's 11 s start.
 
+`prepare` is the one step of a fit that enters e5's modules (distner/pretrained/): the features
+of the splits, the word-piece vectors, the trained layers' starting weights and which model file
+gave them are all in the `EncodedCorpus` it returns; the model, the run folder and the scoring of
+dev take them from there. (The test split's features are read when it is scored: it can be larger
+than train, and a study never reads it.)
+
 Reads: a `Corpus`, a `RunConfig`, vectors files and the encoder's feature cache when a config asks.
 Writes: nothing.
 """
@@ -20,8 +26,8 @@ from distner.core.errors import DistnerError
 from distner.data.conll import Corpus, Sentence
 from distner.data.vocab import UNK_ID, Encoded, Vocab, encode, read_vectors
 from distner.labels import tag_set
-from distner.pretrained.e5 import word_vectors
-from distner.pretrained.encoder import Features
+from distner.pretrained.e5 import model_info, word_vectors
+from distner.pretrained.encoder import Features, trainable_layers
 
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
@@ -45,6 +51,9 @@ class EncodedCorpus:
     dev_sentences: list[Sentence]
     chars: Vocab | None = None
     vectors: tuple[list[int], torch.Tensor] | None = None  # (vocab ids, their vectors)
+    dev_features: list[Features] | None = None  # of every non-empty dev sentence (for scoring)
+    encoder_top: torch.nn.ModuleList | None = None  # encoder_train_layers' start: e5's top layers
+    provenance: dict[str, str] | None = None  # the e5 model file behind vectors or features
 
 
 def _training_sample(corpus: Corpus, cfg: RunConfig) -> tuple[list[Sentence], list[Sentence], Sequence[int]]:
@@ -71,11 +80,12 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
     whole, train, pick = _training_sample(corpus, cfg)
     dev = [s for s in corpus.dev if len(s)]
     dev = dev[: t.max_eval_sentences] if t.max_eval_sentences else dev
-    train_feats = dev_feats = None
+    train_feats = dev_feats = all_dev_feats = None
     if m.encoder_features:  # whole splits are cached, so every sample and trial reads one file
         feats = split_features(whole, m)
         train_feats = [feats[i] for i in pick]
-        dev_feats = split_features(corpus.dev, m)[: len(dev)]
+        all_dev_feats = split_features(corpus.dev, m)
+        dev_feats = all_dev_feats[: len(dev)]
     train = [train[i] for i in pick]
     vectors = None
     if m.pretrained_vectors:
@@ -109,6 +119,9 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
         dev,
         chars,
         vectors,
+        all_dev_feats,
+        trainable_layers(m.encoder_train_layers) if m.encoder_train_layers else None,
+        model_info() if m.subword_vectors or m.encoder_features else None,
     )
 
 

@@ -3,6 +3,8 @@ in. Reads and writes nothing."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from distner.config import RunConfig
@@ -15,8 +17,10 @@ def build_model(cfg: RunConfig, data: EncodedCorpus) -> Tagger:
     """The network for a config, with pretrained vectors copied in (and frozen) when asked."""
     longest = max((len(s) for s in data.dev_sentences), default=1)
     check_fits(cfg, len(data.vocab), len(data.tags), longest, machine_bytes(), "this machine")
+    # a copy: packed members that share the prepared data train their own layers
+    top = copy.deepcopy(data.encoder_top) if cfg.model.encoder_train_layers else None
     model = Tagger(
-        cfg.model, len(data.vocab), len(data.tags), len(data.chars) if data.chars else 0, data.tags
+        cfg.model, len(data.vocab), len(data.tags), len(data.chars) if data.chars else 0, data.tags, top
     )
     if data.vectors is not None:
         ids, vecs = data.vectors

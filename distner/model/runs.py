@@ -178,7 +178,6 @@ CONFIG_HEADER = "# Written by distner: everything needed to rebuild this run's m
 def config_record(cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> dict[str, Any]:
     """What a run folder's config.yaml holds (packed trials send it to their trial as data)."""
     from distner import __version__
-    from distner.pretrained.e5 import model_info
 
     return {
         "distner_version": __version__,
@@ -192,7 +191,7 @@ def config_record(cfg: RunConfig, corpus: Corpus, data: EncodedCorpus) -> dict[s
         "vocab": list(data.vocab.itos),
         # which vectors unseen words will get at evaluation: checked by evaluation.load_run
         # and which encoder computed the features (encoder_features)
-        **({"pretrained": model_info()} if cfg.model.subword_vectors or cfg.model.encoder_features else {}),
+        **({"pretrained": data.provenance} if data.provenance is not None else {}),
     }
 
 

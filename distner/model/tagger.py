@@ -44,7 +44,10 @@ class Tagger(nn.Module):
         num_tags: int,
         num_chars: int = 0,
         tags: Sequence[str] | None = None,
+        encoder_top: nn.ModuleList | None = None,
     ):
+        """`encoder_top`: the starting weights of encoder_train_layers' layers (a fit's prepared
+        data holds them); without it they are made here (a saved run, whose weights replace them)."""
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD_ID)
@@ -60,9 +63,11 @@ class Tagger(nn.Module):
         if cfg.encoder_features:
             width += SUBWORD_DIM  # the frozen encoder states are inputs; only the mix is trained
             if cfg.encoder_train_layers:  # ... or the encoder's top layers, from e5's weights
-                from distner.pretrained.encoder import trainable_layers
+                if encoder_top is None:
+                    from distner.pretrained.encoder import trainable_layers
 
-                self.encoder_top = trainable_layers(cfg.encoder_train_layers)
+                    encoder_top = trainable_layers(cfg.encoder_train_layers)
+                self.encoder_top = encoder_top
             if cfg.encoder_mix == "scalar":  # ELMo's scalar mix: softmax(w) over layers, times gamma
                 self.mix = nn.Parameter(torch.zeros(len(encoder_layer_ids(cfg.encoder_layers)) + 1))
         self.lstm = nn.LSTM(

@@ -314,14 +314,14 @@ def _fit(
 
     seq_len = cfg.train.scoring_len
 
-    def score_split(sentences: list[Sentence]) -> dict[str, Any]:
+    def score_split(sentences: list[Sentence], known: list[Features] | None = None) -> dict[str, Any]:
         feats: list[Features] | None = None
-        if cfg.model.encoder_features:  # the split's cached features, for its non-empty sentences
-            rows = iter(split_features(sentences, cfg.model))
+        if cfg.model.encoder_features:  # the split's features, for its non-empty sentences
+            rows = iter(known if known is not None else split_features(sentences, cfg.model))
             feats = [next(rows) if len(s) else torch.zeros((0, 1, 384)) for s in sentences]
         return evaluate(model, sentences, data.vocab, data.tags, seq_len, device, data.chars, feats)
 
-    metrics: dict[str, Any] = {"dev": score_split(corpus.dev)}
+    metrics: dict[str, Any] = {"dev": score_split(corpus.dev, data.dev_features)}  # read in prepare
     if evaluate_test:
         metrics["test"] = score_split(corpus.test)
     metrics.update(

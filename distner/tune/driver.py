@@ -29,7 +29,7 @@ from distner.core.fileio import read_json, write_json
 from distner.core.interrupts import StopRequest, stop_requests
 from distner.core.locks import folder_lock
 from distner.core.paths import check_output_dir, check_output_file, is_remote
-from distner.data.conll import Corpus, check_extra_train, train_name
+from distner.data.conll import Corpus, train_name
 from distner.evaluation.metrics import MONITOR
 from distner.labels import Cell, normalize_granularity, normalize_lang
 from distner.options import NUM_SAMPLES, PACK_MAX, TuneOptions
@@ -170,8 +170,9 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
     _check_outputs(study)
     # read whole before the study claims its folder: bad data leaves no folder behind
     corpus = corpus or Corpus.load(opts.data_dir, lang, gran)
-    for extra in space.extra_train_choices():  # a trial that could never train fails here, not in Ray
-        check_extra_train(corpus.data_dir, lang, extra)
+    # every train split a trial can pick, checked (a trial that could never train fails here, not
+    # in Ray) and read once: the trials get them with the corpus
+    corpus = corpus.with_extra_train_splits(space.extra_train_choices())
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
         return _run_study(opts, study, space, points, corpus)

@@ -18,7 +18,7 @@ from distner.core.errors import DistnerError
 from distner.core.fileio import read_json, write_json
 from distner.core.locks import folder_lock
 from distner.core.paths import check_output_dir, check_output_file, is_remote
-from distner.data.conll import Corpus, check_extra_train, train_name
+from distner.data.conll import Corpus, train_name
 from distner.model import runs
 from distner.options import RetrainOptions
 from distner.records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
@@ -106,8 +106,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
             _check_not_finished(out, cfg)
     if todo:
         corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
-        for extra in dict.fromkeys(c.train.extra_langs for _, c, _ in todo):
-            check_extra_train(corpus.data_dir, opts.cell.lang, extra)
+        corpus = corpus.with_extra_train_splits(c.train.extra_langs for _, c, _ in todo)
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"

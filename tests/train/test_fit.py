@@ -379,3 +379,41 @@ def test_lightning_reshuffles_every_epoch(tiny_dir, tmp_path):
     for epoch, sums in enumerate(seen):
         loader.sampler.set_epoch(epoch)
         assert [int(b.tokens.sum()) for b in loader] == sums
+
+
+@pytest.mark.parametrize("evaluate_test", [False, True])
+def test_a_fit_enters_e5_once_from_the_step_that_builds_its_inputs(tiny_dir, tmp_path, evaluate_test):
+    """Every call from distner into distner/pretrained/ during a fit with every e5 lever (features,
+    trained top layers) comes from `prepare`; the model, the run folder and dev's scoring take what
+    it read. The one other entry is the test split's features, read when it is scored."""
+    import sys
+    from pathlib import Path
+
+    import distner.data.encoded as encoded
+
+    pretrained = str(Path(encoded.__file__).parent.parent / "pretrained")
+    cfg = load_config(None, ["embedding_dim=8", "hidden_dim=8", "epochs=1", "encoder_features=e5",
+                             "encoder_layers=last2", "encoder_train_layers=2"])  # fmt: skip
+    corpus = Corpus.load(tiny_dir, "en", "fine")
+    inside, entries = [0], []
+
+    def watch(frame, event, arg) -> None:
+        if frame.f_code is encoded.prepare.__code__:
+            inside[0] += {"call": 1, "return": -1}.get(event, 0)
+        if event != "call" or not frame.f_code.co_filename.startswith(pretrained):
+            return
+        up = frame.f_back  # an entry: no frame of pretrained/ below it (its own callbacks are not)
+        while up is not None and not up.f_code.co_filename.startswith(pretrained):
+            up = up.f_back
+        caller = frame.f_back
+        if up is None and caller is not None and "distner" in caller.f_code.co_filename:
+            entries.append((inside[0] > 0, Path(caller.f_code.co_filename).name, caller.f_code.co_name))
+
+    sys.setprofile(watch)
+    try:
+        fit(cfg, corpus, tmp_path / "run", progress=False, evaluate_test=evaluate_test)
+    finally:
+        sys.setprofile(None)
+    assert entries and all(in_prepare for in_prepare, _, _ in entries if not evaluate_test), entries
+    outside = {(f, fn) for in_prepare, f, fn in entries if not in_prepare}
+    assert outside == ({("encoded.py", "split_features")} if evaluate_test else set()), entries
