@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,174 +181,238 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
 def _run_study(
     opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], corpus: Corpus
 ) -> StudyResult:
-    name, path, storage = study.name, study.path, storage_root(opts.storage)
-    restorable = compat.can_restore(path, remote=is_remote(storage))
-    count = _claim(opts, study, space, restorable)  # the study's trials; None: as Ray saved it
-    local = not is_remote(storage)
-    if (opts.resume or opts.results_only) and local:  # Ray would unpickle it: only a state we signed
-        trust.check_state(Path(path), opts.trust)
-    total = count or NUM_SAMPLES
-    if opts.resume or opts.results_only:
-        _recorded_pack(opts, study)
+    """The driver's spine, one named step a line: claim the study's folder (and check the state
+    Ray would read), load the heavy libraries, build the features every trial reads, start Ray,
+    fit the trials to the machine, run them, write the study's files."""
+    count = _claim_and_check(opts, study, space)  # the study's trials; None: as Ray saved it
     clock = _PhaseClock()
-
-    # Ray, Optuna, torch and Lightning load here, once the checks above have passed
-    import optuna
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    from distner.pretrained.encoder import prebuild, space_specs
-    from distner.tune.ray_runtime import check_storage_for_cluster, gpu_share, init_ray
-    from distner.tune.searcher import PruningAwareOptunaSearch, StudySearch, resumed_as
-    from distner.tune.trial import run_trial
+    from distner.tune.ray_runtime import init_ray  # Ray, Optuna, torch, Lightning load from here
 
     corpus = replace(corpus, test=[])  # tuning never sees test
-    specs = space_specs(space)
     clock.lap("imports")
-    if specs and not opts.results_only:  # built once here, so that trials only read them
-        trains = {train_name(x): corpus.training_sentences(x) for x in space.extra_train_choices()}
-        prebuild({**trains, "dev": corpus.dev}, specs)
+    if not opts.results_only and _prebuild_features(space, corpus):
         clock.lap("features")
     started_ray = init_ray(opts.address, opts.verbose)
     clock.lap("ray")
     try:
-        check_storage_for_cluster(storage)
-        gpus = gpu_share(opts.gpus_per_trial)
-        _check_resources(opts.cpus_per_trial, gpus, local=started_ray)
-        on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
-        threads = max(1, int(opts.cpus_per_trial))
-        # one packer per GPU, or per --cpus-per-trial cores: the machine's shape, not the study's size
-        n_packers = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
-        names = packed.packer_names(name, n_packers)
-        packers: list[Any] = []
-
-        def card_memory() -> int:
-            # the packers measure their own cards: no probe process starts on a GPU before them
-            first = opts.pack or PACK_MAX
-            packers[:] = packed.start_packers(names, corpus, first, "gpu", opts.cpus_per_trial, threads)
-            return packed.gpu_memory(packers)
-
-        pack = _decide_pack(opts, study, space, corpus, gpus, card_memory)
-        if pack == 1 and packers:  # the card holds one member of this space: no packing
-            packed.stop_packers(packers)
-        callbacks: list[Any] = []
-        max_concurrent = opts.max_concurrent
-        if pack == 1:  # one Lightning fit per trial process
-            trainable = tune.with_resources(
-                tune.with_parameters(
-                    run_trial,
-                    corpus=corpus,
-                    base=space.base(),
-                    accelerator="gpu" if gpus > 0 else "cpu",
-                    threads=threads,
-                    checkpoint_every=opts.checkpoint_every,
-                ),
-                {"cpu": opts.cpus_per_trial, "gpu": gpus},
-            )
-        else:  # thin trials, trained K at a time in one packer per GPU (or per --cpus-per-trial cores)
-            accel = "gpu" if on_gpu else "cpu"
-            if packers:  # started to measure their cards: now told the K decided
-                packed.set_capacity(packers, pack)
-            elif not opts.results_only:  # --results-only trains nothing
-                packers = packed.start_packers(names, corpus, pack, accel, opts.cpus_per_trial, threads)
-            trainable = tune.with_resources(
-                tune.with_parameters(
-                    packed.run_packed_trial,
-                    packers=packers,
-                    base=space.base(),
-                    checkpoint_every=opts.checkpoint_every,
-                ),
-                # a thin trial holds no CPU or GPU (its packer holds them), only its process's memory
-                {"cpu": 0, "gpu": 0, "memory": packed.THIN_TRIAL_MEMORY},
-            )
-            callbacks.append(packed.packed_callback(names))
-            clock.lap("packers")
-            max_concurrent = min(max_concurrent or n_packers * pack, n_packers * pack)
-            print(
-                f"distner: {n_packers} packer(s) x {pack} trials at once on {'GPU' if on_gpu else 'CPU'}",
-                file=sys.stderr,
-            )
-        param_space = {p.name: _ray_domain(p) for p in space.params}
-        max_t = space.max_epochs()
-        searcher = PruningAwareOptunaSearch(
-            points_to_evaluate=points,
-            sampler=optuna.samplers.TPESampler(seed=opts.seed),
-            epochs=int(space.base()["epochs"]),
-        )
-        tune_config = tune.TuneConfig(
-            metric=MONITOR,
-            mode="max",
-            search_alg=StudySearch(searcher, max_concurrent),
-            scheduler=ASHAScheduler(
-                time_attr="training_iteration",
-                max_t=max_t,
-                grace_period=min(opts.grace_period, max_t),
-                reduction_factor=opts.reduction_factor,
-            ),
-            num_samples=total,
-            max_concurrent_trials=None,  # StudySearch limits them (as Ray's own wrapping would)
-            time_budget_s=opts.time_budget,
-            reuse_actors=True,
-        )
-        run_config = tune.RunConfig(
-            name=name,
-            storage_path=storage,
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            sync_config=tune.SyncConfig(sync_artifacts=True),
-            verbose=opts.verbose,
-            callbacks=callbacks,
-        )
-        if not opts.results_only:  # Ray's own hint names its staging folder, not the study
-            print(f"distner: study {name}: {path}; watch it with: distner board {path}", file=sys.stderr)
-        t0 = time.time()
+        trials = _trials_for_the_machine(opts, study, space, corpus, clock, local=started_ray)
+        tuner = _tuner(opts, study, space, points, trials, count or NUM_SAMPLES)
         if opts.results_only:
-            grid = tune.Tuner.restore(path, trainable=trainable, param_space=param_space).get_results()
-            if local:  # a state read by --trust is this user's from now on
-                trust.sign_state(Path(path))
-            return clock.done(_finish(grid, float("nan"), space, opts, study, gpus, pack), opts.verbose)
-        if opts.resume:
-            tuner = tune.Tuner.restore(
-                path,
-                trainable=trainable,
-                param_space=param_space,
-                resume_unfinished=True,
-                resume_errored=True,
-            )
+            grid = tuner.get_results()
+            _sign(opts, study)  # a state read with --trust is this user's from now on
+            wall = float("nan")
         else:
-            tuner = tune.Tuner(
-                trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
-            )
-        with (
-            # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency
-            _tune_env("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"),
-            _graceful_stop() as stop,
-            _ray_tensorboard_hint(shown=opts.verbose > 1),
-            _pending_trials(max_concurrent, _slots(opts.cpus_per_trial, gpus)),
-            resumed_as(total, storage, name),  # what a restored StudySearch needs to know
-        ):
-            try:
-                grid = tuner.fit()
-            finally:  # the state this run left, an interrupted one's too, so that --resume reads it
-                if local:
-                    trust.sign_state(Path(path))
-        wall = time.time() - t0
-        clock.lap("trials")
-        finished = grid.num_terminated + grid.num_errors
-        budget_hit = opts.time_budget is not None and wall >= 0.98 * opts.time_budget
-        cut_short = finished < len(grid) or (count is not None and len(grid) < count)
-        if stop.received is not None or (not budget_hit and cut_short):
-            how = (
-                f"stopped by {signal.Signals(stop.received).name}"
-                if stop.received is not None
-                else f"interrupted with {finished} of {total} trials ended"
-            )
-            raise StudyInterrupted(f"study {name} {how}; run the same command with --resume to continue it")
-        return clock.done(_finish(grid, wall, space, opts, study, gpus, pack), opts.verbose)
+            grid, wall = _run_trials(opts, study, tuner, trials, count)
+            clock.lap("trials")
+        return clock.done(_finish(grid, wall, space, opts, study, trials.gpus, trials.pack), opts.verbose)
     finally:
         if started_ray:
+            import ray
+
             ray.shutdown()
+
+
+def _claim_and_check(opts: TuneOptions, study: Study, space: Space) -> int | None:
+    """The study's folder claimed (_claim), before anything heavy loads; on a resume, the state
+    Ray would unpickle checked to be this user's (trust.py) and the K it was packed with."""
+    restorable = compat.can_restore(study.path, remote=is_remote(opts.storage))
+    count = _claim(opts, study, space, restorable)
+    if opts.resume or opts.results_only:
+        _recorded_pack(opts, study)  # pack.json is data: a wrong --pack is said first
+        if not is_remote(opts.storage):  # Ray would unpickle it: only a state we signed
+            trust.check_state(Path(study.path), opts.trust)
+    return count
+
+
+def _sign(opts: TuneOptions, study: Study) -> None:
+    if not is_remote(opts.storage):
+        trust.sign_state(Path(study.path))
+
+
+def _prebuild_features(space: Space, corpus: Corpus) -> bool:
+    """The e5 features of every train split a trial can pick and of dev, built once here so that
+    trials only read them. Whether the space uses them."""
+    from distner.pretrained.encoder import prebuild, space_specs
+
+    specs = space_specs(space)
+    if specs:
+        trains = {train_name(x): corpus.training_sentences(x) for x in space.extra_train_choices()}
+        prebuild({**trains, "dev": corpus.dev}, specs)
+    return bool(specs)
+
+
+@dataclass
+class _Trials:
+    """How this study's trials run on this machine: the trainable Ray starts, with its resources."""
+
+    trainable: Any
+    gpus: float  # a one-process trial's GPU share (0: CPUs)
+    pack: int  # trials per packer (1: a Lightning fit per trial process)
+    max_concurrent: int | None
+    callbacks: list[Any] = field(default_factory=list)
+
+
+def _trials_for_the_machine(
+    opts: TuneOptions, study: Study, space: Space, corpus: Corpus, clock: _PhaseClock, local: bool
+) -> _Trials:
+    """Trials sized to the cluster as it is: one Lightning fit per trial process, or thin trials
+    trained K at a time in one packer per GPU (or per --cpus-per-trial cores). `local`: Ray is
+    this command's own (a trial it cannot hold is an error, not a wait for the autoscaler)."""
+    from ray import tune
+
+    from distner.tune.ray_runtime import check_storage_for_cluster, gpu_share
+    from distner.tune.trial import run_trial
+
+    check_storage_for_cluster(storage_root(opts.storage))
+    gpus = gpu_share(opts.gpus_per_trial)
+    _check_resources(opts.cpus_per_trial, gpus, local=local)
+    on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
+    threads = max(1, int(opts.cpus_per_trial))
+    # one packer per GPU, or per --cpus-per-trial cores: the machine's shape, not the study's size
+    n_packers = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
+    names = packed.packer_names(study.name, n_packers)
+    packers: list[Any] = []
+
+    def card_memory() -> int:
+        # the packers measure their own cards: no probe process starts on a GPU before them
+        first = opts.pack or PACK_MAX
+        packers[:] = packed.start_packers(names, corpus, first, "gpu", opts.cpus_per_trial, threads)
+        return packed.gpu_memory(packers)
+
+    pack = _decide_pack(opts, study, space, corpus, gpus, card_memory)
+    if pack == 1:  # one Lightning fit per trial process
+        if packers:  # the card holds one member of this space: no packing
+            packed.stop_packers(packers)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                corpus=corpus,
+                base=space.base(),
+                accelerator="gpu" if on_gpu else "cpu",
+                threads=threads,
+                checkpoint_every=opts.checkpoint_every,
+            ),
+            {"cpu": opts.cpus_per_trial, "gpu": gpus},
+        )
+        return _Trials(trainable, gpus, pack, opts.max_concurrent)
+    accel = "gpu" if on_gpu else "cpu"
+    if packers:  # started to measure their cards: now told the K decided
+        packed.set_capacity(packers, pack)
+    elif not opts.results_only:  # --results-only trains nothing
+        packers = packed.start_packers(names, corpus, pack, accel, opts.cpus_per_trial, threads)
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            packed.run_packed_trial,
+            packers=packers,
+            base=space.base(),
+            checkpoint_every=opts.checkpoint_every,
+        ),
+        # a thin trial holds no CPU or GPU (its packer holds them), only its process's memory
+        {"cpu": 0, "gpu": 0, "memory": packed.THIN_TRIAL_MEMORY},
+    )
+    clock.lap("packers")
+    slots = n_packers * pack
+    print(f"distner: {n_packers} packer(s) x {pack} trials at once on {accel.upper()}", file=sys.stderr)
+    return _Trials(
+        trainable, gpus, pack, min(opts.max_concurrent or slots, slots), [packed.packed_callback(names)]
+    )
+
+
+def _tuner(
+    opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], trials: _Trials, total: int
+) -> Any:
+    """Ray's Tuner: a new study's (Optuna's TPE from the start points, ASHA, the study's storage),
+    or the saved one restored (--resume, --results-only)."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from distner.tune.searcher import PruningAwareOptunaSearch, StudySearch
+
+    param_space = {p.name: _ray_domain(p) for p in space.params}
+    if opts.results_only:
+        return tune.Tuner.restore(study.path, trainable=trials.trainable, param_space=param_space)
+    print(
+        f"distner: study {study.name}: {study.path}; watch it with: distner board {study.path}",
+        file=sys.stderr,
+    )
+    if opts.resume:  # Ray's own hint (above, distner's) names its staging folder, not the study
+        return tune.Tuner.restore(
+            study.path,
+            trainable=trials.trainable,
+            param_space=param_space,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    max_t = space.max_epochs()
+    searcher = PruningAwareOptunaSearch(
+        points_to_evaluate=points,
+        sampler=optuna.samplers.TPESampler(seed=opts.seed),
+        epochs=int(space.base()["epochs"]),
+    )
+    tune_config = tune.TuneConfig(
+        metric=MONITOR,
+        mode="max",
+        search_alg=StudySearch(searcher, trials.max_concurrent),
+        scheduler=ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_t,
+            grace_period=min(opts.grace_period, max_t),
+            reduction_factor=opts.reduction_factor,
+        ),
+        num_samples=total,
+        max_concurrent_trials=None,  # StudySearch limits them (as Ray's own wrapping would)
+        time_budget_s=opts.time_budget,
+        reuse_actors=True,
+    )
+    run_config = tune.RunConfig(
+        name=study.name,
+        storage_path=storage_root(opts.storage),
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        sync_config=tune.SyncConfig(sync_artifacts=True),
+        verbose=opts.verbose,
+        callbacks=trials.callbacks,
+    )
+    return tune.Tuner(
+        trials.trainable, param_space=param_space, tune_config=tune_config, run_config=run_config
+    )
+
+
+def _run_trials(
+    opts: TuneOptions, study: Study, tuner: Any, trials: _Trials, count: int | None
+) -> tuple[Any, float]:
+    """Ray runs the trials under distner's stop policy; (their results, wall seconds). A study cut
+    short (a stop signal, or fewer trials ended than it has, short of its time budget) raises
+    StudyInterrupted once its state is saved and signed, so --resume continues it."""
+    from distner.tune.searcher import resumed_as
+
+    total = count or NUM_SAMPLES
+    t0 = time.time()
+    with (
+        # per-epoch checkpoints with num_to_keep=1 make Tune warn about snapshot frequency
+        _tune_env("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0"),
+        _graceful_stop() as stop,
+        _ray_tensorboard_hint(shown=opts.verbose > 1),
+        _pending_trials(trials.max_concurrent, _slots(opts.cpus_per_trial, trials.gpus)),
+        resumed_as(total, storage_root(opts.storage), study.name),  # what a restored StudySearch needs
+    ):
+        try:
+            grid = tuner.fit()
+        finally:  # the state this run left, an interrupted one's too, so that --resume reads it
+            _sign(opts, study)
+    wall = time.time() - t0
+    finished = grid.num_terminated + grid.num_errors
+    budget_hit = opts.time_budget is not None and wall >= 0.98 * opts.time_budget
+    cut_short = finished < len(grid) or (count is not None and len(grid) < count)
+    if stop.received is not None or (not budget_hit and cut_short):
+        how = (
+            f"stopped by {signal.Signals(stop.received).name}"
+            if stop.received is not None
+            else f"interrupted with {finished} of {total} trials ended"
+        )
+        raise StudyInterrupted(f"study {study.name} {how}; run the same command with --resume to continue it")
+    return grid, wall
 
 
 class _PhaseClock:

@@ -179,7 +179,11 @@ def test_packed_study_resumes_after_sigkill(tmp_path, synthetic_data, no_ray_lef
     assert refused.returncode == 2 and "resume it with --pack 2" in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
 
-    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=400)
+    # killed, the driver never signed the state Ray last wrote: resuming it needs --trust
+    unsigned = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert unsigned.returncode == 2 and "not signed by this user's key" in unsigned.stderr, unsigned.stderr
+    assert "killed before it could sign it" in unsigned.stderr
+    done = subprocess.run([*cmd, "--resume", "--trust"], capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = list(csv.DictReader(open(study_dir / "trials.csv")))
     assert len(rows) == 3 and all(r["state"] == "completed" for r in rows), rows

@@ -54,7 +54,8 @@ class _Runs:
 
 UNSIGNED = (
     "resuming runs code from it: add --trust if you made it or trust who did "
-    "(a study from before distner signed its state needs --trust once)"
+    "(needed once for a study from before distner signed its state, or one killed before it "
+    "could sign it: SIGKILL, out of memory, power loss)"
 )
 
 
