@@ -99,6 +99,13 @@ class Space:
         body = {"params": [[p.name, p.kind, list(p.args)] for p in self.params], "fixed": self.fixed}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
+    def values(self, key: str) -> tuple[Any, ...]:
+        """What a trial can get for `key`: a choice's values, a range's bounds, or the fixed value."""
+        p = next((p for p in self.params if p.name == key), None)
+        if p is None:
+            return (self.base()[key],)
+        return tuple(p.args) if p.kind == "choice" else tuple(p.args[:2])
+
     def extra_train_choices(self) -> list[tuple[str, ...]]:
         """Each `extra_train_langs` its trials can pick, as language codes (() for none): the train
         splits a study's driver builds encoder features for."""

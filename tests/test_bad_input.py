@@ -543,6 +543,24 @@ CASES = [
         ],  # fmt: skip
         ("--config", "--top-k 2", "give one"),
     ),
+    Case(
+        "retrain-min-freq-above-every-count",  # said once before the first seed run, not by each
+        lambda t: [
+            "retrain",
+            "--lang",
+            "en",
+            "--config",
+            t.file("b.yaml", "epochs: 1\nmin_freq: 3\n"),
+            "--seeds",
+            "1",
+            "--retrain-dir",
+            t.tmp / "r",
+            "--data-dir",
+            TINY,
+            *sets(*TINY_NET),
+        ],  # fmt: skip
+        ("tuned config: min_freq=3", "seen at most 2 times"),
+    ),
     Case("tune-name-newline", lambda t: tune(t, "--name", "a\nb"), ("--name 'a\\nb'", "control characters")),
     Case("tune-name-escape", lambda t: tune(t, "--name", "x\x1b[2J"), ("--name", "control characters")),
     Case(

@@ -181,7 +181,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from distner.workflow.pipeline import run_pipeline
 
     report, smoke = build(ReportOptions, args), bool(args.smoke)
-    run_pipeline(_tune_options(args), _retrain_options(args, smoke=smoke), report, smoke=smoke)
+    preset = smoke and "num_samples" not in given(args, TuneOptions)  # --smoke's count, not the user's
+    run_pipeline(
+        _tune_options(args), _retrain_options(args, smoke=smoke), report, smoke=smoke, preset_samples=preset
+    )
     print((Path(report.report_dir) / "report.md").read_text().split("\n## ")[0])
     return 0
 

@@ -173,9 +173,24 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
     # every train split a trial can pick, checked (a trial that could never train fails here, not
     # in Ray) and read once: the trials get them with the corpus
     corpus = corpus.with_extra_train_splits(space.extra_train_choices())
+    _check_min_freq(space, corpus)
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
         return _run_study(opts, study, space, points, corpus)
+
+
+def _check_min_freq(space: Space, corpus: Corpus) -> None:
+    """The largest min_freq a trial can get leaves words in the vocabulary: said before the study
+    starts, not by every trial."""
+    highest = max(space.values("min_freq"))
+    if highest > 1:  # every training word is seen at least once
+        from distner.config import RunConfig
+        from distner.data.encoded import check_vocabulary
+
+        try:
+            check_vocabulary(corpus, RunConfig.from_flat({**space.base(), "min_freq": highest}))
+        except DistnerError as e:
+            raise DistnerError(f"{space.source}: key 'min_freq': {e}") from None
 
 
 def _run_study(
@@ -267,6 +282,13 @@ def _trials_for_the_machine(
     gpus = gpu_share(opts.gpus_per_trial)
     _check_resources(opts.cpus_per_trial, gpus, local=local)
     on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
+    if not on_gpu and "16-mixed" in space.values("precision"):  # said once, not by every trial
+        from distner.train.fit import check_precision
+
+        try:
+            check_precision("16-mixed", "cpu")
+        except DistnerError as e:
+            raise DistnerError(f"{space.source}: key 'precision': {e}") from None
     threads = max(1, int(opts.cpus_per_trial))
     # one packer per GPU, or per --cpus-per-trial cores: the machine's shape, not the study's size
     n_packers = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)

@@ -37,10 +37,15 @@ def _retrained_from(done: Path, best: Path) -> bool:
 
 
 def run_pipeline(
-    tune: TuneOptions, retrain: RetrainOptions, report: ReportOptions, smoke: bool = False
+    tune: TuneOptions,
+    retrain: RetrainOptions,
+    report: ReportOptions,
+    smoke: bool = False,
+    preset_samples: bool = False,
 ) -> Report:
     """Every cell of `report` (its langs x granularities), then the report over them. Each cell's
-    tune and retrain options are `tune` and `retrain` with the cell filled in."""
+    tune and retrain options are `tune` and `retrain` with the cell filled in. `preset_samples`:
+    tune.num_samples is a preset (--smoke's), not asked for: a resumed study keeps its own count."""
     langs = [normalize_lang(x) for x in report.langs]
     granularities = [normalize_granularity(g) for g in report.granularities]
     report_out = report.report_dir
@@ -63,7 +68,10 @@ def run_pipeline(
                     f"pipeline: {cell}: tune  - {'resuming' if resume else 'starting'} study {name}",
                     file=sys.stderr,
                 )
-                run_study(replace(tune, lang=lang, granularity=gran, name=name, resume=resume))
+                count = None if resume and preset_samples else tune.num_samples
+                run_study(
+                    replace(tune, lang=lang, granularity=gran, name=name, resume=resume, num_samples=count)
+                )
             done = Path(retrain.retrain_dir) / cell / "retrain.json"
             if done.is_file() and _retrained_from(done, best):
                 print(f"pipeline: {cell}: retrain - done ({done})", file=sys.stderr)

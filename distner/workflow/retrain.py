@@ -86,7 +86,6 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     variants.append(
         ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
     )
-    _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
     seeds = list(range(1, opts.seeds + 1))
     # A tuned config equal to the baseline (the reference won the study) reuses the baseline's runs.
     base_flat = variants[-1][1].to_flat()
@@ -104,11 +103,15 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     if not opts.overwrite:  # a finished run is replaced only when asked
         for _, cfg, out in todo:
             _check_not_finished(out, cfg)
-    if todo:
+    corpus = None
+    if todo:  # read whole, and every config checked against it, before the cell is claimed
         corpus = Corpus.load(opts.data_dir, opts.cell.lang, opts.cell.granularity)
         corpus = corpus.with_extra_train_splits(c.train.extra_langs for _, c, _ in todo)
         if opts.train_on == "train+dev":
             corpus = corpus.with_dev_in_train()
+        _check_configs_fit(todo, corpus, opts)
+    _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
+    if corpus is not None:
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
         from distner.pretrained.encoder import prebuild, spec  # torch: only once there is training to do
 
@@ -160,6 +163,23 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     write_json(cell_dir / "final.json", final, within=cell_dir)  # a received cell: written inside only
     write_json(cell_dir / RETRAIN_JSON, result, within=cell_dir)
     return result
+
+
+def _check_configs_fit(jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions) -> None:
+    """What would stop every seed run is said once, before the first starts: a min_freq that
+    leaves no word, 16-bit AMP where the runs will be on this machine's CPU."""
+    import torch
+
+    from distner.data.encoded import check_vocabulary
+    from distner.train.fit import check_precision
+
+    on_cpu = not opts.address and not torch.cuda.is_available() and opts.accelerator != "gpu"
+    for name, cfg, _ in jobs:
+        try:
+            check_vocabulary(corpus, cfg)
+            check_precision(cfg.train.precision, "cpu" if on_cpu else "gpu")
+        except DistnerError as e:
+            raise DistnerError(f"{name} config: {e}") from None
 
 
 def _run_jobs(

@@ -463,3 +463,25 @@ def test_a_study_of_the_flat_layout_resumes(tmp_path, synthetic_data, no_ray_lef
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(open(folder / "runs" / "flat" / "trials.csv")))
     assert len(rows) == 2 and all(r["state"] == "completed" for r in rows), rows
+
+
+@pytest.mark.parametrize(
+    "key, values, needle",
+    [
+        ("min_freq", "[1, 3]", "space.yaml: key 'min_freq': min_freq=3"),
+        ("precision", '["32", "16-mixed"]', "space.yaml: key 'precision': precision=16-mixed: needs a GPU"),
+    ],
+)
+def test_a_space_a_trial_cannot_train_with_is_one_line(tmp_path, key, values, needle, no_ray_left):
+    """Said once before any trial starts, not by every trial that draws the value."""
+    from ..helpers import TINY, one_line_error
+
+    space = write(
+        tmp_path / "space.yaml", f"embedding_dim: 8\nhidden_dim: 8\nepochs: 1\n{key}: {{choice: {values}}}\n"
+    )
+    proc = run_cli(
+        "tune", "--lang", "en", "--data-dir", TINY, "--space", space, "--storage", tmp_path / "s",
+        "--num-samples", "2",
+    )  # fmt: skip
+    assert needle in one_line_error(proc)
+    assert not list((tmp_path / "s").glob("*/run_*")), "no trial ran"
