@@ -141,7 +141,12 @@ def _ray_tensorboard_hint(shown: bool) -> Iterator[None]:
 
 
 def study_exists(storage: str, name: str) -> bool:
-    return compat.can_restore(study_path(storage, name), remote=is_remote(storage))
+    """A study was started there: Ray's state is restorable, or (local) the folder holds files
+    beside its claim (a damaged state, which resuming then names in one line)."""
+    path = study_path(storage, name)
+    if compat.can_restore(path, remote=is_remote(storage)):
+        return True
+    return not is_remote(storage) and manifest.holds_files(Path(path), besides=(manifest.NAME, PACK_FILE))
 
 
 def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, Any]]:

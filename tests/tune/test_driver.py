@@ -485,3 +485,16 @@ def test_a_space_a_trial_cannot_train_with_is_one_line(tmp_path, key, values, ne
     )  # fmt: skip
     assert needle in one_line_error(proc)
     assert not list((tmp_path / "s").glob("*/run_*")), "no trial ran"
+
+
+def test_a_started_study_exists_even_when_its_state_is_damaged(tmp_path):
+    """What pipeline asks before it resumes: a folder whose tuner.pkl is damaged was started (its
+    resume then says so in one line), one holding only its claim was not."""
+    from distner.tune.driver import study_exists
+
+    folder = tmp_path / "runs" / "s"
+    folder.mkdir(parents=True)
+    (folder / "distner.json").write_text("{}")
+    assert not study_exists(str(tmp_path / "runs"), "s")
+    (folder / "tuner.pkl").write_bytes(b"\x80\x05\x95")  # a pickle's first bytes, cut short
+    assert study_exists(str(tmp_path / "runs"), "s")
