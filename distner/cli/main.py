@@ -232,7 +232,7 @@ def cmd_data_stats(opts: StatsOptions) -> int:
 def cmd_features(opts: FeaturesOptions) -> int:
     from distner.config import load_config
     from distner.core.extras import check_installed
-    from distner.data.conll import read_conll, split_path, train_name, with_extra_train
+    from distner.data.conll import Corpus, read_conll, resolve_data_dir, split_path
     from distner.labels import normalize_lang
     from distner.pretrained.encoder import prebuild, space_specs, spec
     from distner.spaces import load_space
@@ -247,15 +247,12 @@ def cmd_features(opts: FeaturesOptions) -> int:
         cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides])
         specs, extras = [spec(cfg.model)], [cfg.train.extra_langs]
     check_installed("distner features")  # without the extra, fail before reading the data
-    data = {}
-    for split in dict.fromkeys(opts.splits):
-        sentences = read_conll(split_path(opts.data_dir, lang, split))
-        if split != "train":
-            data[split] = sentences
-            continue
-        for extra in extras:  # each train split a trial can train on: its own, then extra_train_langs'
-            data[train_name(extra)] = with_extra_train(sentences, opts.data_dir, lang, extra)
-    for split, path, size in prebuild(data, specs):
+    # only the splits asked for are read (a test split can be larger than train); features need
+    # the words alone, so the labels are read as they are
+    read = {s: read_conll(split_path(opts.data_dir, lang, s)) for s in dict.fromkeys(opts.splits)}
+    root = str(resolve_data_dir(opts.data_dir))
+    corpus = Corpus(lang, "fine", read.get("train", []), read.get("dev", []), read.get("test", []), root)
+    for split, path, size in prebuild(corpus.feature_splits(extras, opts.splits), specs):
         print(f"{lang} {split}: {path} ({size / 1e6:.1f} MB)")
     return 0
 

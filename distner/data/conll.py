@@ -184,22 +184,6 @@ def check_extra_train(data_dir: str | os.PathLike | None, lang: str, extra_langs
         split_path(data_dir, code, "train")  # names the file it looked for
 
 
-def with_extra_train(
-    train: Sequence[Sentence],
-    data_dir: str | os.PathLike | None,
-    lang: str,
-    extra_langs: Sequence[str],
-    granularity: str = "fine",
-) -> list[Sentence]:
-    """A language's train sentences, then each of `extra_langs`' train splits from the same data
-    root at the same granularity (the config key `extra_train_langs`)."""
-    check_extra_train(data_dir, lang, extra_langs)
-    out = list(train)
-    for code in extra_langs:
-        out += load_split(data_dir, code, "train", granularity)
-    return out
-
-
 def train_name(extra_langs: Sequence[str]) -> str:
     """How progress output names a train split: "train", or "train+bn" with extra_train_langs."""
     return "+".join(("train", *extra_langs))
@@ -244,6 +228,20 @@ class Corpus:
         for code in extra_langs:
             held = self.extra_train.get(code)
             out += held if held is not None else load_split(self.data_dir, code, "train", self.granularity)
+        return out
+
+    def feature_splits(
+        self, extra_choices: Iterable[Sequence[str]], splits: Iterable[str] = ("train", "dev", "test")
+    ) -> dict[str, list[Sentence]]:
+        """The splits whose encoder features a step builds ahead, named as progress output names
+        them: for "train", each train split a config can train on ("train", "train+bn"); then
+        dev and test, as `splits` asks. One plan for `distner features`, a study and a retrain."""
+        out: dict[str, list[Sentence]] = {}
+        for split in dict.fromkeys(splits):
+            if split == "train":
+                out.update({train_name(x): self.training_sentences(x) for x in dict.fromkeys(extra_choices)})
+            else:
+                out[split] = self.dev if split == "dev" else self.test
         return out
 
     def with_dev_in_train(self) -> Corpus:

@@ -29,7 +29,7 @@ from distner.core.fileio import read_json, write_json
 from distner.core.interrupts import StopRequest, stop_requests
 from distner.core.locks import folder_lock
 from distner.core.paths import check_output_dir, check_output_file, is_remote
-from distner.data.conll import Corpus, train_name
+from distner.data.conll import Corpus
 from distner.evaluation.metrics import MONITOR
 from distner.labels import Cell, normalize_granularity, normalize_lang
 from distner.options import NUM_SAMPLES, PACK_MAX, TuneOptions
@@ -256,8 +256,7 @@ def _prebuild_features(space: Space, corpus: Corpus) -> bool:
 
     specs = space_specs(space)
     if specs:
-        trains = {train_name(x): corpus.training_sentences(x) for x in space.extra_train_choices()}
-        prebuild({**trains, "dev": corpus.dev}, specs)
+        prebuild(corpus.feature_splits(space.extra_train_choices(), ("train", "dev")), specs)
     return bool(specs)
 
 

@@ -18,7 +18,7 @@ from distner.core.errors import DistnerError
 from distner.core.fileio import read_json, write_json
 from distner.core.locks import folder_lock
 from distner.core.paths import check_output_dir, check_output_file, is_remote
-from distner.data.conll import Corpus, train_name
+from distner.data.conll import Corpus
 from distner.model import runs
 from distner.options import RetrainOptions
 from distner.records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
@@ -117,9 +117,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
 
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
-            trains = dict.fromkeys(c.train.extra_langs for _, c, _ in todo)  # each distinct train split
-            splits = {train_name(x): corpus.training_sentences(x) for x in trains}
-            prebuild({**splits, "dev": corpus.dev, "test": corpus.test}, specs)
+            prebuild(corpus.feature_splits(c.train.extra_langs for _, c, _ in todo), specs)
         # from here until they are rewritten, the cell's results would not match its run folders
         for name in ("retrain.json", "final.json"):
             (cell_dir / name).unlink(missing_ok=True)
