@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -265,6 +266,41 @@ class TuneOptions:
             check_path_component(self.name, "--name")
 
 
+def parse_seeds(value: int | str | Sequence[int]) -> int | tuple[int, ...]:
+    """`3` (seeds 1..3) or `1,2,3` / [1, 2, 3] (those seeds): a count stays a count."""
+    if isinstance(value, str):
+        items = [x.strip() for x in value.split(",")]
+        if not all(x.isdigit() for x in items):
+            raise DistnerError(f"--seeds {shorten(value)}: expected a count N or a list such as 1,2,3")
+        nums = [int(x) for x in items]
+        value = nums[0] if len(nums) == 1 and "," not in value else tuple(nums)
+    if isinstance(value, int):
+        if value < 1:
+            raise DistnerError(f"--seeds: must be >= 1, got {value}")
+        return value
+    seeds = tuple(value)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise DistnerError(f"--seeds {','.join(map(str, seeds))}: give each seed once")
+    if any(not 0 <= s <= 2**32 - 1 for s in seeds):
+        raise DistnerError(f"--seeds {','.join(map(str, seeds))}: a seed must be in [0, 2**32-1]")
+    return seeds
+
+
+def parse_variants(items: Sequence[str]) -> dict[str, list[str]]:
+    """`["linear:lr_schedule=linear,encoder_lr=1e-4"]` -> {"linear": ["lr_schedule=linear", ...]}."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, rest = item.partition(":")
+        name = name.strip()
+        if not sep or not name:
+            raise DistnerError(f"--variant {shorten(item)}: expected NAME:KEY=VALUE,... (or NAME:)")
+        if name == "baseline" or name in out:
+            raise DistnerError(f"--variant {shorten(item)}: the name {name!r} is taken")
+        check_path_component(name, "--variant")
+        out[name] = [x.strip() for x in rest.split(",") if x.strip()]
+    return out
+
+
 @dataclass(frozen=True)
 class RetrainOptions:
     """`distner retrain`: the tuned config(s) and the reference baseline of one cell, several
@@ -280,7 +316,22 @@ class RetrainOptions:
     )
     top_k: int = opt(1, "retrain the K best trials of the study (read from --storage)", metavar="K")
     storage: str = opt(STORAGE, f"where the study lives (for --top-k; default {STORAGE}/)", metavar="DIR")
-    seeds: int = opt(3, f"seeds per config (pipeline --smoke: {SMOKE_SEEDS})", metavar="N")
+    seeds: int | tuple[int, ...] = opt(
+        3,
+        f"seeds per config: a count N (seeds 1..N) or a list such as 1,2,3 (pipeline --smoke: {SMOKE_SEEDS})",
+        metavar="N|LIST",
+        parse=parse_seeds,
+    )
+    # named sets of overrides applied to the tuned config, each retrained on every seed
+    variants: tuple[str, ...] = opt(
+        (),
+        "a named variant of the tuned config, NAME:KEY=VALUE,... (repeatable; NAME: alone is the tuned "
+        "config itself); with variants, only they and the baseline are retrained",
+        flag="--variant",
+        metavar="NAME:KEY=V,...",
+        repeat=True,
+    )
+    no_baseline: bool = opt(False, "do not retrain the reference baseline beside the tuned config(s)")
     train_on: str = opt(
         "train",
         "train+dev keeps each run's last epoch (dev is no longer unseen)",
@@ -308,8 +359,12 @@ class RetrainOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.seeds < 1 or self.top_k < 1:
-            raise DistnerError("--seeds and --top-k must be >= 1")
+        if self.top_k < 1:
+            raise DistnerError("--top-k must be >= 1")
+        object.__setattr__(self, "seeds", parse_seeds(self.seeds))
+        if self.variants and self.top_k > 1:
+            raise DistnerError("--variant and --top-k: variants apply to the one tuned config; give one")
+        parse_variants(self.variants)
         if self.config is not None and self.top_k > 1:  # --top-k reads the study, never --config
             raise DistnerError(
                 f"--config and --top-k {self.top_k}: --config retrains that one file, --top-k the "
@@ -321,6 +376,25 @@ class RetrainOptions:
     @property
     def cell(self) -> Cell:
         return Cell(self.lang, self.granularity)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(1, self.seeds + 1)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+@dataclass(frozen=True)
+class ExperimentOptions:
+    """`distner pipeline --experiment FILE`: the steps an experiment file describes."""
+
+    experiment: str | None = opt(
+        None,
+        "run the experiment this file describes (experiments/<name>.yaml: cells, study, variants, "
+        "seeds, where outputs go); only --data-dir, --smoke and --dry-run go with it",
+        metavar="YAML",
+    )
+    dry_run: bool = opt(
+        False, "print each step of --experiment as done or todo, with what it reads and writes"
+    )
 
 
 @dataclass(frozen=True)
@@ -357,8 +431,13 @@ class ReportOptions:
         if not self.granularities:
             raise DistnerError("--granularities: none given (e.g. --granularities fine,coarse)")
 
+    # exactly these cells, in this order (an experiment's), instead of langs x granularities
+    only: tuple[str, ...] = opt((), cli=False)
+
     @property
     def cells(self) -> list[Cell]:
+        if self.only:
+            return [Cell.parse(c) for c in self.only]
         return [Cell(lang, g) for lang in self.langs for g in self.granularities]
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 from distner.core.errors import DistnerError, shorten
 from distner.core.fileio import atomic_write_text, read_json
@@ -224,14 +225,36 @@ class SeedRun(TypedDict):
     test: dict[str, float]
 
 
-class Variant(TypedDict):
+class _VariantDev(TypedDict, total=False):
+    dev: dict[str, Stat]  # per REPORTED key (records written before variants had it: from runs)
+
+
+class Variant(_VariantDev):
     source: str  # the config file it came from
     config: dict[str, Any]  # flat config keys
     runs: list[SeedRun]
     test: dict[str, Stat]  # per REPORTED key
 
 
-class Final(TypedDict):
+SELECTED_BY = "dev entity_macro_f1, mean over seeds"
+
+
+class _FinalVariant(TypedDict, total=False):
+    variant: str  # the variant picked (records written before variants: the best seed run's)
+
+
+def summarise(seed_runs: Sequence[SeedRun], split: Literal["dev", "test"]) -> dict[str, Stat]:
+    """Mean, std and count over seed runs of each REPORTED score of one split."""
+    out: dict[str, Stat] = {}
+    for key in REPORTED:
+        vals = [r[split][key] for r in seed_runs]
+        out[key] = Stat(
+            mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals)
+        )
+    return out
+
+
+class Final(_FinalVariant):
     run_dir: str
     selected_by: str
     dev_entity_macro_f1: float
@@ -246,7 +269,7 @@ class RetrainRecord(TypedDict):
     granularity: str
     train_on: str
     seeds: list[int]
-    variants: dict[str, Variant]  # "tuned" (or "tuned-1", ...) and "baseline"
+    variants: dict[str, Variant]  # "tuned" (or "tuned-1", ..., or named variants) and "baseline"
     study: str | None
     best_meta: dict[str, Any] | None  # the best config's _meta: which study and trial
     final: Final
@@ -284,8 +307,8 @@ def _retrain_problem(data: Any, cell: str) -> str | None:
     if data["cell"] != cell:
         return f"holds {data['cell']}, not {cell}"
     variants = data["variants"]
-    if "baseline" not in variants or len(variants) < 2:
-        return "damaged (needs a tuned and a baseline variant)"
+    if not any(name != "baseline" for name in variants):
+        return "damaged (needs a variant besides the baseline)"
     for name, v in variants.items():
         seed_runs = v.get("runs") if isinstance(v, dict) else None
         if not isinstance(seed_runs, list) or not seed_runs or not isinstance(v.get("test"), dict):
@@ -333,16 +356,29 @@ class FinalModel(TypedDict):
     coarse_confusion: dict[str, Any]  # labels, matrix
 
 
-class CellReport(TypedDict):
-    """One cell of report.json: test scores of the tuned and baseline variants over seeds."""
+class Candidate(TypedDict):
+    """One variant a cell's final model was picked among: its scores over seeds, per REPORTED key."""
+
+    dev: dict[str, Stat]
+    test: dict[str, Stat]
+    set: dict[str, Any]  # the config keys where it differs from the first variant
+
+
+class _Picked(TypedDict, total=False):
+    selected: str  # the variant picked on dev (reports written before variants: "tuned")
+    candidates: dict[str, Candidate]  # every variant but the baseline
+
+
+class CellReport(_Picked):
+    """One cell of report.json: test scores of the selected and baseline variants over seeds."""
 
     lang: str
     granularity: str
     seeds: list[int]
     train_on: str
-    tuned: dict[str, Stat]  # per REPORTED key
-    baseline: dict[str, Stat]
-    gain: dict[str, float]  # tuned mean - baseline mean, entity macro and micro F1
+    tuned: dict[str, Stat]  # the selected variant's, per REPORTED key
+    baseline: dict[str, Stat] | None  # None: retrained without the baseline
+    gain: dict[str, float] | None  # tuned mean - baseline mean, entity macro and micro F1
     published_seed_style: Published  # the reference's padded-token numbers
     hyperparameters: dict[str, dict[str, Any]]  # "tuned", "baseline": flat configs
     final: FinalModel

@@ -12,11 +12,13 @@ import pytest
 
 from distner.core.errors import DistnerError
 from distner.records import (
+    REPORTED,
     TrialRow,
     read_report,
     read_retrain,
     read_summary,
     read_trials,
+    summarise,
     write_trials,
 )
 from distner.tune.study import drop_ended_checkpoints
@@ -61,12 +63,29 @@ def test_a_record_reads_back_as_written(tmp_path):
     assert read_retrain(path, "en-fine") == RECORD
 
 
+def test_a_record_without_the_baseline_reads_back(tmp_path):
+    """The baseline is optional (retrain --no-baseline); a variant besides it is not."""
+    record = _damaged(lambda r: r["variants"].pop("baseline"))
+    path = tmp_path / "retrain.json"
+    path.write_text(json.dumps(record))
+    assert read_retrain(path, "en-fine") == record
+
+
+def test_summarise_gives_mean_std_and_count_per_split():
+    runs = [{**RUN, "dev": {k: x for k in REPORTED}} for x in (0.5, 0.7)]
+    got = summarise(runs, "dev")["entity_macro_f1"]
+    assert (
+        got["n"] == 2 and got["mean"] == pytest.approx(0.6) and got["std"] == pytest.approx(0.1414, abs=1e-4)
+    )
+    assert summarise(runs[:1], "dev")["entity_macro_f1"]["std"] == 0.0
+
+
 @pytest.mark.parametrize(
     "data, problem",
     [
         ([1, 2], "damaged (not a JSON object)"),
         (_damaged(lambda r: r.pop("variants")), "damaged (key 'variants' missing or not a dict)"),
-        (_damaged(lambda r: r["variants"].pop("baseline")), "damaged (needs a tuned and a baseline variant)"),
+        (_damaged(lambda r: r["variants"].pop("tuned")), "damaged (needs a variant besides the baseline)"),
         (_damaged(lambda r: r["variants"]["tuned"].update(runs=[])), "variant 'tuned' has no runs"),
         (_damaged(lambda r: r["final"].pop("run_dir")), "damaged (final has no run_dir)"),
         (RECORD, "holds en-fine, not hi-fine"),

@@ -24,6 +24,7 @@ from distner.options import (
     BoardOptions,
     ClusterValidateOptions,
     EvaluateOptions,
+    ExperimentOptions,
     FeaturesOptions,
     PredictOptions,
     ReportOptions,
@@ -180,12 +181,32 @@ def cmd_report(opts: ReportOptions) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from distner.workflow.pipeline import run_pipeline
 
+    if args.experiment is not None:
+        return _run_experiment(args)
+    if args.dry_run:
+        raise DistnerError("--dry-run: goes with --experiment FILE")
     report, smoke = build(ReportOptions, args), bool(args.smoke)
     preset = smoke and "num_samples" not in given(args, TuneOptions)  # --smoke's count, not the user's
     run_pipeline(
         _tune_options(args), _retrain_options(args, smoke=smoke), report, smoke=smoke, preset_samples=preset
     )
     print((Path(report.report_dir) / "report.md").read_text().split("\n## ")[0])
+    return 0
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
+    """The experiment file says what to run; a flag that would say it too is refused."""
+    from distner.experiments import load_experiment
+    from distner.workflow.experiment import run_experiment
+
+    for options in (ReportOptions, TuneOptions, RetrainOptions):
+        extra = sorted(set(given(args, options)) - {"data_dir"})
+        if extra:
+            flag = "--" + extra[0].replace("_", "-")
+            raise DistnerError(f"{flag}: the experiment file {args.experiment} says this; set it there")
+    exp = load_experiment(args.experiment)
+    data_dir = given(args, RetrainOptions).get("data_dir")
+    run_experiment(exp, data_dir, smoke=bool(args.smoke), dry_run=bool(args.dry_run))
     return 0
 
 
@@ -289,7 +310,7 @@ class Command:
     old: bool = True  # accept the fields' old spellings (a flag the command used to have)
 
 
-_RETRAIN_IN_PIPELINE = ("lang", "granularity", "config", "top_k", "baseline")
+_RETRAIN_IN_PIPELINE = ("lang", "granularity", "config", "top_k", "baseline", "variants", "no_baseline")
 COMMANDS: dict[str, Command] = {
     "train": Command(
         cmd_train,
@@ -333,11 +354,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "pipeline": Command(
         cmd_pipeline,
-        (ReportOptions, TuneOptions, SmokeOptions, RetrainOptions),
-        "tune -> retrain -> report for every cell, skipping finished steps",
+        (ExperimentOptions, ReportOptions, TuneOptions, SmokeOptions, RetrainOptions),
+        "tune -> retrain -> report for every cell (or an experiment file's steps), skipping finished steps",
         "Run every step for each language x granularity. A cell's tune step is done when "
         "BEST_DIR/<cell>.yaml exists, its retrain step when RETRAIN_DIR/<cell>/retrain.json "
-        "exists; unfinished studies are resumed. The report is rebuilt at the end.",
+        "exists; unfinished studies are resumed. The report is rebuilt at the end. With --experiment, "
+        "the steps are the file's (docs/experiments.md); --dry-run lists them as done or todo.",
         # the pipeline fills in each cell, names and resumes its studies, reports on what its
         # retrain step wrote
         skip=("lang", "granularity", "name", "resume", "results_only", "finished_only", "against", "top_k")

@@ -29,15 +29,18 @@ from distner.records import (
     COMPARED,
     REPORT_JSON,
     RETRAIN_JSON,
+    SELECTED_BY,
     Against,
+    Candidate,
     CellReport,
     Report,
     RetrainRecord,
     StudyFacts,
     read_report,
     read_retrain,
+    summarise,
 )
-from distner.report.tables import markdown_table, mean_std, tuning_bought_table
+from distner.report.tables import candidates_table, markdown_table, mean_std, tuning_bought_table
 from distner.tune.study import StudyFiles
 
 METHOD = f"""\
@@ -245,7 +248,7 @@ def _kept_cells(odir: Path, cells: list[str]) -> dict[str, CellReport]:
     out: dict[str, CellReport] = {}
     for cell in (c for c in cells if c in have):
         c = have[cell]
-        missing = [k for k in CellReport.__annotations__ if k not in c]
+        missing = [k for k in CellReport.__required_keys__ if k not in c]
         if missing:
             raise DistnerError(f"{path}: cell {cell}: no {missing[0]!r}; it cannot be kept (--keep-reported)")
         gone = [f for f in c["figures"] if not (odir / f).is_file()]
@@ -286,6 +289,7 @@ def _write_report(
     check: Callable[[], None],
 ) -> Report:
     report = Report(cells={}, method=METHOD, published_source=published["source"])
+    odir_report = _earlier_report(odir)
     for cell in order:  # the cells asked for, each loaded here or kept
         check()
         if cell in kept:  # as the earlier report has it; its figures stay where they are
@@ -293,10 +297,10 @@ def _write_report(
             continue
         r = loaded[cell]
         lang, gran = r["lang"], r["granularity"]
-        tuned_name = next(n for n in r["variants"] if n != "baseline")
-        tuned, base = r["variants"][tuned_name], r["variants"]["baseline"]
+        selected = _selected(r)
+        tuned, base = r["variants"][selected], r["variants"].get("baseline")
         final_dir = runs.inside_cell(rdir / cell, r["final"]["run_dir"], rdir / cell / RETRAIN_JSON)
-        final_metrics = runs.read_metrics(final_dir)["test"]
+        final_metrics = _final_test_metrics(final_dir, cell, odir_report)
         pub = published["results"][lang][gran]
         c = CellReport(
             lang=lang,
@@ -304,10 +308,12 @@ def _write_report(
             seeds=r["seeds"],
             train_on=r["train_on"],
             tuned=tuned["test"],
-            baseline=base["test"],
-            gain={k: tuned["test"][k]["mean"] - base["test"][k]["mean"] for k in COMPARED},
+            baseline=None if base is None else base["test"],
+            gain=None
+            if base is None
+            else {k: tuned["test"][k]["mean"] - base["test"][k]["mean"] for k in COMPARED},
             published_seed_style={"accuracy": pub["accuracy"], "macro_f1": pub["macro"]["f1"]},
-            hyperparameters={"tuned": tuned["config"], "baseline": base["config"]},
+            hyperparameters={"tuned": tuned["config"], "baseline": {} if base is None else base["config"]},
             final={
                 "run_dir": _rel(str(final_dir)),
                 "per_type": final_metrics["per_type"],
@@ -319,6 +325,8 @@ def _write_report(
                 for n, v in r["variants"].items()
             },
             figures=[],
+            selected=selected,
+            candidates=_candidates(r),
         )
         c["figures"] = _figures(cell, c, odir)
         report["cells"][cell] = c
@@ -327,6 +335,53 @@ def _write_report(
     write_json(odir / REPORT_JSON, report)
     atomic_write_text(odir / "report.md", render_markdown(report))
     return report
+
+
+def _earlier_report(stage: Path) -> Report | None:
+    """The report.json this one replaces (the stage is inside the report folder), if readable."""
+    for path in (stage / REPORT_JSON, stage.parent / REPORT_JSON):
+        if path.is_file():
+            try:
+                return read_report(path)
+            except DistnerError:
+                return None
+    return None
+
+
+def _final_test_metrics(final_dir: Path, cell: str, earlier: Report | None) -> dict[str, Any]:
+    """The final model's test metrics from its run folder; a folder this machine does not have (a
+    clone holds the published records, not the git-ignored runs) is taken from the report it wrote
+    before, when that names the same run."""
+    if (final_dir / "metrics.json").is_file() or earlier is None:
+        return dict(runs.read_metrics(final_dir)["test"])
+    old = earlier["cells"].get(cell)
+    if old is None or old["final"]["run_dir"] != _rel(str(final_dir)):
+        return dict(runs.read_metrics(final_dir)["test"])  # says which file is missing
+    return {"per_type": old["final"]["per_type"], "coarse_confusion": old["final"]["coarse_confusion"]}
+
+
+def _selected(r: RetrainRecord) -> str:
+    """The variant the record picked; records written before variants name the run instead."""
+    if "variant" in r["final"]:
+        return r["final"]["variant"]
+    run = r["final"]["run_dir"]
+    names = [n for n in r["variants"] if n != "baseline"]
+    return next((n for n in names if any(x["run_dir"] == run for x in r["variants"][n]["runs"])), names[0])
+
+
+def _candidates(r: RetrainRecord) -> dict[str, Candidate]:
+    """Every variant but the baseline, with what it sets beside the first and its dev and test means."""
+    names = [n for n in r["variants"] if n != "baseline"]
+    first = r["variants"][names[0]]["config"]
+    out: dict[str, Candidate] = {}
+    for n in names:
+        v = r["variants"][n]
+        out[n] = Candidate(
+            dev=v.get("dev") or summarise(v["runs"], "dev"),
+            test=v["test"],
+            set={k: x for k, x in v["config"].items() if first.get(k) != x and k != "seed"},
+        )
+    return out
 
 
 def render_markdown(report: Report) -> str:
@@ -345,15 +400,15 @@ def render_markdown(report: Report) -> str:
         ]
     ]
     for cell, c in report["cells"].items():
-        ss, pub, st = c["tuned"], c["published_seed_style"], c["study"]
+        ss, pub, st, base, gain = c["tuned"], c["published_seed_style"], c["study"], c["baseline"], c["gain"]
         rows.append(
             [
                 cell,
                 mean_std(c["tuned"]["entity_macro_f1"]),
-                mean_std(c["baseline"]["entity_macro_f1"]),
-                f"{100 * c['gain']['entity_macro_f1']:+.2f}",
+                "-" if base is None else mean_std(base["entity_macro_f1"]),
+                "-" if gain is None else f"{100 * gain['entity_macro_f1']:+.2f}",
                 mean_std(c["tuned"]["entity_micro_f1"]),
-                mean_std(c["baseline"]["entity_micro_f1"]),
+                "-" if base is None else mean_std(base["entity_micro_f1"]),
                 f"{100 * ss['seed_style_accuracy']['mean']:.1f} / "
                 f"{100 * ss['seed_style_macro_f1']['mean']:.1f}",
                 f"{100 * pub['accuracy']:.0f} / {100 * pub['macro_f1']:.0f}",
@@ -408,13 +463,20 @@ def render_markdown(report: Report) -> str:
         ]
         keys = [k for k in c["hyperparameters"]["tuned"] if not k.startswith("max_")]
         hp = [["hyperparameter", "tuned", "reference baseline"]]
+        tuned_hp, base_hp = c["hyperparameters"]["tuned"], c["hyperparameters"]["baseline"]
         hp += [
-            [k, str(c["hyperparameters"]["tuned"][k]), str(c["hyperparameters"]["baseline"][k])]
+            [k, str(tuned_hp[k]), str(base_hp.get(k, "-"))]
             for k in keys
-            if c["hyperparameters"]["tuned"][k] != c["hyperparameters"]["baseline"][k]
-            or k in ("epochs", "lr")
+            if tuned_hp[k] != base_hp.get(k) or k in ("epochs", "lr")
         ]
         parts += ["### Winning hyperparameters", "", markdown_table(hp), ""]
+        if len(c.get("candidates", {})) > 1:
+            parts += [
+                f"### Candidates (picked on {SELECTED_BY}: {c.get('selected')})",
+                "",
+                candidates_table(c["candidates"], c.get("selected")),
+                "",
+            ]
         pt = [["type", "precision", "recall", "F1", "support"]]
         pt += [
             [

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from distner.config import REFERENCE_SEQ_LEN
-from distner.records import RetrainRecord, Stat, StudyFacts, StudySummary
+from distner.records import Candidate, RetrainRecord, Stat, StudyFacts, StudySummary
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -143,3 +143,21 @@ def stats_table(per_split: dict[str, dict[str, Any]]) -> str:
             ]
         )
     return table(rows)
+
+
+def candidates_table(candidates: dict[str, Candidate], selected: str | None) -> str:
+    """The variants a final model was picked among: what each sets, dev and test macro-F1 over seeds."""
+    rows = [["variant", "sets", "seeds", "dev macro-F1", "test macro-F1", "test micro-F1"]]
+    for name, c in candidates.items():
+        sets = ", ".join(f"{k}={v}" for k, v in c["set"].items()) or "-"
+        rows.append(
+            [
+                f"**{name}** (picked)" if name == selected else name,
+                sets,
+                str(c["test"]["entity_macro_f1"]["n"]),
+                mean_std(c["dev"]["entity_macro_f1"]),
+                mean_std(c["test"]["entity_macro_f1"]),
+                mean_std(c["test"]["entity_micro_f1"]),
+            ]
+        )
+    return markdown_table(rows)

@@ -8,9 +8,11 @@ dev score, never test).
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from distner.config import RunConfig, load_config, parse_overrides
 from distner.core import manifest
@@ -20,8 +22,17 @@ from distner.core.locks import folder_lock
 from distner.core.paths import check_output_dir, check_output_file, is_remote
 from distner.data.conll import Corpus
 from distner.model import runs
-from distner.options import RetrainOptions
-from distner.records import REPORTED, RETRAIN_JSON, Final, RetrainRecord, SeedRun, Stat, Variant
+from distner.options import RetrainOptions, parse_variants
+from distner.records import (
+    REPORTED,
+    RETRAIN_JSON,
+    SELECTED_BY,
+    Final,
+    RetrainRecord,
+    SeedRun,
+    Variant,
+    summarise,
+)
 from distner.spaces import resolve_space_path
 from distner.tune.study import StudyFiles, best_meta
 
@@ -59,16 +70,6 @@ def baseline_config(opts: RetrainOptions, like: RunConfig) -> RunConfig:
     return base.replace(source=opts.baseline, **budget)
 
 
-def _summarise(seed_runs: list[SeedRun]) -> dict[str, Stat]:
-    out: dict[str, Stat] = {}
-    for key in REPORTED:
-        vals = [r["test"][key] for r in seed_runs]
-        out[key] = Stat(
-            mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals)
-        )
-    return out
-
-
 def retrain_cell(opts: RetrainOptions) -> RetrainRecord:
     """Train every (variant, seed) not done yet, then write retrain.json and final.json."""
     cell_dir = check_output_dir(Path(opts.retrain_dir).resolve() / opts.cell, "--retrain-dir")
@@ -79,27 +80,61 @@ def retrain_cell(opts: RetrainOptions) -> RetrainRecord:
         return _retrain_cell(opts, cell_dir)
 
 
-def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
+def _variants(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
+    """(name, config, where it came from): the tuned config(s), or its named variants, then the
+    baseline; `--set` applies to all of them."""
     over = parse_overrides(list(opts.overrides))
-    variants = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned_configs(opts)]
-    base = baseline_config(opts, variants[0][1])
-    variants.append(
-        ("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline)))
-    )
-    seeds = list(range(1, opts.seeds + 1))
+    tuned = tuned_configs(opts)
+    named = parse_variants(opts.variants)
+    if named:
+        _, cfg, src = tuned[0]
+        tuned = [
+            (n, cfg.replace(source=f"--variant {n}", **parse_overrides(sets)), src)
+            for n, sets in named.items()
+        ]
+    out = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned]
+    if not opts.no_baseline:
+        base = baseline_config(opts, out[0][1])
+        out.append(("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline))))
+    return out
+
+
+def _key(flat: dict[str, Any]) -> str:
+    return json.dumps(flat, sort_keys=True)
+
+
+def _recorded(cell_dir: Path) -> dict[str, SeedRun]:
+    """The seed runs an earlier retrain.json of this cell recorded, by their config: a run whose
+    folder is gone (git-ignored, another machine) is reused from the record, not trained again."""
+    path = cell_dir / RETRAIN_JSON
+    data = read_json(path) if path.is_file() else None
+    if not isinstance(data, dict) or not isinstance(data.get("variants"), dict):
+        return {}
+    out: dict[str, SeedRun] = {}
+    for v in data["variants"].values():
+        if isinstance(v, dict) and isinstance(v.get("config"), dict):
+            for run in v.get("runs") or []:
+                out[_key({**v["config"], "seed": run["seed"]})] = run
+    return out
+
+
+def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
+    variants = _variants(opts)
+    seeds = opts.seed_list
     # A tuned config equal to the baseline (the reference won the study) reuses the baseline's runs.
-    base_flat = variants[-1][1].to_flat()
+    base_flat = variants[-1][1].to_flat() if variants[-1][0] == "baseline" else None
     run_dirs = {
         (name, s): cell_dir / ("baseline" if cfg.to_flat() == base_flat else name) / f"seed-{s}"
         for name, cfg, _ in variants
         for s in seeds
     }
+    recorded = _recorded(cell_dir)
     jobs = list(
         {
             run_dirs[n, s]: (n, cfg.replace(seed=s), run_dirs[n, s]) for n, cfg, _ in variants for s in seeds
         }.values()
     )
-    todo = [j for j in jobs if not _done(j[2], j[1])]
+    todo = [j for j in jobs if not _done(j[2], j[1]) and _key(j[1].to_flat()) not in recorded]
     if not opts.overwrite:  # a finished run is replaced only when asked
         for _, cfg, out in todo:
             _check_not_finished(out, cfg)
@@ -124,29 +159,15 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         _run_jobs(todo, corpus, opts, keep)
     variant_records: dict[str, Variant] = {}
     for name, cfg, src in variants:
-        done: list[SeedRun] = []
-        for s in seeds:
-            run_dir = run_dirs[name, s]
-            m = runs.read_metrics(run_dir)
-            done.append(
-                SeedRun(
-                    seed=s,
-                    run_dir=str(run_dir.relative_to(cell_dir)),  # the cell folder can move
-                    best_epoch=m["best_epoch"],
-                    train_seconds=m["train_seconds"],
-                    dev={k: m["dev"][k] for k in REPORTED},
-                    test={k: m["test"][k] for k in REPORTED},
-                )
-            )
-        variant_records[name] = Variant(source=src, config=cfg.to_flat(), runs=done, test=_summarise(done))
+        done = [_seed_run(cell_dir, run_dirs[name, s], cfg.replace(seed=s), recorded) for s in seeds]
+        variant_records[name] = Variant(
+            source=src,
+            config=cfg.to_flat(),
+            runs=done,
+            test=summarise(done, "test"),
+            dev=summarise(done, "dev"),
+        )
     tuned_src = Path(variants[0][2])
-    tuned = [r for n, v in variant_records.items() if n != "baseline" for r in v["runs"]]
-    best = max(tuned, key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
-    final = Final(
-        run_dir=best["run_dir"],
-        selected_by="dev entity_macro_f1",
-        dev_entity_macro_f1=best["dev"]["entity_macro_f1"],
-    )
     result = RetrainRecord(
         cell=opts.cell,
         lang=opts.cell.lang,
@@ -156,11 +177,46 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         variants=variant_records,
         study=_study_of(variants[0][2], opts),
         best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
-        final=final,
+        final=select_final(variant_records),
     )
-    write_json(cell_dir / "final.json", final, within=cell_dir)  # a received cell: written inside only
+    write_json(
+        cell_dir / "final.json", result["final"], within=cell_dir
+    )  # a received cell: written inside only
     write_json(cell_dir / RETRAIN_JSON, result, within=cell_dir)
     return result
+
+
+def _seed_run(cell_dir: Path, run_dir: Path, cfg: RunConfig, recorded: dict[str, SeedRun]) -> SeedRun:
+    """A finished seed run from its folder, or as the earlier record has it when the folder is gone."""
+    if not _done(run_dir, cfg):
+        return recorded[_key(cfg.to_flat())]
+    m = runs.read_metrics(run_dir)
+    return SeedRun(
+        seed=cfg.train.seed,
+        run_dir=str(run_dir.relative_to(cell_dir)),  # the cell folder can move
+        best_epoch=m["best_epoch"],
+        train_seconds=m["train_seconds"],
+        dev={k: m["dev"][k] for k in REPORTED},
+        test={k: m["test"][k] for k in REPORTED},
+    )
+
+
+def select_final(variants: dict[str, Variant]) -> Final:
+    """The cell's final model: the variant (never the baseline) with the best dev entity macro-F1
+    mean over its seeds, and within it the seed run best on dev. Test never picks."""
+    tuned = {n: v for n, v in variants.items() if n != "baseline"}
+    name = max(tuned, key=lambda n: _mean_dev(tuned[n]))
+    best = max(tuned[name]["runs"], key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
+    return Final(
+        run_dir=best["run_dir"],
+        selected_by=SELECTED_BY,
+        dev_entity_macro_f1=best["dev"]["entity_macro_f1"],
+        variant=name,
+    )
+
+
+def _mean_dev(v: Variant) -> float:
+    return statistics.fmean(r["dev"]["entity_macro_f1"] for r in v["runs"])
 
 
 def _check_configs_fit(jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, opts: RetrainOptions) -> None:

@@ -1,0 +1,233 @@
+"""Experiments as files: `experiments/<name>.yaml`, the committed description of a tuning campaign.
+
+    cells: [hi-fine, bn-fine]            # LANG-GRANULARITY, each once
+    tune:                                # optional: no `tune`, and `config` names the configs to retrain
+      space: tune_spaces/extended.yaml
+      num_samples: 16                    # also: max_concurrent, cpus_per_trial, gpus_per_trial,
+      grace_period: 3                    # reduction_factor, time_budget, seed
+      start_from:                        # warm starts, run right after the baseline trial
+        - {config: results/best/hi-fine.yaml, set: {embedding_dim: 384}}
+    config: results/pretrained/best/{cell}.yaml   # without `tune`: the config each cell retrains
+    variants:                            # named overrides of the winner; `{}` is the winner itself
+      winner: {}
+      linear: {set: {lr_schedule: linear}, cells: [hi-fine]}
+    baseline: true                       # the reference baseline retrained beside them
+    seeds: [1, 2, 3]
+    runs: runs/experiments/<name>        # big outputs (git-ignored)
+    publish: results/<name>              # small outputs: studies' files, best configs, records, report
+
+This module parses and checks; workflow/experiment.py runs it. Paths are relative to the folder
+distner runs in (the project root), as the committed file is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from distner.config import RunConfig, coerce, read_yaml_mapping
+from distner.core.errors import DistnerError, shorten
+from distner.labels import Cell
+from distner.spaces import resolve_space_path
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """The study of each cell: `distner tune`'s flags, as data."""
+
+    space: str
+    num_samples: int = 16
+    max_concurrent: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    grace_period: int = 1
+    reduction_factor: int = 3
+    time_budget: str | None = None
+    seed: int = 0
+    start_from: tuple[Any, ...] = ()  # strings or {config|study, rank, set} mappings
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Named overrides applied to a cell's winner; `cells` empty: every cell."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    cells: tuple[str, ...] = ()
+
+    def applies_to(self, cell: str) -> bool:
+        return not self.cells or cell in self.cells
+
+    def sets(self) -> list[str]:
+        """The overrides as `--set` items (the form retrain and records show)."""
+        return [f"{k}={v}" for k, v in self.overrides.items()]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    source: str  # the file
+    cells: tuple[Cell, ...]
+    tune: TuneSettings | None = None
+    config: str | None = None  # "{cell}" is filled in
+    variants: tuple[VariantSpec, ...] = (VariantSpec("winner"),)
+    baseline: bool = True
+    seeds: tuple[int, ...] = (1, 2, 3)
+    runs: str = ""
+    publish: str = ""
+
+    def config_of(self, cell: str) -> Path:
+        """Where a cell's winner is: the study's published best config, or `config`."""
+        if self.config is not None:
+            return Path(self.config.format(cell=cell))
+        return Path(self.publish) / "best" / f"{cell}.yaml"
+
+    def variants_of(self, cell: str) -> list[VariantSpec]:
+        return [v for v in self.variants if v.applies_to(cell)]
+
+
+_KEYS = {f.name for f in fields(Experiment)} - {"name", "source"}
+_TUNE_KEYS = {f.name for f in fields(TuneSettings)}
+
+
+def _unknown(where: str, got: dict[str, Any], known: set[str]) -> None:
+    bad = next((k for k in got if k not in known), None)
+    if bad is not None:
+        raise DistnerError(f"{where}: unknown key {shorten(str(bad))} (known: {', '.join(sorted(known))})")
+
+
+def _file(where: str, path: Any) -> str:
+    if not isinstance(path, str) or not Path(path).is_file():
+        raise DistnerError(f"{where}: {path}: file not found")
+    return path
+
+
+def _mapping(where: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DistnerError(f"{where}: expected a mapping, got {shorten(str(value))}")
+    return value
+
+
+def _cells(where: str, value: Any) -> tuple[Cell, ...]:
+    if not isinstance(value, list) or not value:
+        raise DistnerError(f"{where}: expected a list of cells, e.g. [hi-fine, bn-coarse]")
+    out: list[Cell] = []
+    for name in value:
+        try:
+            cell = Cell.parse(str(name))
+        except DistnerError as e:
+            raise DistnerError(f"{where}: {e}") from None
+        if cell in out:
+            raise DistnerError(f"{where}: cell {cell} is listed twice")
+        out.append(cell)
+    return tuple(out)
+
+
+def _overrides(where: str, value: Any) -> dict[str, Any]:
+    return {str(k): coerce(str(k), v, source=where) for k, v in _mapping(where, value).items()}
+
+
+def _start(where: str, item: Any) -> Any:
+    """A start point: a config file, or a mapping naming a config or a finished study (checked here
+    for what a file can say; tune resolves it)."""
+    if isinstance(item, str):
+        _file(where, item.split(",")[0])
+        return item
+    spec = _mapping(where, item)
+    _unknown(where, spec, {"config", "study", "rank", "set"})
+    if ("config" in spec) == ("study" in spec):
+        raise DistnerError(f"{where}: name one of config or study")
+    if "config" in spec:
+        _file(f"{where}: config", spec["config"])
+    elif not Path(str(spec["study"])).is_dir():
+        raise DistnerError(f"{where}: study {spec['study']}: folder not found")
+    _overrides(f"{where}: set", spec.get("set", {}))
+    return dict(spec)
+
+
+def _tune(where: str, value: Any) -> TuneSettings:
+    spec = _mapping(where, value)
+    _unknown(where, spec, _TUNE_KEYS)
+    if "space" not in spec:
+        raise DistnerError(f"{where}: no space (a search space YAML, e.g. tune_spaces/extended.yaml)")
+    resolve_space_path(spec["space"]) if isinstance(spec["space"], str) else _file(f"{where}: space", None)
+    starts = spec.get("start_from", [])
+    if not isinstance(starts, list):
+        raise DistnerError(f"{where}: start_from: expected a list")
+    values = {
+        **spec,
+        "start_from": tuple(_start(f"{where}: start_from[{i}]", s) for i, s in enumerate(starts)),
+    }
+    try:
+        return TuneSettings(**values)
+    except TypeError as e:
+        raise DistnerError(f"{where}: {e}") from None
+
+
+def _variants(where: str, value: Any, cells: tuple[Cell, ...]) -> tuple[VariantSpec, ...]:
+    out: list[VariantSpec] = []
+    for name, spec in _mapping(where, value).items():
+        at = f"{where}: {name}"
+        spec = _mapping(at, spec if spec is not None else {})
+        _unknown(at, spec, {"set", "cells"})
+        own = _cells(f"{at}: cells", spec["cells"]) if "cells" in spec else ()
+        stray = next((c for c in own if c not in cells), None)
+        if stray is not None:
+            raise DistnerError(f"{at}: cell {stray} is not one of the experiment's cells")
+        if str(name) == "baseline":
+            raise DistnerError(f"{at}: 'baseline' names the reference's runs; pick another name")
+        out.append(VariantSpec(str(name), _overrides(f"{at}: set", spec.get("set", {})), own))
+    if not out:
+        raise DistnerError(f"{where}: no variant (`winner: {{}}` retrains the winner as it is)")
+    return tuple(out)
+
+
+def _seeds(where: str, value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return tuple(range(1, value + 1))
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    ):
+        if len(set(value)) != len(value):
+            raise DistnerError(f"{where}: a seed is listed twice")
+        for s in value:
+            RunConfig.from_flat({"seed": s}, source=where)  # its range
+        return tuple(value)
+    raise DistnerError(f"{where}: expected a count or a list of seeds, got {shorten(str(value))}")
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and check an experiment file: every problem is one line naming the file and key."""
+    src = str(path)
+    data = read_yaml_mapping(path)
+    _unknown(src, data, _KEYS)
+    if "cells" not in data:
+        raise DistnerError(f"{src}: no cells (e.g. cells: [hi-fine])")
+    cells = _cells(f"{src}: cells", data["cells"])
+    tune = _tune(f"{src}: tune", data["tune"]) if data.get("tune") is not None else None
+    config = data.get("config")
+    if (tune is None) == (config is None):
+        raise DistnerError(f"{src}: name either tune (a study finds each winner) or config (the winners)")
+    if config is not None:
+        for cell in cells:
+            _file(f"{src}: config", str(config).format(cell=cell))
+    name = Path(path).stem
+    variants = data.get("variants", {"winner": {}})
+    baseline = data.get("baseline", True)
+    if not isinstance(baseline, bool):
+        raise DistnerError(f"{src}: baseline: expected true or false")
+    return Experiment(
+        name=name,
+        source=src,
+        cells=cells,
+        tune=tune,
+        config=None if config is None else str(config),
+        variants=_variants(f"{src}: variants", variants, cells),
+        baseline=baseline,
+        seeds=_seeds(f"{src}: seeds", data.get("seeds", 3)),
+        runs=str(data.get("runs", f"runs/experiments/{name}")),
+        publish=str(data.get("publish", f"results/{name}")),
+    )
