@@ -45,7 +45,21 @@ class TuneSettings:
     reduction_factor: int = 3
     time_budget: str | None = None
     seed: int = 0
-    start_from: tuple[Any, ...] = ()  # strings or {config|study, rank, set} mappings
+    start_from: tuple[Any, ...] = ()  # strings or {config|study, rank, set, cells} mappings
+
+    def start_points(self, cell: str) -> list[Any]:
+        """The start points of one cell: "{cell}" filled in, those of other cells left out."""
+        out: list[Any] = []
+        for item in self.start_from:
+            if isinstance(item, str):
+                out.append(item.format(cell=cell))
+            elif cell in item.get("cells", [cell]):
+                point = {k: v for k, v in item.items() if k != "cells"}
+                for key in ("config", "study"):
+                    if key in point:
+                        point[key] = str(point[key]).format(cell=cell)
+                out.append(point)
+        return out
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class VariantSpec:
     name: str
     overrides: dict[str, Any] = field(default_factory=dict)
     cells: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()  # its own seeds (an ablation on one, say); empty: the experiment's
 
     def applies_to(self, cell: str) -> bool:
         return not self.cells or cell in self.cells
@@ -62,6 +77,11 @@ class VariantSpec:
     def sets(self) -> list[str]:
         """The overrides as `--set` items (the form retrain and records show)."""
         return [f"{k}={v}" for k, v in self.overrides.items()]
+
+    def flag(self) -> str:
+        """As `distner retrain --variant` takes it: NAME[@SEEDS]:KEY=VALUE,..."""
+        own = "@" + ",".join(map(str, self.seeds)) if self.seeds else ""
+        return f"{self.name}{own}:{','.join(self.sets())}"
 
 
 @dataclass(frozen=True)
@@ -128,25 +148,31 @@ def _overrides(where: str, value: Any) -> dict[str, Any]:
     return {str(k): coerce(str(k), v, source=where) for k, v in _mapping(where, value).items()}
 
 
-def _start(where: str, item: Any) -> Any:
-    """A start point: a config file, or a mapping naming a config or a finished study (checked here
-    for what a file can say; tune resolves it)."""
+def _start(where: str, item: Any, cells: tuple[Cell, ...]) -> Any:
+    """A start point: a config file, or a mapping naming a config or a finished study, "{cell}"
+    filled in per cell (checked here for what a file can say; tune resolves it)."""
     if isinstance(item, str):
-        _file(where, item.split(",")[0])
+        for cell in cells:
+            _file(where, item.split(",")[0].format(cell=cell))
         return item
     spec = _mapping(where, item)
-    _unknown(where, spec, {"config", "study", "rank", "set"})
+    _unknown(where, spec, {"config", "study", "rank", "set", "cells"})
     if ("config" in spec) == ("study" in spec):
         raise DistnerError(f"{where}: name one of config or study")
-    if "config" in spec:
-        _file(f"{where}: config", spec["config"])
-    elif not Path(str(spec["study"])).is_dir():
-        raise DistnerError(f"{where}: study {spec['study']}: folder not found")
+    own = _cells(f"{where}: cells", spec["cells"]) if "cells" in spec else cells
+    stray = next((c for c in own if c not in cells), None)
+    if stray is not None:
+        raise DistnerError(f"{where}: cell {stray} is not one of the experiment's cells")
+    for cell in own:
+        if "config" in spec:
+            _file(f"{where}: config", str(spec["config"]).format(cell=cell))
+        elif not Path(str(spec["study"]).format(cell=cell)).is_dir():
+            raise DistnerError(f"{where}: study {str(spec['study']).format(cell=cell)}: folder not found")
     _overrides(f"{where}: set", spec.get("set", {}))
-    return dict(spec)
+    return {**spec, "cells": list(own)} if "cells" in spec else dict(spec)
 
 
-def _tune(where: str, value: Any) -> TuneSettings:
+def _tune(where: str, value: Any, cells: tuple[Cell, ...]) -> TuneSettings:
     spec = _mapping(where, value)
     _unknown(where, spec, _TUNE_KEYS)
     if "space" not in spec:
@@ -157,7 +183,7 @@ def _tune(where: str, value: Any) -> TuneSettings:
         raise DistnerError(f"{where}: start_from: expected a list")
     values = {
         **spec,
-        "start_from": tuple(_start(f"{where}: start_from[{i}]", s) for i, s in enumerate(starts)),
+        "start_from": tuple(_start(f"{where}: start_from[{i}]", s, cells) for i, s in enumerate(starts)),
     }
     try:
         return TuneSettings(**values)
@@ -170,14 +196,15 @@ def _variants(where: str, value: Any, cells: tuple[Cell, ...]) -> tuple[VariantS
     for name, spec in _mapping(where, value).items():
         at = f"{where}: {name}"
         spec = _mapping(at, spec if spec is not None else {})
-        _unknown(at, spec, {"set", "cells"})
+        _unknown(at, spec, {"set", "cells", "seeds"})
         own = _cells(f"{at}: cells", spec["cells"]) if "cells" in spec else ()
         stray = next((c for c in own if c not in cells), None)
         if stray is not None:
             raise DistnerError(f"{at}: cell {stray} is not one of the experiment's cells")
         if str(name) == "baseline":
             raise DistnerError(f"{at}: 'baseline' names the reference's runs; pick another name")
-        out.append(VariantSpec(str(name), _overrides(f"{at}: set", spec.get("set", {})), own))
+        seeds = _seeds(f"{at}: seeds", spec["seeds"]) if "seeds" in spec else ()
+        out.append(VariantSpec(str(name), _overrides(f"{at}: set", spec.get("set", {})), own, seeds))
     if not out:
         raise DistnerError(f"{where}: no variant (`winner: {{}}` retrains the winner as it is)")
     return tuple(out)
@@ -207,7 +234,7 @@ def load_experiment(path: str | Path) -> Experiment:
     if "cells" not in data:
         raise DistnerError(f"{src}: no cells (e.g. cells: [hi-fine])")
     cells = _cells(f"{src}: cells", data["cells"])
-    tune = _tune(f"{src}: tune", data["tune"]) if data.get("tune") is not None else None
+    tune = _tune(f"{src}: tune", data["tune"], cells) if data.get("tune") is not None else None
     config = data.get("config")
     if (tune is None) == (config is None):
         raise DistnerError(f"{src}: name either tune (a study finds each winner) or config (the winners)")

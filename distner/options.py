@@ -286,18 +286,22 @@ def parse_seeds(value: int | str | Sequence[int]) -> int | tuple[int, ...]:
     return seeds
 
 
-def parse_variants(items: Sequence[str]) -> dict[str, list[str]]:
-    """`["linear:lr_schedule=linear,encoder_lr=1e-4"]` -> {"linear": ["lr_schedule=linear", ...]}."""
-    out: dict[str, list[str]] = {}
+def parse_variants(items: Sequence[str]) -> dict[str, tuple[list[str], tuple[int, ...] | None]]:
+    """`["linear:lr_schedule=linear,encoder_lr=1e-4", "no-crf@1:crf=false"]` -> {"linear":
+    (["lr_schedule=linear", "encoder_lr=1e-4"], None), "no-crf": (["crf=false"], (1,))}: a variant's
+    own seeds (`@1,2`) replace --seeds for it (an ablation on one seed, say)."""
+    out: dict[str, tuple[list[str], tuple[int, ...] | None]] = {}
     for item in items:
-        name, sep, rest = item.partition(":")
-        name = name.strip()
-        if not sep or not name:
-            raise DistnerError(f"--variant {shorten(item)}: expected NAME:KEY=VALUE,... (or NAME:)")
+        head, sep, rest = item.partition(":")
+        name, at, seeds = (x.strip() for x in head.partition("@"))
+        if not sep or not name or (at and not seeds):
+            raise DistnerError(f"--variant {shorten(item)}: expected NAME[@SEEDS]:KEY=VALUE,... (or NAME:)")
         if name == "baseline" or name in out:
             raise DistnerError(f"--variant {shorten(item)}: the name {name!r} is taken")
         check_path_component(name, "--variant")
-        out[name] = [x.strip() for x in rest.split(",") if x.strip()]
+        own = parse_seeds(seeds) if at else None
+        own_list = tuple(range(1, own + 1)) if isinstance(own, int) else own
+        out[name] = ([x.strip() for x in rest.split(",") if x.strip()], own_list)
     return out
 
 
@@ -326,9 +330,10 @@ class RetrainOptions:
     variants: tuple[str, ...] = opt(
         (),
         "a named variant of the tuned config, NAME:KEY=VALUE,... (repeatable; NAME: alone is the tuned "
-        "config itself); with variants, only they and the baseline are retrained",
+        "config itself; NAME@1,2:... trains it on those seeds only); with variants, only they and the "
+        "baseline are retrained",
         flag="--variant",
-        metavar="NAME:KEY=V,...",
+        metavar="NAME[@SEEDS]:KEY=V,...",
         repeat=True,
     )
     no_baseline: bool = opt(False, "do not retrain the reference baseline beside the tuned config(s)")

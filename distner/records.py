@@ -247,6 +247,8 @@ def summarise(seed_runs: Sequence[SeedRun], split: Literal["dev", "test"]) -> di
     """Mean, std and count over seed runs of each REPORTED score of one split."""
     out: dict[str, Stat] = {}
     for key in REPORTED:
+        if not all(key in r[split] for r in seed_runs):  # records of runs that kept only some scores
+            continue
         vals = [r[split][key] for r in seed_runs]
         out[key] = Stat(
             mean=statistics.fmean(vals), std=statistics.stdev(vals) if len(vals) > 1 else 0.0, n=len(vals)
@@ -353,7 +355,7 @@ class Published(TypedDict):
 class FinalModel(TypedDict):
     run_dir: str | None
     per_type: dict[str, dict[str, float]]  # precision, recall, f1, support per entity type
-    coarse_confusion: dict[str, Any]  # labels, matrix
+    coarse_confusion: dict[str, Any] | None  # labels, matrix; None (and per_type {}): folder not here
 
 
 class Candidate(TypedDict):

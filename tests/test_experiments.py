@@ -114,3 +114,33 @@ def test_every_committed_experiment_loads():
             load_experiment(f.relative_to(ROOT))
     finally:
         os.chdir(cwd)
+
+
+def test_start_points_fill_in_the_cell_and_keep_to_their_cells(folder):
+    for cell in ("hi-fine", "bn-coarse"):
+        write(folder / f"best/{cell}.yaml", "hidden_dim: 8\n")
+    text = """\
+cells: [hi-fine, bn-coarse]
+tune:
+  space: tune_spaces/smoke.yaml
+  start_from:
+    - best/{cell}.yaml
+    - {config: best/hi-fine.yaml, cells: [bn-coarse], set: {embedding_dim: 16}}
+"""
+    exp = load_experiment(write(folder / "e.yaml", text))
+    assert exp.tune is not None
+    assert exp.tune.start_points("hi-fine") == ["best/hi-fine.yaml"]
+    assert exp.tune.start_points("bn-coarse") == [
+        "best/bn-coarse.yaml",
+        {"config": "best/hi-fine.yaml", "set": {"embedding_dim": 16}},
+    ]
+    bad = text.replace("best/{cell}.yaml\n", "gone/{cell}.yaml\n")
+    with pytest.raises(DistnerError, match=r"start_from\[0\]: gone/hi-fine.yaml: file not found"):
+        load_experiment(write(folder / "bad.yaml", bad))
+
+
+def test_a_variant_may_have_its_own_seeds(folder):
+    write(folder / "best/hi-fine.yaml", "hidden_dim: 8\n")
+    text = "cells: [hi-fine]\nconfig: best/{cell}.yaml\nvariants:\n  winner: {}\n  no-crf: {set: {crf: false}, seeds: [1]}\n"
+    exp = load_experiment(write(folder / "e.yaml", text))
+    assert [v.flag() for v in exp.variants] == ["winner:", "no-crf@1:crf=False"]

@@ -166,6 +166,8 @@ def _figures(cell: str, c: CellReport, out: Path) -> list[str]:
         fig.tight_layout()
         names.append(_save(fig, out / f"{cell}-importance.png"))
     cm = c["final"]["coarse_confusion"]
+    if cm is None:  # the final model's run folder is not on this machine
+        return names
     m = [[v / max(1, sum(row)) for v in row] for row in cm["matrix"]]
     fig = Figure(figsize=(5.5, 4.8))
     ax = fig.subplots()
@@ -352,12 +354,14 @@ def _final_test_metrics(final_dir: Path, cell: str, earlier: Report | None) -> d
     """The final model's test metrics from its run folder; a folder this machine does not have (a
     clone holds the published records, not the git-ignored runs) is taken from the report it wrote
     before, when that names the same run."""
-    if (final_dir / "metrics.json").is_file() or earlier is None:
+    if (final_dir / "metrics.json").is_file():
         return dict(runs.read_metrics(final_dir)["test"])
-    old = earlier["cells"].get(cell)
-    if old is None or old["final"]["run_dir"] != _rel(str(final_dir)):
-        return dict(runs.read_metrics(final_dir)["test"])  # says which file is missing
-    return {"per_type": old["final"]["per_type"], "coarse_confusion": old["final"]["coarse_confusion"]}
+    old = None if earlier is None else earlier["cells"].get(cell)
+    if old is not None and old["final"]["run_dir"] == _rel(str(final_dir)):
+        return {"per_type": old["final"]["per_type"], "coarse_confusion": old["final"]["coarse_confusion"]}
+    if not final_dir.exists():  # its scores over seeds are in the record; per type, nowhere
+        return {"per_type": {}, "coarse_confusion": None}
+    return dict(runs.read_metrics(final_dir)["test"])  # a damaged folder: says which file
 
 
 def _selected(r: RetrainRecord) -> str:
@@ -488,7 +492,14 @@ def render_markdown(report: Report) -> str:
             ]
             for t, v in sorted(c["final"]["per_type"].items())
         ]
-        parts += ["### Per type (final model, test)", "", markdown_table(pt), ""]
+        if c["final"]["per_type"]:
+            parts += ["### Per type (final model, test)", "", markdown_table(pt), ""]
+        else:
+            parts += [
+                f"Per-type scores need the final model's run folder (`{c['final']['run_dir']}`), "
+                "which is not on the machine that wrote this report.",
+                "",
+            ]
         bought = tuning_bought_table(c["study"])
         if bought:
             parts += ["### What tuning this cell bought (dev, inside the study)", "", bought, ""]

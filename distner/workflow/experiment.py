@@ -87,7 +87,7 @@ def _seed_configs(
         return None
     sets = v.sets() + ([f"epochs={SMOKE_EPOCHS}"] if smoke else [])
     cfg = load_config(exp.config_of(cell), sets)
-    return {s: cfg.replace(seed=s).to_flat() for s in exp.seeds}
+    return {s: cfg.replace(seed=s).to_flat() for s in v.seeds or exp.seeds}
 
 
 def _recorded_seeds(exp: Experiment, cell: Cell) -> set[str]:
@@ -116,14 +116,14 @@ def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
                 Step(
                     f"tune {cell}",
                     _tune_done(exp, cell),
-                    (exp.tune.space, *(str(s) for s in exp.tune.start_from)),
+                    (exp.tune.space, *(start_spec(s) for s in exp.tune.start_points(cell))),
                     (winner, str(_published_study(exp, cell))),
                 )
             )
         recorded = _recorded_seeds(exp, cell)
         for v in exp.variants_of(cell):
             configs = _seed_configs(exp, cell, v, smoke)
-            for s in exp.seeds:
+            for s in v.seeds or exp.seeds:
                 done = configs is not None and _key(configs[s]) in recorded
                 where = Path(exp.runs) / "retrain" / cell / v.name / f"seed-{s}"
                 steps.append(
@@ -222,7 +222,7 @@ def _tune(exp: Experiment, t: TuneSettings, cell: Cell, data_dir: str | None) ->
         reduction_factor=t.reduction_factor,
         time_budget=t.time_budget,  # type: ignore[arg-type]  # parsed by TuneOptions
         seed=t.seed,
-        start_from=tuple(start_spec(s) for s in t.start_from),
+        start_from=tuple(start_spec(s) for s in t.start_points(cell)),
         storage=str(storage),
         name=cell,
         resume=resume,
@@ -263,7 +263,7 @@ def _retrain(exp: Experiment, cell: Cell, data_dir: str | None, smoke: bool) -> 
             granularity=cell.granularity,
             config=str(exp.config_of(cell)),
             seeds=exp.seeds,
-            variants=tuple(f"{v.name}:{','.join(v.sets())}" for v in variants),
+            variants=tuple(v.flag() for v in variants),
             no_baseline=not exp.baseline,
             retrain_dir=str(Path(exp.runs) / "retrain"),
             data_dir=data_dir,

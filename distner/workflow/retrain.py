@@ -80,22 +80,27 @@ def retrain_cell(opts: RetrainOptions) -> RetrainRecord:
         return _retrain_cell(opts, cell_dir)
 
 
-def _variants(opts: RetrainOptions) -> list[tuple[str, RunConfig, str]]:
-    """(name, config, where it came from): the tuned config(s), or its named variants, then the
-    baseline; `--set` applies to all of them."""
+def _variants(opts: RetrainOptions) -> list[tuple[str, RunConfig, str, list[int]]]:
+    """(name, config, where it came from, seeds): the tuned config(s), or its named variants, then
+    the baseline; `--set` applies to all of them."""
     over = parse_overrides(list(opts.overrides))
-    tuned = tuned_configs(opts)
+    tuned = [(n, c, src, opts.seed_list) for n, c, src in tuned_configs(opts)]
     named = parse_variants(opts.variants)
     if named:
-        _, cfg, src = tuned[0]
+        _, cfg, src, _ = tuned[0]
         tuned = [
-            (n, cfg.replace(source=f"--variant {n}", **parse_overrides(sets)), src)
-            for n, sets in named.items()
+            (
+                n,
+                cfg.replace(source=f"--variant {n}", **parse_overrides(sets)),
+                src,
+                list(own or opts.seed_list),
+            )
+            for n, (sets, own) in named.items()
         ]
-    out = [(n, c.replace(source="--set", **over), src) for n, c, src in tuned]
+    out = [(n, c.replace(source="--set", **over), src, seeds) for n, c, src, seeds in tuned]
     if not opts.no_baseline:
-        base = baseline_config(opts, out[0][1])
-        out.append(("baseline", base.replace(source="--set", **over), str(resolve_space_path(opts.baseline))))
+        base = baseline_config(opts, out[0][1]).replace(source="--set", **over)
+        out.append(("baseline", base, str(resolve_space_path(opts.baseline)), opts.seed_list))
     return out
 
 
@@ -120,18 +125,19 @@ def _recorded(cell_dir: Path) -> dict[str, SeedRun]:
 
 def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     variants = _variants(opts)
-    seeds = opts.seed_list
     # A tuned config equal to the baseline (the reference won the study) reuses the baseline's runs.
     base_flat = variants[-1][1].to_flat() if variants[-1][0] == "baseline" else None
     run_dirs = {
         (name, s): cell_dir / ("baseline" if cfg.to_flat() == base_flat else name) / f"seed-{s}"
-        for name, cfg, _ in variants
+        for name, cfg, _, seeds in variants
         for s in seeds
     }
     recorded = _recorded(cell_dir)
     jobs = list(
         {
-            run_dirs[n, s]: (n, cfg.replace(seed=s), run_dirs[n, s]) for n, cfg, _ in variants for s in seeds
+            run_dirs[n, s]: (n, cfg.replace(seed=s), run_dirs[n, s])
+            for n, cfg, _, seeds in variants
+            for s in seeds
         }.values()
     )
     todo = [j for j in jobs if not _done(j[2], j[1]) and _key(j[1].to_flat()) not in recorded]
@@ -158,7 +164,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
             (cell_dir / name).unlink(missing_ok=True)
         _run_jobs(todo, corpus, opts, keep)
     variant_records: dict[str, Variant] = {}
-    for name, cfg, src in variants:
+    for name, cfg, src, seeds in variants:
         done = [_seed_run(cell_dir, run_dirs[name, s], cfg.replace(seed=s), recorded) for s in seeds]
         variant_records[name] = Variant(
             source=src,
@@ -173,7 +179,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         lang=opts.cell.lang,
         granularity=opts.cell.granularity,
         train_on=opts.train_on,
-        seeds=seeds,
+        seeds=opts.seed_list,
         variants=variant_records,
         study=_study_of(variants[0][2], opts),
         best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
@@ -204,7 +210,13 @@ def _seed_run(cell_dir: Path, run_dir: Path, cfg: RunConfig, recorded: dict[str,
 def select_final(variants: dict[str, Variant]) -> Final:
     """The cell's final model: the variant (never the baseline) with the best dev entity macro-F1
     mean over its seeds, and within it the seed run best on dev. Test never picks."""
-    tuned = {n: v for n, v in variants.items() if n != "baseline"}
+    tuned = {
+        n: v
+        for n, v in variants.items()
+        if n != "baseline" and all("entity_macro_f1" in r["dev"] for r in v["runs"])  # a record kept dev
+    }
+    if not tuned:
+        raise DistnerError("no variant besides the baseline has dev scores to pick the final model by")
     name = max(tuned, key=lambda n: _mean_dev(tuned[n]))
     best = max(tuned[name]["runs"], key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
     return Final(
