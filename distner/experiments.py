@@ -5,13 +5,15 @@
       space: tune_spaces/extended.yaml
       num_samples: 16                    # also: max_concurrent, cpus_per_trial, gpus_per_trial,
       grace_period: 3                    # reduction_factor, time_budget, seed
+      cells: {hi-fine: {num_samples: 12}}   # a cell's own settings
       start_from:                        # warm starts, run right after the baseline trial
         - {config: results/best/hi-fine.yaml, set: {embedding_dim: 384}}
     config: results/pretrained/best/{cell}.yaml   # without `tune`: the config each cell retrains
     variants:                            # named overrides of the winner; `{}` is the winner itself
       winner: {}
       linear: {set: {lr_schedule: linear}, cells: [hi-fine]}
-    baseline: true                       # the reference baseline retrained beside them
+      no-crf: {set: {crf: false}, seeds: [1]}   # its own seeds: shown, never picked
+    baseline: true                       # the reference baseline retrained beside them (or [cells])
     seeds: [1, 2, 3]
     runs: runs/experiments/<name>        # big outputs (git-ignored)
     publish: results/<name>              # small outputs: studies' files, best configs, records, report
@@ -22,7 +24,7 @@ distner runs in (the project root), as the committed file is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ class TuneSettings:
     time_budget: str | None = None
     seed: int = 0
     start_from: tuple[Any, ...] = ()  # strings or {config|study, rank, set, cells} mappings
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # per cell: settings of its own
 
     def start_points(self, cell: str) -> list[Any]:
         """The start points of one cell: "{cell}" filled in, those of other cells left out."""
@@ -92,7 +95,7 @@ class Experiment:
     tune: TuneSettings | None = None
     config: str | None = None  # "{cell}" is filled in
     variants: tuple[VariantSpec, ...] = (VariantSpec("winner"),)
-    baseline: bool = True
+    baseline: bool | tuple[str, ...] = True  # or the cells that retrain it
     seeds: tuple[int, ...] = (1, 2, 3)
     runs: str = ""
     publish: str = ""
@@ -105,6 +108,19 @@ class Experiment:
 
     def variants_of(self, cell: str) -> list[VariantSpec]:
         return [v for v in self.variants if v.applies_to(cell)]
+
+    def baseline_of(self, cell: str) -> bool:
+        return self.baseline if isinstance(self.baseline, bool) else cell in self.baseline
+
+    def retrains(self, cell: str) -> bool:
+        """A cell with no variant is only tuned (the baseline alone is no candidate)."""
+        return bool(self.variants_of(cell))
+
+    def tune_of(self, cell: str) -> TuneSettings | None:
+        """The study settings of one cell (its own `cells:` entry over the shared ones)."""
+        if self.tune is None:
+            return None
+        return replace(self.tune, **self.tune.cells.get(cell, {}), cells={})
 
 
 _KEYS = {f.name for f in fields(Experiment)} - {"name", "source"}
@@ -181,8 +197,15 @@ def _tune(where: str, value: Any, cells: tuple[Cell, ...]) -> TuneSettings:
     starts = spec.get("start_from", [])
     if not isinstance(starts, list):
         raise DistnerError(f"{where}: start_from: expected a list")
+    own = _mapping(f"{where}: cells", spec.get("cells", {}))
+    for cell, settings in own.items():
+        at = f"{where}: cells: {cell}"
+        if Cell.parse(str(cell)) not in cells:
+            raise DistnerError(f"{at}: not one of the experiment's cells")
+        _unknown(at, _mapping(at, settings), _TUNE_KEYS - {"space", "start_from", "cells"})
     values = {
         **spec,
+        "cells": {str(Cell.parse(str(c))): dict(v) for c, v in own.items()},
         "start_from": tuple(_start(f"{where}: start_from[{i}]", s, cells) for i, s in enumerate(starts)),
     }
     try:
@@ -244,8 +267,13 @@ def load_experiment(path: str | Path) -> Experiment:
     name = Path(path).stem
     variants = data.get("variants", {"winner": {}})
     baseline = data.get("baseline", True)
-    if not isinstance(baseline, bool):
-        raise DistnerError(f"{src}: baseline: expected true or false")
+    if isinstance(baseline, list):
+        baseline = _cells(f"{src}: baseline", baseline)
+        stray = next((c for c in baseline if c not in cells), None)
+        if stray is not None:
+            raise DistnerError(f"{src}: baseline: cell {stray} is not one of the experiment's cells")
+    elif not isinstance(baseline, bool):
+        raise DistnerError(f"{src}: baseline: expected true, false or a list of cells")
     return Experiment(
         name=name,
         source=src,

@@ -141,6 +141,12 @@ tune:
 
 def test_a_variant_may_have_its_own_seeds(folder):
     write(folder / "best/hi-fine.yaml", "hidden_dim: 8\n")
-    text = "cells: [hi-fine]\nconfig: best/{cell}.yaml\nvariants:\n  winner: {}\n  no-crf: {set: {crf: false}, seeds: [1]}\n"
+    text = """\
+cells: [hi-fine]
+config: best/{cell}.yaml
+variants:
+  winner: {}
+  no-crf: {set: {crf: false}, seeds: [1]}
+"""
     exp = load_experiment(write(folder / "e.yaml", text))
     assert [v.flag() for v in exp.variants] == ["winner:", "no-crf@1:crf=False"]

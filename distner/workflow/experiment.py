@@ -19,7 +19,7 @@ from typing import Any
 from distner.config import load_config
 from distner.core import manifest
 from distner.core.errors import DistnerError
-from distner.core.fileio import read_json
+from distner.core.fileio import read_json, write_json
 from distner.core.paths import check_output_dir
 from distner.experiments import Experiment, TuneSettings, VariantSpec
 from distner.labels import Cell
@@ -57,7 +57,9 @@ def for_smoke(exp: Experiment) -> Experiment:
     """The same cells and variants on a data sample with the smoke space, few trials, seeds and
     epochs, into `<runs>/smoke` (published there too): never into the experiment's own outputs."""
     root = Path(exp.runs) / "smoke"
-    tune = None if exp.tune is None else replace(exp.tune, space=SMOKE_SPACE, num_samples=SMOKE_SAMPLES)
+    tune = None
+    if exp.tune is not None:
+        tune = replace(exp.tune, space=SMOKE_SPACE, num_samples=SMOKE_SAMPLES, cells={})
     return replace(
         exp, tune=tune, seeds=exp.seeds[:SMOKE_SEEDS], runs=str(root), publish=str(root / "published")
     )
@@ -129,7 +131,7 @@ def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
                 steps.append(
                     Step(f"retrain {cell} {v.name} seed {s}", done, (winner, *v.sets()), (str(where),))
                 )
-        if exp.baseline:
+        if exp.baseline_of(cell) and exp.retrains(cell):
             steps.append(
                 Step(
                     f"retrain {cell} baseline seeds {','.join(map(str, exp.seeds))}",
@@ -143,7 +145,7 @@ def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
         Step(
             "report",
             all(s.done for s in steps) and _reported(report, exp),
-            tuple(str(_record(exp, c)) for c in exp.cells),
+            tuple(str(_record(exp, c)) for c in exp.cells if exp.retrains(c)),
             (str(report), str(Path(exp.publish) / "report.md")),
         )
     )
@@ -164,6 +166,7 @@ def _reported(report: Path, exp: Experiment) -> bool:
     return all(
         c in cells and set(cells[c].get("candidates") or {}) == _recorded_variants(exp, c) - {"baseline"}
         for c in exp.cells
+        if exp.retrains(c)
     )
 
 
@@ -182,14 +185,15 @@ def run_experiment(exp: Experiment, data_dir: str | None, smoke: bool = False, d
     print(f"experiment {exp.name}: {done} of {len(steps)} steps done", file=sys.stderr)
     for cell in exp.cells:
         _adopt_published(exp, cell)
-        if exp.tune is not None and not _tune_done(exp, cell):
-            _tune(exp, exp.tune, cell, data_dir)
+        settings = exp.tune_of(cell)
+        if settings is not None and not _tune_done(exp, cell):
+            _tune(exp, settings, cell, data_dir)
         if not all(s.done for s in plan(exp, smoke) if s.name.startswith(f"retrain {cell} ")):
             _retrain(exp, cell, data_dir, smoke)
     if all(s.done for s in plan(exp, smoke)):
         print(f"experiment {exp.name}: every step done", file=sys.stderr)
         return
-    cells = tuple(str(c) for c in exp.cells)
+    cells = tuple(str(c) for c in exp.cells if exp.retrains(c))
     build_report(
         ReportOptions(only=cells, retrain_dir=str(Path(exp.runs) / "retrain"), report_dir=exp.publish)
     )
@@ -253,7 +257,7 @@ def _retrain(exp: Experiment, cell: Cell, data_dir: str | None, smoke: bool) -> 
     cell_dir, published = Path(exp.runs) / "retrain" / cell, _record(exp, cell)
     variants = exp.variants_of(cell)
     if not variants:
-        raise DistnerError(f"{exp.source}: cell {cell}: no variant applies to it")
+        raise DistnerError(f"{exp.source}: cell {cell}: the baseline alone is no candidate; add a variant")
     from distner.workflow.retrain import retrain_cell
 
     print(f"experiment {exp.name}: retrain {cell} ({len(variants)} variant(s))", file=sys.stderr)
@@ -264,11 +268,14 @@ def _retrain(exp: Experiment, cell: Cell, data_dir: str | None, smoke: bool) -> 
             config=str(exp.config_of(cell)),
             seeds=exp.seeds,
             variants=tuple(v.flag() for v in variants),
-            no_baseline=not exp.baseline,
+            no_baseline=not exp.baseline_of(cell),
             retrain_dir=str(Path(exp.runs) / "retrain"),
             data_dir=data_dir,
             overrides=(f"epochs={SMOKE_EPOCHS}",) if smoke else (),
         )
     )
+    record = read_json(cell_dir / RETRAIN_JSON)
+    if _published_study(exp, cell).is_dir():  # the study a clone has: the published copy
+        record["study"] = str(_published_study(exp, cell))
     published.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(cell_dir / RETRAIN_JSON, published)
+    write_json(published, record)

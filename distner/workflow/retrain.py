@@ -183,7 +183,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         variants=variant_records,
         study=_study_of(variants[0][2], opts),
         best_meta=best_meta(tuned_src) if tuned_src.suffix == ".yaml" and opts.top_k == 1 else None,
-        final=select_final(variant_records),
+        final=select_final(variant_records, opts.seed_list),
     )
     write_json(
         cell_dir / "final.json", result["final"], within=cell_dir
@@ -207,16 +207,19 @@ def _seed_run(cell_dir: Path, run_dir: Path, cfg: RunConfig, recorded: dict[str,
     )
 
 
-def select_final(variants: dict[str, Variant]) -> Final:
-    """The cell's final model: the variant (never the baseline) with the best dev entity macro-F1
-    mean over its seeds, and within it the seed run best on dev. Test never picks."""
+def select_final(variants: dict[str, Variant], seeds: list[int]) -> Final:
+    """The cell's final model: among the variants (never the baseline) trained on every seed, the
+    one with the best dev entity macro-F1 mean over them, and within it the seed run best on dev.
+    Test never picks; a variant on fewer seeds (an ablation, say) is shown, not picked."""
     tuned = {
         n: v
         for n, v in variants.items()
-        if n != "baseline" and all("entity_macro_f1" in r["dev"] for r in v["runs"])  # a record kept dev
+        if n != "baseline"
+        and {r["seed"] for r in v["runs"]} >= set(seeds)
+        and all("entity_macro_f1" in r["dev"] for r in v["runs"])  # old records may lack dev
     }
     if not tuned:
-        raise DistnerError("no variant besides the baseline has dev scores to pick the final model by")
+        raise DistnerError("no variant besides the baseline has dev scores on every seed to pick by")
     name = max(tuned, key=lambda n: _mean_dev(tuned[n]))
     best = max(tuned[name]["runs"], key=lambda r: r["dev"]["entity_macro_f1"])  # its run_dir: inside the cell
     return Final(

@@ -62,8 +62,9 @@ def test_the_report_picks_each_cell_on_dev_mean_over_seeds(experiment):
         assert c["candidates"]["wider"]["set"] == {"hidden_dim": 24}
         assert c["candidates"][picked]["dev"]["entity_macro_f1"]["mean"] == pytest.approx(dev[picked])
         assert c["tuned"] == record["variants"][picked]["test"]
-        # the published record is the one the retrain wrote
-        assert record == json.loads((cwd / SMOKE / "retrain" / cell / "retrain.json").read_text())
+        # the published record is the one the retrain wrote, naming the published study
+        written = json.loads((cwd / SMOKE / "retrain" / cell / "retrain.json").read_text())
+        assert record == {**written, "study": f"{SMOKE}/published/studies/{cell}"}
     assert "### Candidates (picked on dev" in (cwd / SMOKE / "published/report.md").read_text()
     # the study's small files and its winner are published beside the record
     assert (cwd / SMOKE / "published/studies/hi-fine/trials.csv").is_file()
