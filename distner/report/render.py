@@ -321,7 +321,7 @@ def _write_report(
                 "per_type": final_metrics["per_type"],
                 "coarse_confusion": final_metrics["coarse_confusion"],
             },
-            study=study_facts(r["study"]),
+            study=_study_facts(r["study"], cell, odir_report),
             runs={
                 n: [{**run, "run_dir": str(_rel(str(rdir / cell / run["run_dir"])))} for run in v["runs"]]
                 for n, v in r["variants"].items()
@@ -348,6 +348,18 @@ def _earlier_report(stage: Path) -> Report | None:
             except DistnerError:
                 return None
     return None
+
+
+def _study_facts(study: str | None, cell: str, earlier: Report | None) -> StudyFacts:
+    """The study's facts from its files; Optuna's importances, which need its optuna.db (a
+    published study may hold only trials.csv and summary.json), from the report written before
+    when that was of the same study and winner."""
+    facts = study_facts(study)
+    old = None if earlier is None else earlier["cells"].get(cell)
+    if facts["importances"] is None and old is not None and old["study"].get("importances"):
+        if old["study"].get("best_trial") == facts.get("best_trial") is not None:
+            facts["importances"] = old["study"]["importances"]
+    return facts
 
 
 def _final_test_metrics(final_dir: Path, cell: str, earlier: Report | None) -> dict[str, Any]:
@@ -413,8 +425,11 @@ def render_markdown(report: Report) -> str:
                 "-" if gain is None else f"{100 * gain['entity_macro_f1']:+.2f}",
                 mean_std(c["tuned"]["entity_micro_f1"]),
                 "-" if base is None else mean_std(base["entity_micro_f1"]),
+                # a variant whose runs kept only entity scores (older records) has none
                 f"{100 * ss['seed_style_accuracy']['mean']:.1f} / "
-                f"{100 * ss['seed_style_macro_f1']['mean']:.1f}",
+                f"{100 * ss['seed_style_macro_f1']['mean']:.1f}"
+                if "seed_style_accuracy" in ss
+                else "-",
                 f"{100 * pub['accuracy']:.0f} / {100 * pub['macro_f1']:.0f}",
                 "-" if st["trials"] is None else str(st["trials"]),
                 "-" if st["gpu_hours"] is None else f"{st['gpu_hours']:.3f}",

@@ -155,9 +155,14 @@ def candidates_table(candidates: dict[str, Candidate], selected: str | None) -> 
                 f"**{name}** (picked)" if name == selected else name,
                 sets,
                 str(c["test"]["entity_macro_f1"]["n"]),
-                mean_std(c["dev"]["entity_macro_f1"]),
-                mean_std(c["test"]["entity_macro_f1"]),
-                mean_std(c["test"]["entity_micro_f1"]),
+                *(
+                    mean_std(scores[key]) if key in scores else "-"  # old records kept some scores
+                    for scores, key in (
+                        (c["dev"], "entity_macro_f1"),
+                        (c["test"], "entity_macro_f1"),
+                        (c["test"], "entity_micro_f1"),
+                    )
+                ),
             ]
         )
     return markdown_table(rows)
