@@ -398,14 +398,20 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked)."""
+def parse_overrides(items: Sequence[str] | None, source: str | None = None) -> dict[str, Any]:
+    """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked). Errors name
+    `source`, or else `--set ITEM`."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        where = source or f"--set {shorten(item)}"
         if not sep or not key.strip():
-            raise DistnerError(f"--set {shorten(item)}: expected KEY=VALUE")
-        out[key.strip()] = coerce(key.strip(), value.strip(), source=f"--set {shorten(item)}")
+            raise DistnerError(
+                f"{where}: expected KEY=VALUE, got {shorten(item)}"
+                if source
+                else f"{where}: expected KEY=VALUE"
+            )
+        out[key.strip()] = coerce(key.strip(), value.strip(), source=where)
     return out
 
 
