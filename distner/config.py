@@ -97,7 +97,7 @@ class ModelConfig:
     encoder_mix: str = "mean"  # their "mean", or "scalar": a learned softmax-weighted sum (ELMo)
     # the encoder's top N layers trained with the tagger (their input, layer 12-N's states of every
     # word piece, is cached instead); encoder_layers must lie among them. 0: all frozen. "auto"
-    # (config files, --set, spaces): the layers encoder_layers reads, resolved to N by from_flat
+    # (config files, --set, spaces): the layers encoder_layers reads, resolved to N when built
     encoder_train_layers: int = 0
 
     def __post_init__(self) -> None:
@@ -132,6 +132,10 @@ class ModelConfig:
         encoder_layer_ids(self.encoder_layers)
         if self.encoder_mix not in ENCODER_MIXES:
             raise DistnerError(f"encoder_mix: must be mean or scalar, got {shorten(self.encoder_mix)}")
+        if self.encoder_train_layers == AUTO:  # as from_flat passes it on: this config's layers
+            object.__setattr__(
+                self, "encoder_train_layers", auto_train_layers(self.encoder_layers, self.encoder_features)
+            )
         n = self.encoder_train_layers
         if not 0 <= n <= ENCODER_LAYERS:
             raise DistnerError(f"encoder_train_layers: {TRAIN_LAYERS_RULE}, got {n}")
@@ -247,12 +251,6 @@ class RunConfig:
             )
         typed = {k: coerce(k, v, source) for k, v in values.items()}
         try:
-            if typed.get("encoder_train_layers") == AUTO:  # with this config's own encoder_layers
-                model_defaults = ModelConfig()
-                typed["encoder_train_layers"] = auto_train_layers(
-                    typed.get("encoder_layers", model_defaults.encoder_layers),
-                    typed.get("encoder_features", model_defaults.encoder_features),
-                )
             model = ModelConfig(**{k: v for k, v in typed.items() if k in _MODEL_KEYS})
             train = TrainConfig(**{k: v for k, v in typed.items() if k in _TRAIN_KEYS})
         except DistnerError as e:

@@ -130,6 +130,10 @@ def test_auto_train_layers_are_the_layers_the_features_read(tmp_path, layers, n)
     assert RunConfig.from_flat(auto.to_flat()) == auto
     flat = {"encoder_features": "e5", "embedding_dim": 384, "encoder_layers": layers}
     assert RunConfig.from_flat({**flat, "encoder_train_layers": "auto"}) == number
+    auto_model = ModelConfig(
+        embedding_dim=384, encoder_features="e5", encoder_layers=layers, encoder_train_layers="auto"
+    )  # type: ignore[arg-type]
+    assert auto_model == number.model
     assert load_config(None, [f"{k}={v}" for k, v in flat.items()] + ["encoder_train_layers=auto"]) == number
 
 
