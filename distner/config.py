@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -32,6 +32,8 @@ SUBWORD_DIM = 384  # size of the subword_vectors=e5 vectors (multilingual-e5-sma
 ENCODER_LAYERS = 12  # multilingual-e5-small's layers (encoder_layers counts them from 1)
 ENCODER_MIXES = ("mean", "scalar")
 LR_SCHEDULES = ("constant", "linear", "cosine")
+# `encoder_train_layers: auto`: the layers the features read (resolved where a RunConfig is built)
+AUTO = "auto"
 
 
 def encoder_layer_ids(spec: str) -> tuple[int, ...]:
@@ -54,6 +56,15 @@ def encoder_layer_ids(spec: str) -> tuple[int, ...]:
             f"encoder_layers: must be last, lastN, N or A-B within 1-{ENCODER_LAYERS}, got {shorten(spec)}"
         )
     return tuple(range(lo, hi + 1))
+
+
+def auto_train_layers(encoder_layers: str, encoder_features: str = "e5") -> int:
+    """What `encoder_train_layers: auto` means: train the layers the features read, from the
+    lowest of `encoder_layers` to the top (last4 -> 4, last8 -> 8, "3-5" -> 10); 0 without
+    encoder features (there is no encoder to train)."""
+    if not encoder_features:
+        return 0
+    return ENCODER_LAYERS + 1 - min(encoder_layer_ids(encoder_layers))
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,8 @@ class ModelConfig:
     encoder_layers: str = "last4"  # which layers: last, lastN, N or A-B (1-12)
     encoder_mix: str = "mean"  # their "mean", or "scalar": a learned softmax-weighted sum (ELMo)
     # the encoder's top N layers trained with the tagger (their input, layer 12-N's states of every
-    # word piece, is cached instead); encoder_layers must lie among them. 0: all frozen
+    # word piece, is cached instead); encoder_layers must lie among them. 0: all frozen. "auto"
+    # (config files, --set, spaces): the layers encoder_layers reads, resolved to N when built
     encoder_train_layers: int = 0
 
     def __post_init__(self) -> None:
@@ -120,9 +132,13 @@ class ModelConfig:
         encoder_layer_ids(self.encoder_layers)
         if self.encoder_mix not in ENCODER_MIXES:
             raise DistnerError(f"encoder_mix: must be mean or scalar, got {shorten(self.encoder_mix)}")
+        if self.encoder_train_layers == AUTO:  # as from_flat passes it on: this config's layers
+            object.__setattr__(
+                self, "encoder_train_layers", auto_train_layers(self.encoder_layers, self.encoder_features)
+            )
         n = self.encoder_train_layers
         if not 0 <= n <= ENCODER_LAYERS:
-            raise DistnerError(f"encoder_train_layers: must be in 0-{ENCODER_LAYERS}, got {n}")
+            raise DistnerError(f"encoder_train_layers: {TRAIN_LAYERS_RULE}, got {n}")
         if n and not self.encoder_features:
             raise DistnerError("encoder_train_layers: trains the encoder's layers; needs encoder_features=e5")
         if n and min(encoder_layer_ids(self.encoder_layers)) <= ENCODER_LAYERS - n:
@@ -263,6 +279,8 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     want = FIELD_TYPES.get(key)
     if want is None:
         raise DistnerError(f"{source}: unknown config key {shorten(key)}")
+    if key == "encoder_train_layers":
+        return _train_layers(value, source)
     if want is str and isinstance(value, (str, int)) and not isinstance(value, bool):
         return str(value)  # `precision: 32` in YAML is an int
     if isinstance(value, str):
@@ -284,6 +302,24 @@ def coerce(key: str, value: Any, source: str = "config") -> Any:
     if not ok:
         raise DistnerError(f"{source}: key {key!r} needs a {want.__name__}, got {shorten(value)}")
     return want(value)
+
+
+TRAIN_LAYERS_RULE = f"must be an integer in 0-{ENCODER_LAYERS} or {AUTO}"
+
+
+def _train_layers(value: Any, source: str) -> int | str:
+    """`encoder_train_layers`: an int, or "auto" (kept as such until from_flat resolves it)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text == AUTO:
+            return AUTO
+        try:
+            value = int(text)
+        except ValueError:
+            pass
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise DistnerError(f"{source}: encoder_train_layers: {TRAIN_LAYERS_RULE}, got {shorten(value)}")
 
 
 def _finite(obj: DataclassInstance) -> None:
@@ -360,19 +396,31 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def parse_overrides(items: Sequence[str] | None) -> dict[str, Any]:
-    """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked)."""
+def parse_overrides(items: Sequence[str] | None, source: str | None = None) -> dict[str, Any]:
+    """`["epochs=1", "lr=3e-4"]` -> {"epochs": 1, "lr": 0.0003} (type-checked). Errors name
+    `source`, or else `--set ITEM`."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
+        where = source or f"--set {shorten(item)}"
         if not sep or not key.strip():
-            raise DistnerError(f"--set {shorten(item)}: expected KEY=VALUE")
-        out[key.strip()] = coerce(key.strip(), value.strip(), source=f"--set {shorten(item)}")
+            raise DistnerError(
+                f"{where}: expected KEY=VALUE, got {shorten(item)}"
+                if source
+                else f"{where}: expected KEY=VALUE"
+            )
+        out[key.strip()] = coerce(key.strip(), value.strip(), source=where)
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] | None = None) -> RunConfig:
-    """Defaults <- YAML file (flat keys) <- `--set` overrides."""
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    overrides_source: str = "--set",
+) -> RunConfig:
+    """Defaults <- YAML file (flat keys) <- `--set` overrides (`KEY=VALUE` strings, or a mapping
+    of values already parsed by parse_overrides; errors then name `overrides_source`). A file's
+    `encoder_train_layers: auto` is resolved with encoder_layers as the overrides leave it."""
     values: dict[str, Any] = {}
     source = "config"
     if path is not None:
@@ -380,9 +428,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         source = str(path)
         values.pop("_meta", None)  # provenance written by distner (best configs), not a field
     cfg = RunConfig.from_flat(values, source=source)
-    over = parse_overrides(overrides)
+    over = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     if over:
-        cfg, source = cfg.replace(source="--set", **over), "--set"
+        if values.get("encoder_train_layers") == AUTO:  # "auto", not the number it was for the file
+            over.setdefault("encoder_train_layers", AUTO)
+        cfg, source = cfg.replace(source=overrides_source, **over), overrides_source
     check_extra(cfg.to_flat(), source)
     if cfg.model.pretrained_vectors:  # read only once the data is: a wrong path is said now
         from distner.core.paths import check_input_file

@@ -193,12 +193,13 @@ class TuneOptions:
     reduction_factor: int = opt(3, "ASHA's reduction factor", metavar="R")
     max_failures: int = opt(2, "retries of a trial that failed (a lost node, say)", metavar="N")
     verbose: int = opt(1, "Ray Tune's progress output (2: Ray's own lines too)", choices=(0, 1, 2))
-    # config YAMLs run right after the baseline (warm start)
+    # start points run right after the baseline (warm start); parsed and resolved by tune/start.py
     start_from: tuple[str, ...] = opt(
         (),
-        "a config (e.g. another cell's best/<cell>.yaml) whose searched keys run as a trial right "
-        "after the baseline; repeatable",
-        metavar="YAML",
+        "a start point whose searched keys run as a trial right after the baseline; repeatable. "
+        "PATH: a config (e.g. another cell's best/<cell>.yaml) or a finished study's folder (its "
+        "rank-N trial by dev, default 1); KEY=VALUE: keys set over it, as --set",
+        metavar="PATH[,KEY=VALUE...][,rank=N]",
         repeat=True,
     )
     # rewrite trials.csv, summary, optuna.db, best/ from a study; no training

@@ -148,8 +148,17 @@ def _value(text: str | None) -> Any:
 # ---------------------------------------------------------------- summary.json
 
 
-class StartRow(TypedDict):
-    """A --start-from config and the trial that ran its values."""
+class _StartAddedLater(TypedDict, total=False):
+    """What a start point with more than a config file records (absent for one without)."""
+
+    rank: int  # a study folder's N-th best trial by dev
+    source_trial: str  # that trial's id in the study it came from
+    overrides: dict[str, Any]  # KEY=VALUE applied over the config
+
+
+class StartRow(_StartAddedLater):
+    """A --start-from start point (`config`: its config file or study folder) and the trial of
+    this study that ran its values."""
 
     config: str
     trial: str | None
@@ -191,6 +200,17 @@ class StudySummary(_AddedLater):
     cpus_per_trial: float
     nodes: list[str]
     start_from: list[StartRow]
+
+
+def start_spec(path: str, rank: int | None = None, overrides: dict[str, Any] | None = None) -> str:
+    """A start point as --start-from spells it: `PATH[,KEY=VALUE...][,rank=N]`."""
+    sets = "".join(f",{k}={v}" for k, v in (overrides or {}).items())
+    return f"{path}{sets}" + (f",rank={rank}" if rank is not None else "")
+
+
+def start_label(row: StartRow) -> str:
+    """A summary.json start_from row as --start-from spells it (what reports show)."""
+    return start_spec(row["config"], row.get("rank"), row.get("overrides"))
 
 
 def read_summary(path: Path) -> StudySummary | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from distner.config import (
+    AUTO,
     EXTRA_KEYS,
     FIELD_TYPES,
     RunConfig,
@@ -30,6 +31,7 @@ from distner.config import (
 )
 from distner.core.errors import DistnerError, shorten
 
+TRAIN_LAYERS = "encoder_train_layers"  # may be `auto`, fixed or among a choice's values
 KINDS = {  # kind -> number of arguments
     "choice": None,
     "uniform": 2,
@@ -55,7 +57,12 @@ class Param:
 
     @property
     def upper(self) -> Any:
-        return max(self.args) if self.kind == "choice" else self.args[1]
+        if self.kind != "choice":
+            return self.args[1]
+        try:
+            return max(self.args)
+        except TypeError:  # e.g. encoder_train_layers {choice: [0, auto]}: the largest number
+            return max((a for a in self.args if not isinstance(a, str)), default=self.args[0])
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,12 @@ class Space:
     fixed: dict[str, Any]
 
     def base(self) -> dict[str, Any]:
-        """Defaults (the seed) with this space's fixed values applied."""
-        return RunConfig.from_flat(self.fixed, source=self.source).to_flat()
+        """Defaults (the seed) with this space's fixed values applied. A fixed
+        `encoder_train_layers: auto` stays auto: each trial resolves it with its own encoder_layers."""
+        flat = RunConfig.from_flat(self.fixed, source=self.source).to_flat()
+        if self.fixed.get(TRAIN_LAYERS) == AUTO:
+            flat[TRAIN_LAYERS] = AUTO
+        return flat
 
     def baseline_point(self) -> dict[str, Any]:
         """The reference's value for every searched key: the study's first trial."""
@@ -78,20 +89,32 @@ class Space:
             )
         return point
 
-    def start_point(self, path: str | os.PathLike) -> dict[str, Any]:
-        """A config file's value for every searched key (e.g. another cell's best/<cell>.yaml), to
+    def start_point(self, config: str | os.PathLike | RunConfig, source: str | None = None) -> dict[str, Any]:
+        """A config's value for every searched key (a config file such as another cell's
+        best/<cell>.yaml, or a RunConfig that `source` names: tune/start.py's start points), to
         run as an extra early trial; each value must lie inside this space."""
-        point, p = self._point(load_config(path).to_flat())
+        if not isinstance(config, RunConfig):
+            config, source = load_config(config), source or str(config)
+        point, p = self._point(config.to_flat())
         if p is not None:
             raise DistnerError(
-                f"{path}: key {p.name!r}: value {point[p.name]!r} is outside {p.kind} {list(p.args)} "
-                f"of {self.source}; it cannot start this study"
+                f"{source or 'config'}: key {p.name!r}: value {point[p.name]!r} is outside {p.kind} "
+                f"{list(p.args)} of {self.source}; it cannot start this study"
             )
         return point
 
     def _point(self, values: dict[str, Any]) -> tuple[dict[str, Any], Param | None]:
-        """The searched keys' values, and the first param whose value lies outside it (or None)."""
+        """The searched keys' values, and the first param whose value lies outside it (or None).
+        A config's encoder_train_layers is the space's `auto` when a trial given auto would get it."""
         point = {p.name: values[p.name] for p in self.params}
+        for p in self.params:
+            if p.name == TRAIN_LAYERS and AUTO in p.args and point[p.name] not in p.args:
+                try:
+                    trial = RunConfig.from_flat({**self.base(), **point, p.name: AUTO})
+                except DistnerError:
+                    continue
+                if trial.model.encoder_train_layers == point[p.name]:
+                    point[p.name] = AUTO
         return point, next((p for p in self.params if not p.contains(point[p.name])), None)
 
     def sha256(self) -> str:

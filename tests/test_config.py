@@ -110,3 +110,80 @@ def test_pretrained_vectors_is_checked_when_a_config_is_read(tmp_path):
         load_config(None, [f"pretrained_vectors={tmp_path}"])
     vec = write(tmp_path / "w.vec", "1 2\nword 0.1 0.2\n")
     assert load_config(None, [f"pretrained_vectors={vec}"]).model.pretrained_vectors == str(vec)
+
+
+E5 = "encoder_features: e5\nembedding_dim: 384\n"
+
+
+@pytest.mark.parametrize("layers,n", [("last4", 4), ("last8", 8), ("3-5", 10), ("last", 1), ("12", 1)])
+def test_auto_train_layers_are_the_layers_the_features_read(tmp_path, layers, n):
+    """`encoder_train_layers: auto` is N = 12 + 1 - the lowest layer encoder_layers reads,
+    resolved when the config is built: a file saying auto equals one saying N, and what is saved
+    (to_flat) is the number."""
+    auto = load_config(
+        write(tmp_path / "a.yaml", f"{E5}encoder_layers: '{layers}'\nencoder_train_layers: auto\n")
+    )
+    number = load_config(
+        write(tmp_path / "n.yaml", f"{E5}encoder_layers: '{layers}'\nencoder_train_layers: {n}\n")
+    )
+    assert auto == number and auto.to_flat()["encoder_train_layers"] == n
+    assert RunConfig.from_flat(auto.to_flat()) == auto
+    flat = {"encoder_features": "e5", "embedding_dim": 384, "encoder_layers": layers}
+    assert RunConfig.from_flat({**flat, "encoder_train_layers": "auto"}) == number
+    auto_model = ModelConfig(
+        embedding_dim=384, encoder_features="e5", encoder_layers=layers, encoder_train_layers="auto"
+    )  # type: ignore[arg-type]
+    assert auto_model == number.model
+    assert load_config(None, [f"{k}={v}" for k, v in flat.items()] + ["encoder_train_layers=auto"]) == number
+
+
+def test_auto_uses_encoder_layers_after_the_overrides(tmp_path):
+    """auto is resolved with the config's own encoder_layers as --set leaves it: a file's auto
+    stays auto under an override of encoder_layers, and --set auto reads the file's layers."""
+    path = write(tmp_path / "a.yaml", f"{E5}encoder_layers: last4\nencoder_train_layers: auto\n")
+    assert load_config(path).model.encoder_train_layers == 4
+    assert load_config(path, ["encoder_layers=last8"]).model.encoder_train_layers == 8
+    with pytest.raises(
+        DistnerError, match="with encoder_train_layers=2 it must lie"
+    ):  # an explicit number wins
+        load_config(path, ["encoder_layers=last8", "encoder_train_layers=2"])
+    fixed = write(tmp_path / "n.yaml", f"{E5}encoder_layers: 3-5\n")
+    assert load_config(fixed, ["encoder_train_layers=auto"]).model.encoder_train_layers == 10
+    # a number is a number: it is not re-derived when encoder_layers changes
+    four = write(tmp_path / "four.yaml", f"{E5}encoder_layers: last4\nencoder_train_layers: 4\n")
+    with pytest.raises(DistnerError, match="encoder_layers=last8: with encoder_train_layers=4 it must lie"):
+        load_config(four, ["encoder_layers=last8"])
+    # no encoder features: no encoder to train
+    assert load_config(None, ["encoder_train_layers=auto"]).model.encoder_train_layers == 0
+
+
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        (
+            "x",
+            "--set 'encoder_train_layers=x': encoder_train_layers: must be an integer in 0-12 or auto, "
+            "got 'x'",
+        ),
+        ("Auto", "encoder_train_layers: must be an integer in 0-12 or auto, got 'Auto'"),
+        ("1.5", "encoder_train_layers: must be an integer in 0-12 or auto, got '1.5'"),
+        ("true", "encoder_train_layers: must be an integer in 0-12 or auto, got 'true'"),
+        ("13", "encoder_train_layers: must be an integer in 0-12 or auto, got 13"),
+        ("-1", "encoder_train_layers: must be an integer in 0-12 or auto, got -1"),
+    ],
+)
+def test_bad_train_layers_name_the_key(value, message):
+    with pytest.raises(DistnerError) as e:
+        load_config(None, ["encoder_features=e5", "embedding_dim=384", f"encoder_train_layers={value}"])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_train_layers_in_a_file_name_the_file(tmp_path):
+    path = write(tmp_path / "c.yaml", f"{E5}encoder_train_layers: [4]\n")
+    with pytest.raises(
+        DistnerError, match=r"c.yaml: encoder_train_layers: must be an integer in 0-12 or auto, got \[4\]"
+    ):
+        load_config(path)
+    bad_layers = write(tmp_path / "l.yaml", f"{E5}encoder_layers: last13\nencoder_train_layers: auto\n")
+    with pytest.raises(DistnerError, match="l.yaml: encoder_layers: must be last, lastN"):
+        load_config(bad_layers)

@@ -120,3 +120,79 @@ def test_a_space_names_the_train_splits_its_trials_can_pick(tmp_path):
     assert load_space(path).extra_train_choices() == [(), ("bn",), ("bn", "en")]
     path.write_text("extra_train_langs: en\nhidden_dim: {choice: [8, 520]}\n")
     assert load_space(path).extra_train_choices() == [("en",)]
+
+
+E5 = "encoder_features: e5\nembedding_dim: 384\n"
+
+
+def test_auto_train_layers_among_a_choice(tmp_path):
+    """`encoder_train_layers: {choice: [0, auto]}`: auto is a value a trial can get, resolved with
+    the trial's own encoder_layers; a start config whose number is what auto gives it starts at auto."""
+    space = load_space(
+        write(
+            tmp_path / "s.yaml",
+            E5 + "encoder_layers: {choice: [last4, last8]}\nencoder_train_layers: {choice: [0, auto]}\n",
+        )
+    )
+    p = next(p for p in space.params if p.name == "encoder_train_layers")
+    assert p.args == (0, "auto") and p.upper == 0
+    assert space.baseline_point() == {"encoder_layers": "last4", "encoder_train_layers": 0}
+    for layers, n in (("last4", 4), ("last8", 8)):
+        trial = RunConfig.from_flat(
+            {**space.base(), "encoder_layers": layers, "encoder_train_layers": "auto"}
+        )
+        assert trial.model.encoder_train_layers == n
+        start = trial.to_flat()
+        assert space.start_point(RunConfig.from_flat(start), "x") == {
+            "encoder_layers": layers,
+            "encoder_train_layers": "auto",
+        }
+    off = RunConfig.from_flat({**space.base(), "encoder_layers": "last8"})
+    assert space.start_point(off, "x")["encoder_train_layers"] == 0
+    four_of_eight = RunConfig.from_flat(
+        {**space.base(), "encoder_layers": "last4", "encoder_train_layers": 8}
+    )
+    with pytest.raises(
+        DistnerError, match=r"x: key 'encoder_train_layers': value 8 is outside choice \[0, 'auto'\]"
+    ):
+        space.start_point(four_of_eight, "x")
+
+
+def test_auto_train_layers_fixed_in_a_space(tmp_path):
+    """A fixed `encoder_train_layers: auto` stays auto in the space's base: each trial resolves it
+    with the encoder_layers it got."""
+    space = load_space(
+        write(
+            tmp_path / "s.yaml", E5 + "encoder_layers: {choice: [last4, 3-5]}\nencoder_train_layers: auto\n"
+        )
+    )
+    assert space.base()["encoder_train_layers"] == "auto" and space.values("encoder_train_layers") == (
+        "auto",
+    )
+    got = [
+        RunConfig.from_flat({**space.base(), "encoder_layers": x}).model.encoder_train_layers
+        for x in ("last4", "3-5")
+    ]
+    assert got == [4, 10]
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "encoder_train_layers: {choice: [0, x]}\n",
+            "key 'encoder_train_layers': encoder_train_layers: must be an integer in 0-12 or auto, got 'x'",
+        ),
+        (
+            "encoder_train_layers: {choice: [0, 13]}\n",
+            "value 13 of choice .* must be an integer in 0-12 or auto, got 13",
+        ),
+        (
+            "encoder_train_layers: y\nhidden_dim: {choice: [8, 520]}\n",
+            "must be an integer in 0-12 or auto, got 'y'",
+        ),
+    ],
+)
+def test_bad_train_layers_in_a_space(tmp_path, text, message):
+    with pytest.raises(DistnerError, match=message):
+        load_space(write(tmp_path / "s.yaml", E5 + text))

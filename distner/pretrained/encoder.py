@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import torch
 from torch import nn
 
-from distner.config import ENCODER_LAYERS, ModelConfig, encoder_layer_ids
+from distner.config import AUTO, ENCODER_LAYERS, ModelConfig, auto_train_layers, encoder_layer_ids
 from distner.core.errors import DistnerError
 from distner.core.extras import check_installed
 from distner.core.fileio import write_output
@@ -247,8 +247,10 @@ def space_specs(space: Space) -> list[Spec]:
         for layers in values("encoder_layers"):
             for mix in values("encoder_mix"):
                 ids = encoder_layer_ids(layers)
-                if trained:
-                    sp = Spec((ENCODER_LAYERS - trained,), True, True)
+                # auto: the layers these features read
+                n = auto_train_layers(layers) if trained == AUTO else trained
+                if n:
+                    sp = Spec((ENCODER_LAYERS - n,), True, True)
                 else:
                     sp = Spec(ids, mix == "mean" or len(ids) == 1)
                 if sp not in specs:

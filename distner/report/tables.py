@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from distner.config import REFERENCE_SEQ_LEN
-from distner.records import Candidate, RetrainRecord, Stat, StudyFacts, StudySummary
+from distner.records import Candidate, RetrainRecord, Stat, StudyFacts, StudySummary, start_label
 
 COLUMNS = (
     ("entity_macro_f1", "entity macro-F1"),
@@ -90,18 +90,19 @@ def study_table(s: StudySummary) -> str:
 
 
 def tuning_bought_table(st: StudyFacts) -> str | None:
-    """Markdown rows of a study's tuned winner, its warm starts (configs transferred unchanged, e.g.
-    another cell's winner) and the reference baseline: dev score and epochs run. None without warm starts."""
+    """Markdown rows of a study's tuned winner, its warm starts (configs transferred, e.g. another
+    cell's winner or a study's rank-N trial, as --start-from spells them) and the reference
+    baseline: dev score and epochs run. None without warm starts."""
     if not st.get("start_from") or st.get("best_dev_f1") is None:
         return None
     epochs = lambda v: "-" if v is None else str(v)  # noqa: E731
     rows = [["study trial", "dev entity macro-F1", "epochs run"]]
     # a warm start can win its cell's study outright: then the cell's tuning found nothing better
-    same = [x["config"] for x in st["start_from"] if x.get("trial") and x["trial"] == st.get("best_trial")]
+    same = [start_label(x) for x in st["start_from"] if x.get("trial") and x["trial"] == st.get("best_trial")]
     winner = f"tuned winner (= warm start `{same[0]}`)" if same else "tuned winner"
     rows.append([winner, pct(st["best_dev_f1"]), epochs(st.get("best_epochs_run"))])
     rows += [
-        [f"warm start `{x['config']}`", pct(x["best_dev_f1"]), epochs(x["epochs_run"])]
+        [f"warm start `{start_label(x)}`", pct(x["best_dev_f1"]), epochs(x["epochs_run"])]
         for x in st["start_from"]
     ]
     if st.get("baseline_dev_f1") is not None:

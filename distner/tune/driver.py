@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from distner.config import RunConfig
 from distner.core import compat, manifest
 from distner.core.errors import DistnerError, StudyInterrupted
 from distner.core.fileio import read_json, write_json
@@ -35,13 +36,13 @@ from distner.labels import Cell, normalize_granularity, normalize_lang
 from distner.options import NUM_SAMPLES, PACK_MAX, TuneOptions
 from distner.spaces import Param, Space, load_space
 from distner.tune import packed, trust
+from distner.tune.start import StartPoint, resolve_start_points, start_rows
 from distner.tune.study import (
     Study,
     StudyFiles,
     StudyResult,
     active_seconds,
     drop_ended_checkpoints,
-    start_rows,
     storage_root,
     study_path,
     summarise,
@@ -149,15 +150,18 @@ def study_exists(storage: str, name: str) -> bool:
     return not is_remote(storage) and manifest.holds_files(Path(path), besides=(manifest.NAME, PACK_FILE))
 
 
-def initial_points(space: Space, start_from: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The study's first trials: the reference baseline, then each --start-from file's searched values,
+Starts = list[tuple[StartPoint, RunConfig]]  # start points (tune/start.py) and their configs
+
+
+def initial_points(space: Space, starts: Starts) -> list[dict[str, Any]]:
+    """The study's first trials: the reference baseline, then each start point's searched values,
     each distinct point once (two cells' winners are often one config; a second run of it would
     only spend a trial on the same score)."""
     points = [space.baseline_point()]
-    for f in start_from:
-        point = space.start_point(f)
+    for start, cfg in starts:
+        point = space.start_point(cfg, start.where)
         if point in points:
-            print(f"--start-from {f}: the searched values of an earlier start; runs once", file=sys.stderr)
+            print(f"{start.where}: the searched values of an earlier start; runs once", file=sys.stderr)
         else:
             points.append(point)
     return points
@@ -168,7 +172,8 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
     the cell's data when the caller has read it already (else read from opts.data_dir)."""
     lang, gran = normalize_lang(opts.lang), normalize_granularity(opts.granularity)
     space: Space = load_space(opts.space)
-    points = initial_points(space, opts.start_from)  # bad files fail before Ray starts
+    starts = resolve_start_points(opts.start_from)  # bad start points fail before Ray starts
+    points = initial_points(space, starts)
     if opts.resume and opts.start_from:  # the searcher's saved state already holds what it started with
         print("--start-from: ignored, the study is resumed", file=sys.stderr)
     study = Study(opts.name or Cell(lang, gran), lang, gran, opts.storage, opts.best_dir)
@@ -181,7 +186,7 @@ def run_study(opts: TuneOptions, corpus: Corpus | None = None) -> StudyResult:
     _check_min_freq(space, corpus)
     # one driver per study: a second would mix its trials into this one's folder and files
     with folder_lock(study.results_dir, f"--storage {opts.storage} --name {study.name}"):
-        return _run_study(opts, study, space, points, corpus)
+        return _run_study(opts, study, space, points, starts, corpus)
 
 
 def _check_min_freq(space: Space, corpus: Corpus) -> None:
@@ -199,7 +204,12 @@ def _check_min_freq(space: Space, corpus: Corpus) -> None:
 
 
 def _run_study(
-    opts: TuneOptions, study: Study, space: Space, points: list[dict[str, Any]], corpus: Corpus
+    opts: TuneOptions,
+    study: Study,
+    space: Space,
+    points: list[dict[str, Any]],
+    starts: Starts,
+    corpus: Corpus,
 ) -> StudyResult:
     """The driver's spine, one named step a line: claim the study's folder (and check the state
     Ray would read), load the heavy libraries, build the features every trial reads, start Ray,
@@ -224,7 +234,8 @@ def _run_study(
         else:
             grid, wall = _run_trials(opts, study, tuner, trials, count)
             clock.lap("trials")
-        return clock.done(_finish(grid, wall, space, opts, study, trials.gpus, trials.pack), opts.verbose)
+        result = _finish(grid, wall, space, opts, study, starts, (trials.gpus, trials.pack))
+        return clock.done(result, opts.verbose)
     finally:
         if started_ray:
             import ray
@@ -663,9 +674,17 @@ def _check_outputs(study: Study) -> None:
 
 
 def _finish(
-    grid: Any, wall: float, space: Space, opts: TuneOptions, study: Study, gpus: float, pack: int
+    grid: Any,
+    wall: float,
+    space: Space,
+    opts: TuneOptions,
+    study: Study,
+    starts: Starts,
+    machine: tuple[float, int],
 ) -> StudyResult:
-    """The study's output files (tune/study.py) from its results, with how this study searched."""
+    """The study's output files (tune/study.py) from its results, with how this study searched
+    (`machine`: a one-process trial's GPU share, trials per packer)."""
+    gpus, pack = machine
     rows = trial_rows(grid, space)
     search = (
         f"OptunaSearch(TPESampler(seed={opts.seed}))",
@@ -680,7 +699,7 @@ def _finish(
     if math.isnan(wall):  # --results-only: no run now; keep the wall time the study recorded
         wall = StudyFiles(study.results_dir).recorded_wall()
     summary = summarise(rows, study, space, search, resources, wall, active_seconds(grid))
-    summary["start_from"] = start_rows(rows, space, opts.start_from)
+    summary["start_from"] = start_rows(rows, space, starts)
     result = write_outputs(study, rows, summary, space)
     # every trial ended (none left to resume) and the study is on this machine's disk
     ended = grid.num_terminated + grid.num_errors == len(grid)

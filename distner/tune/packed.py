@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distner.config import RunConfig
+from distner.config import AUTO, RunConfig, auto_train_layers
 from distner.core.errors import DistnerError, TrainingDiverged
 from distner.core.fileio import write_yaml
 from distner.evaluation.metrics import MONITOR
@@ -248,6 +248,15 @@ def largest_config(space: Space) -> RunConfig:
             values[p.name] = 0
         elif isinstance(p.upper, (int, float)) and p.name not in ("lr", "weight_decay", "seed"):
             values[p.name] = p.upper
+    # encoder_train_layers `auto` (fixed, or a choice's value): the most layers it can come to
+    trained = space.values("encoder_train_layers")
+    if AUTO in trained:
+        picks = [
+            auto_train_layers(x, f)
+            for x in space.values("encoder_layers")
+            for f in space.values("encoder_features")
+        ]
+        values["encoder_train_layers"] = max([t for t in trained if t != AUTO] + picks)
     return RunConfig.from_flat(values, source=space.source)
 
 

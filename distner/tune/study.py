@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distner.config import RunConfig, read_yaml_mapping
+from distner.config import AUTO, FIELD_TYPES, RunConfig, read_yaml_mapping
+from distner.core import manifest
 from distner.core.errors import DistnerError
 from distner.core.fileio import write_json, write_output, write_yaml
 from distner.core.paths import check_within, is_remote
@@ -32,14 +33,13 @@ from distner.records import (
     RANKED_STATES,
     SUMMARY_JSON,
     TRIALS_CSV,
-    StartRow,
     StudySummary,
     TrialRow,
     read_summary,
     read_trials,
     write_trials,
 )
-from distner.spaces import Space
+from distner.spaces import Space, load_space
 
 STATES = ("completed", "stopped_early", "failed", "diverged", "not_run")
 
@@ -258,30 +258,6 @@ def summarise(
     )
 
 
-def start_rows(rows: Sequence[TrialRow], space: Space, files: tuple[str, ...]) -> list[StartRow]:
-    """Each --start-from file with the trial that ran its values (found by value, so a resumed
-    study given the same files finds them too): what a transferred config scored on this cell."""
-    out = []
-    for f in files:
-        point = space.start_point(f)
-        row = next((r for r in rows if all(_same(r.params.get(k), v) for k, v in point.items())), None)
-        out.append(
-            StartRow(
-                config=f,
-                trial=row.trial if row else None,
-                best_dev_f1=row.best_dev_f1 if row else None,
-                epochs_run=row.epochs_run if row else None,
-            )
-        )
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
-
-
 def _export_optuna(study_path: str, db: Path, name: str) -> None:
     """Copy the searcher's Optuna study into SQLite, so reports can use optuna's own tools."""
     import optuna
@@ -365,6 +341,33 @@ class StudyFiles:
         """A trial's full config, from the config.yaml its run wrote in its trial folder."""
         path = self.folder / row.trial_dir / "config.yaml"
         return RunConfig.from_flat(read_yaml_mapping(path)["config"], str(path)), path
+
+    def trial_flat(self, row: TrialRow) -> tuple[dict[str, Any], str]:
+        """A trial's full config as flat keys, and where it was read: the config.yaml its run
+        wrote in its trial folder or, where the trial folders are gone (a study's files copied for
+        publication: trials.csv and summary.json), the space summary.json names (as that file is
+        now; refused when the study's manifest says the space differed) with the trial's searched
+        values. A searched `auto` stays auto."""
+        path = self.folder / row.trial_dir / "config.yaml"
+        autos = {k: v for k, v in row.params.items() if v == AUTO}
+        if row.trial_dir and path.is_file():
+            return {**read_yaml_mapping(path)["config"], **autos}, str(path)
+        summary = self.summary()
+        if summary is None:
+            raise DistnerError(
+                f"{self.folder}: trial {row.trial}'s folder and the study's {SUMMARY_JSON} are missing; "
+                "its config cannot be read or rebuilt"
+            )
+        space = load_space(summary["space"])
+        made = manifest.read(self.folder)
+        recorded = made.made_from.get("space_sha256") if made is not None else None
+        if recorded is not None and recorded != space.sha256():
+            raise DistnerError(
+                f"{self.folder}: trial {row.trial}'s folder is missing and {summary['space']} is not the "
+                "space the study searched (it changed since); its config cannot be rebuilt"
+            )
+        values = {k: "" if v is None and FIELD_TYPES.get(k) is str else v for k, v in row.params.items()}
+        return {**space.base(), **values}, str(self.folder / TRIALS_CSV)
 
     def summary(self) -> StudySummary | None:
         return read_summary(self.folder / SUMMARY_JSON)

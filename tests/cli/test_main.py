@@ -118,6 +118,17 @@ def test_bad_tune_flags_fail_before_ray_starts(tmp_path, tiny_dir):
     assert_one_line_error(
         run_cli(*base, "--start-from", far), "far.yaml: key 'hidden_dim': value 7 is outside"
     )
+    # a start point's overrides and rank: one line naming it
+    assert_one_line_error(
+        run_cli(*base, "--start-from", f"{far},epochz=1"), f"--start-from {far},epochz=1: unknown config key"
+    )
+    assert_one_line_error(
+        run_cli(*base, "--start-from", f"{far},rank=2"), f"--start-from {far},rank=2: rank=2 picks a study's"
+    )
+    assert_one_line_error(
+        run_cli(*base, "--start-from", f"{far},hidden_dim=16,encoder_train_layers=x"),
+        "encoder_train_layers: must be an integer in 0-12 or auto, got 'x'",
+    )
     assert not (tmp_path / "runs").exists()
 
 

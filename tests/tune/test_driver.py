@@ -128,6 +128,22 @@ def test_report_shows_what_tuning_bought(study):
     assert ("= warm start" in tuning_bought_table(flip).splitlines()[2]) is not won_by_start
 
 
+def test_a_real_studys_trials_are_start_points(study, tmp_path):
+    """The study above, as a start point of another: its rank-N trial's full config (the one its
+    trial folder's run wrote), keys set over it; rank 1 is its best/ config."""
+    from distner.tune.start import resolve_start_points
+    from distner.tune.study import StudyFiles
+
+    folder = study.result.results_dir
+    ranked = StudyFiles(folder).ranked()
+    (best, b), (second, c) = resolve_start_points([str(folder), f"{folder},rank=2,epochs=1"])
+    assert b == load_config(study.result.best_config_path)
+    assert second.trial().trial == ranked[1].trial and c.train.epochs == 1
+    assert c.replace(epochs=2) == StudyFiles(folder).trial_config(ranked[1])[0]
+    with pytest.raises(DistnerError, match=rf"rank=9, but study {folder} has {len(ranked)} finished trial"):
+        resolve_start_points([f"{folder},rank=9"])
+
+
 def test_start_points_run_once(tmp_path, capsys):
     """Two cells' winners are often one config: each distinct point of the searched keys is one
     trial (unsearched keys and _meta do not make a point distinct; the reference's values run once,
@@ -140,10 +156,20 @@ def test_start_points_run_once(tmp_path, capsys):
     same = write(tmp_path / "same.yaml", START.replace("runs/other-cell", "runs/third") + "dropout: 0.3\n")
     other = write(tmp_path / "other.yaml", START.replace("lr: 0.0217", "lr: 0.005"))
     seed = write(tmp_path / "seed.yaml", "embedding_dim: 520\nhidden_dim: 520\nbatch_size: 35\nlr: 0.01\n")
-    points = initial_points(space, (str(a), str(same), str(other), str(seed)))
+    from distner.tune.start import resolve_start_points
+
+    # a start point with overrides is its own point only where they change a searched key
+    alike = f"{other},lr=0.0217,epochs=3"
+    starts = resolve_start_points([str(a), str(same), str(other), str(seed), alike])
+    points = initial_points(space, starts)
     assert points == [space.baseline_point(), space.start_point(a), space.start_point(other)]
     err = capsys.readouterr().err
-    assert f"--start-from {same}: " in err and f"--start-from {seed}: " in err and str(other) not in err
+    assert (
+        f"--start-from {same}: " in err
+        and f"--start-from {seed}: " in err
+        and f"--start-from {alike}: " in err
+    )
+    assert f"--start-from {other}: " not in err
 
 
 def test_trials_checkpoint_every_k_epochs(study):

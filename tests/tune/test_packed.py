@@ -234,6 +234,14 @@ def test_pack_size_from_the_spaces_largest_config(tmp_path):
     check_pack(2, need, 3 * need, "each GPU")
     with pytest.raises(DistnerError, match=r"--pack 3: .* at most 2 fit"):
         check_pack(3, need, 3 * need, "each GPU")
+    # encoder_train_layers auto, among a choice or fixed: the most layers it can come to
+    for trained in ("{choice: [0, auto]}", "auto"):
+        space = write(
+            tmp_path / "e5.yaml",
+            "encoder_features: e5\nembedding_dim: 384\nencoder_layers: {choice: [last4, last8]}\n"
+            f"encoder_train_layers: {trained}\n",
+        )
+        assert largest_config(load_space(space)).model.encoder_train_layers == 8
 
 
 def test_gpu_pack_size_comes_from_the_packers_cards(tmp_path):

@@ -44,3 +44,37 @@ def test_stopped_trials_are_pruned_completed_ones_complete():
         3: (TrialState.COMPLETE, 0.45),
         4: (TrialState.FAIL, None),
     }
+
+
+def test_a_choice_of_a_number_and_auto_goes_through_optuna(tmp_path):
+    """`encoder_train_layers: {choice: [0, auto]}` as the driver hands it to Ray and Optuna (a
+    categorical of an int and a string), start points included: every trial's config resolves."""
+    from distner.config import RunConfig
+    from distner.spaces import load_space
+    from distner.tune.driver import _ray_domain
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "encoder_features: e5\nembedding_dim: 384\nencoder_layers: {choice: [last4, 3-5]}\n"
+        "encoder_train_layers: {choice: [0, auto]}\n"
+    )
+    space = load_space(path)
+    start = {"encoder_layers": "3-5", "encoder_train_layers": "auto"}
+    searcher = PruningAwareOptunaSearch(
+        space={p.name: _ray_domain(p) for p in space.params},
+        points_to_evaluate=[space.baseline_point(), start],
+        metric=MONITOR,
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=0),
+        epochs=10,
+    )
+    configs = [searcher.suggest(str(i)) for i in range(12)]
+    assert configs[:2] == [{"encoder_layers": "last4", "encoder_train_layers": 0}, start]
+    assert {c["encoder_train_layers"] for c in configs} == {0, "auto"}
+    for i, c in enumerate(configs):
+        cfg = RunConfig.from_flat({**space.base(), **c})
+        auto = {"last4": 4, "3-5": 10}[c["encoder_layers"]]
+        assert cfg.model.encoder_train_layers == (auto if c["encoder_train_layers"] == "auto" else 0)
+        searcher.on_trial_complete(str(i), {MONITOR: 0.1 * i, "training_iteration": 10, "config": c})
+    study = optuna_study(searcher)
+    assert study is not None and len(study.trials) == 12
