@@ -498,6 +498,16 @@ class ClusterValidateOptions:
 
 
 @dataclass(frozen=True)
+class TablesOptions:
+    """`distner tables`: the result tables of a Markdown file, from experiments' reports."""
+
+    file: str = opt(
+        "README.md", "the Markdown file whose distner tables to write", metavar="FILE", positional=True
+    )
+    check: bool = opt(False, "change nothing; exit 1 when a table differs from its reports")
+
+
+@dataclass(frozen=True)
 class StatsOptions:
     """`distner data stats` (data.corpus_stats)."""
 

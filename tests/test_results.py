@@ -1,18 +1,20 @@
 """The published results under results/ hold together: every committed config trains with
 `distner train --config`, report.json has at least 3 seeds per cell and no machine paths, and the
-README and docs/metrics.md tables quote report.json's numbers."""
+README and docs/metrics.md tables are the experiments' reports, each row the dev pick."""
 
 from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
 
 from distner.cli.main import main
 from distner.config import load_config, read_yaml_mapping
-from distner.report.tables import mean_std
+from distner.experiments import load_experiment
+from distner.report.readme import END, START, sync
 
 from .helpers import ROOT
 
@@ -77,8 +79,8 @@ def test_report_has_three_seeds_per_cell_and_no_machine_paths():
     report = _report()
     for cell, c in report["cells"].items():
         assert len(c["seeds"]) >= 3, cell
-        for variant, runs in c["runs"].items():
-            assert sorted(r["seed"] for r in runs) == sorted(c["seeds"]), (cell, variant)
+        for variant in (c["selected"], "baseline"):  # an ablation variant may run fewer seeds
+            assert sorted(r["seed"] for r in c["runs"][variant]) == sorted(c["seeds"]), (cell, variant)
         assert c["tuned"]["entity_macro_f1"]["n"] == len(c["seeds"])
     for path in RESULTS.rglob("*"):
         if path.suffix in (".json", ".md", ".csv", ".yaml", ".tsv"):
@@ -86,80 +88,77 @@ def test_report_has_three_seeds_per_cell_and_no_machine_paths():
             assert not re.search(r"(?<![\w.])/(work|root|home|tmp|Users)/", text), path
 
 
-def _table_rows(text: str, first: str) -> dict[str, list[str]]:
-    """The rows of the Markdown table whose header starts with `| first |`, by first cell."""
-    block = text[text.index(f"| {first} |") :].split("\n\n")[0]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:]]
-    return {r[0]: r[1:] for r in rows}
+def test_readme_and_metrics_doc_tables_are_the_reports(monkeypatch):
+    """The result tables are what `distner tables` writes from the experiments' report.json."""
+    monkeypatch.chdir(ROOT)  # experiment files name paths relative to the project root
+    for doc in ("README.md", "docs/metrics.md"):
+        assert sync(doc, check=True) == [], f"{doc}: run distner tables {doc}"
 
 
-def test_readme_and_metrics_doc_quote_report_json():
-    cells = _report()["cells"]
-    readme = _table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "cell")
-    metrics = _table_rows((ROOT / "docs" / "metrics.md").read_text(encoding="utf-8"), "cell")
-    quoted = 0
-    for name, row in readme.items():
-        words = name.split()
-        if words[0] not in LANG_NAMES:
-            continue  # "the other N cells | queued"
-        cell = f"{LANG_NAMES[words[0]]}-{words[1]}"
-        c = cells[cell]
-        gain = f"{100 * c['gain']['entity_macro_f1']:+.2f}"
-        base, tuned = (mean_std(c[v]["entity_macro_f1"]) for v in ("baseline", "tuned"))
-        assert row[:3] == [base, tuned, gain], cell
-        assert metrics[cell][:3] == row[:2] + [f"**{gain}**"], cell
-        quoted += 1
-    assert quoted == len(cells), "every reported cell is in the README's table"
-    queued = [k for k, r in metrics.items() if r[-1] == "queued"]
-    assert set(queued).isdisjoint(cells), "a finished cell is still marked queued in docs/metrics.md"
+def _tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(experiment files, rows) of every distner table in a Markdown text."""
+    out = []
+    for m in START.finditer(text):
+        files = m.group("spec").split(" against ")[0].split()  # the experiments shown
+        block = text[m.end() : text.index(END, m.end())]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()[2:]]
+        out.append((files, rows))
+    return out
 
 
-def _pretrained_reports() -> tuple[dict, dict]:
-    """The first study's report, and the focus study's (results/run_pretrained_focus.sh: it reports
-    only a cell whose new winner beat the first round's on dev); empty where it has not run."""
-    first = json.loads((RESULTS / "pretrained" / "report.json").read_text(encoding="utf-8"))
-    path = RESULTS / "pretrained" / "focus" / "report.json"
-    focus = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"cells": {}}
-    return first, focus
+def _dev_mean(variant: dict) -> float:
+    return statistics.fmean(r["dev"]["entity_macro_f1"] for r in variant["runs"])
 
 
-def _finetuned(cell: str, report: dict) -> dict | None:
-    """The results/run_finetune.sh variant dev picks for the cell (results/pretrained/finetune*/: its
-    winner with e5's top layers trained, or with another lever), if any: among those with the same
-    seeds as the winner's retrain, the highest mean dev macro-F1, when it beats the winner's."""
-    runs = report["cells"][cell]["runs"]["tuned"]
-    best, best_dev = None, sum(r["dev"]["entity_macro_f1"] for r in runs) / len(runs)
-    for path in sorted((RESULTS / "pretrained").glob(f"finetune*/{cell}.json")):
-        ft = json.loads(path.read_text(encoding="utf-8"))
-        if sorted(r["seed"] for r in ft["runs"]) != sorted(r["seed"] for r in runs):
-            continue  # seeds still to come: not a candidate yet
-        if ft["dev"]["mean"] > best_dev:
-            best, best_dev = ft, ft["dev"]["mean"]
-    return best
+def test_each_published_row_is_the_dev_pick_of_its_experiments(monkeypatch):
+    """Each row names an experiment and variant, and that variant is, of every variant trained on
+    all the seeds in those experiments' published records, the best on dev (computed here from
+    the records, not from the reports that picked it)."""
+    monkeypatch.chdir(ROOT)
+    tables = _tables((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert len(tables) == 2
+    for files, rows in tables:
+        exps = {e.name: e for e in map(load_experiment, files)}
+        for row in rows:
+            lang, gran = row[0].split()
+            cell = f"{LANG_NAMES[lang]}-{gran}"
+            name, variant = row[1].split(" (")[0].split(": ")
+            candidates = {}
+            for exp in exps.values():
+                path = Path(exp.publish) / "retrain" / cell / "retrain.json"
+                if not path.is_file():
+                    continue
+                record = json.loads(path.read_text(encoding="utf-8"))
+                for v, rec in record["variants"].items():
+                    seeds = {r["seed"] for r in rec["runs"]}
+                    if (
+                        v != "baseline"
+                        and seeds >= set(record["seeds"])
+                        and all(r["dev"] for r in rec["runs"])
+                    ):
+                        candidates[exp.name, v] = _dev_mean(rec)
+            assert max(candidates, key=candidates.__getitem__) == (name, variant), (cell, candidates)
 
 
-def test_readme_quotes_the_pretrained_report():
-    """The README's second table has one row per finished cell, quoting the model dev picks: a
-    run_finetune.sh variant where one beat the winner on dev (the row name carries its label),
-    else the focus study's report for a cell it holds (its winner is the better on dev), else
-    results/pretrained/report.json."""
-    first, focus = _pretrained_reports()
-    readme = _table_rows((ROOT / "README.md").read_text(encoding="utf-8"), "pretrained cell")
-    quoted = set()
-    for name, row in readme.items():
-        words = name.replace(",", " ").split()
-        cell = f"{LANG_NAMES[words[0]]}-{words[1]}"
-        report = focus if cell in focus["cells"] else first
-        assert report["against"]["source"] == "results/report.json"
-        f1 = report["against"]["cells"][cell]["entity_macro_f1"]
-        baseline = mean_std(report["cells"][cell]["baseline"]["entity_macro_f1"])
-        finetuned = _finetuned(cell, report)
-        label = finetuned.get("label", "trained") if finetuned else None
-        assert (label is not None and " ".join(label.replace(",", " ").split()) in " ".join(words)) or (
-            label is None and "trained" not in name and "decay" not in name
-        ), cell
-        this = finetuned["test"] if finetuned else f1["this"]
-        gain = f"{100 * (this['mean'] - f1['earlier']['mean']):+.2f}"
-        assert row == [mean_std(f1["earlier"]), mean_std(this), gain, baseline], cell
-        quoted.add(cell)
-    assert quoted == set(first["cells"]) | set(focus["cells"]), "every reported cell is in the README"
+def test_every_experiment_behind_a_table_is_done(monkeypatch, capsys):
+    """`distner pipeline --experiment F --dry-run` says every step done for each of them (the
+    experiments a table compares against are shown in a table of their own)."""
+    monkeypatch.chdir(ROOT)
+    files = {
+        f
+        for doc in ("README.md", "docs/metrics.md")
+        for fs, _ in _tables((ROOT / doc).read_text())
+        for f in fs
+    }
+    assert files == {
+        "experiments/six-cells.yaml",
+        "experiments/pretrained.yaml",
+        "experiments/pretrained-focus.yaml",
+    }
+    for f in sorted(files):
+        assert main(["pipeline", "--experiment", f, "--dry-run"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines and all(line.startswith("done  ") for line in lines), (
+            f,
+            [x for x in lines if "todo" in x],
+        )

@@ -32,6 +32,7 @@ from distner.options import (
     SmokeOptions,
     StatsOptions,
     StudiesOptions,
+    TablesOptions,
     TrainOptions,
     TuneOptions,
     VectorsOptions,
@@ -210,6 +211,16 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tables(opts: TablesOptions) -> int:
+    from distner.report.readme import sync
+
+    changed = sync(opts.file, check=opts.check)
+    for spec in changed:
+        what = "differs from its reports" if opts.check else "rewritten"
+        print(f"{opts.file}: table of {spec}: {what}", file=sys.stderr)
+    return 1 if changed and opts.check else 0
+
+
 def cmd_board(opts: BoardOptions) -> int:
     from distner.report.monitoring import serve_tensorboard
 
@@ -365,6 +376,15 @@ COMMANDS: dict[str, Command] = {
         skip=("lang", "granularity", "name", "resume", "results_only", "finished_only", "against", "top_k")
         + _RETRAIN_IN_PIPELINE,
         old=False,
+    ),
+    "tables": Command(
+        cmd_tables,
+        (TablesOptions,),
+        "write (or --check) a Markdown file's result tables from experiments' report.json",
+        "Rewrite every table between '<!-- distner table: EXPERIMENT.yaml ... [against EXPERIMENT.yaml] -->' "
+        "and '<!-- end distner table -->' in FILE from those experiments' report.json: per cell, the "
+        "final model picked on dev, its dev and test entity macro-F1 over seeds and the reference "
+        "baseline beside it. --check changes nothing and exits 1 when a table differs.",
     ),
     "board": Command(
         cmd_board,
