@@ -100,8 +100,8 @@ def test_builtin_spaces_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_focus_space_can_start_from_every_first_round_winner():
-    """results/run_pretrained_focus.sh starts its study from a first-round winner: each must lie
-    inside tune_spaces/pretrained_focus.yaml, or the study refuses to start."""
+    """The focus round (experiments/pretrained-focus.yaml) starts its study from a first-round winner:
+    each must lie inside tune_spaces/pretrained_focus.yaml, or the study refuses to start."""
     space = load_space(ROOT / "tune_spaces" / "pretrained_focus.yaml")
     winners = sorted((ROOT / "results" / "pretrained" / "best").glob("*.yaml"))
     assert len(winners) == 6

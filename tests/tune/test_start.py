@@ -188,9 +188,9 @@ def test_a_published_studys_trials_are_rebuilt_from_its_space(tmp_path):
 
 
 def test_the_committed_studies_give_their_winners_and_runners_up():
-    """What results/run_pretrained_focus.sh computed by hand: a first-round study's winner is its
-    best/<cell>.yaml, and its runner-up (rank=2) has the searched values of the start the script
-    wrote (results/pretrained/focus/starts/)."""
+    """What the focus round's runner-up start point was, computed by hand before start points could
+    name a study's rank: a first-round study's winner is its best/<cell>.yaml, and its runner-up
+    (rank=2) has the searched values of the committed start (results/pretrained/focus/starts/)."""
     focus = load_space(ROOT / "tune_spaces" / "pretrained_focus.yaml")
     for cell in ("bn-fine", "hi-fine", "en-fine"):
         study = ROOT / "results" / "pretrained" / "studies" / cell
