@@ -287,6 +287,15 @@ def parse_seeds(value: int | str | Sequence[int]) -> int | tuple[int, ...]:
     return seeds
 
 
+def _seed_items(item: str, seeds: str) -> tuple[int, ...]:
+    items = [x.strip() for x in seeds.split(",")]
+    if not all(x.isdigit() for x in items):
+        raise DistnerError(f"--variant {shorten(item)}: its seeds are a list such as @1,2")
+    checked = parse_seeds(tuple(int(x) for x in items))  # each once, each in range
+    assert isinstance(checked, tuple)
+    return checked
+
+
 def parse_variants(items: Sequence[str]) -> dict[str, tuple[list[str], tuple[int, ...] | None]]:
     """`["linear:lr_schedule=linear,encoder_lr=1e-4", "no-crf@1:crf=false"]` -> {"linear":
     (["lr_schedule=linear", "encoder_lr=1e-4"], None), "no-crf": (["crf=false"], (1,))}: a variant's
@@ -300,9 +309,9 @@ def parse_variants(items: Sequence[str]) -> dict[str, tuple[list[str], tuple[int
         if name == "baseline" or name in out:
             raise DistnerError(f"--variant {shorten(item)}: the name {name!r} is taken")
         check_path_component(name, "--variant")
-        own = parse_seeds(seeds) if at else None
-        own_list = tuple(range(1, own + 1)) if isinstance(own, int) else own
-        out[name] = ([x.strip() for x in rest.split(",") if x.strip()], own_list)
+        # "@5" is seed 5 (a list of one), not a count
+        own = _seed_items(item, seeds) if at else None
+        out[name] = ([x.strip() for x in rest.split(",") if x.strip()], own)
     return out
 
 

@@ -20,6 +20,7 @@ from distner.options import (
     TrainOptions,
     TuneOptions,
     default,
+    parse_variants,
 )
 
 
@@ -158,3 +159,60 @@ def test_default_of_a_required_or_unknown_field_is_an_error():
         default(TuneOptions, "lang")
     with pytest.raises(KeyError, match="no field"):
         default(TuneOptions, "nope")
+
+
+def test_seeds_are_a_count_or_a_list():
+    p = build_parser()
+    assert _retrain_options(p.parse_args(["retrain", "--lang", "hi", "--seeds", "2"])).seed_list == [1, 2]
+    got = _retrain_options(p.parse_args(["retrain", "--lang", "hi", "--seeds", "5,2,9"]))
+    assert got.seeds == (5, 2, 9) and got.seed_list == [5, 2, 9]
+
+
+@pytest.mark.parametrize(
+    "seeds, says", [("0", "must be >= 1"), ("1,1", "give each seed once"), ("1,x", "expected a count N")]
+)
+def test_bad_seeds_are_one_line(seeds, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["retrain", "--lang", "hi", "--seeds", seeds])
+    err = capsys.readouterr().err.splitlines()[-1] + "\n"  # after argparse's usage line
+    assert e.value.code == 2
+    assert says in err and err.count("\n") == 1
+
+
+def test_variants_name_their_overrides_and_own_seeds():
+    assert parse_variants(["winner:", "linear:lr_schedule=linear,encoder_lr=1e-4", "no-crf@1:crf=false"]) == {
+        "winner": ([], None),
+        "linear": (["lr_schedule=linear", "encoder_lr=1e-4"], None),
+        "no-crf": (["crf=false"], (1,)),
+    }
+
+
+@pytest.mark.parametrize(
+    "variants, says",
+    [
+        (["linear"], "expected NAME[@SEEDS]:KEY=VALUE"),
+        (["baseline:"], "the name 'baseline' is taken"),
+        (["a:", "a:crf=true"], "the name 'a' is taken"),
+        (["a@:crf=true"], "expected NAME[@SEEDS]"),
+        (["../x:crf=true"], "--variant"),
+    ],
+)
+def test_bad_variants_are_one_line(variants, says, capsys):
+    argv = ["retrain", "--lang", "hi"] + [x for v in variants for x in ("--variant", v)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
+
+
+def test_an_experiment_takes_no_flag_its_file_says(capsys, tmp_path):
+    code = main(["pipeline", "--experiment", "experiments/six-cells.yaml", "--num-samples", "3"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err.startswith("distner: error: --num-samples: the experiment file")
+        and err.count("\n") == 1
+    )
+    assert main(["pipeline", "--dry-run"]) == 2
+    assert "--dry-run: goes with --experiment FILE" in capsys.readouterr().err
+    assert main(["pipeline", "--experiment", str(tmp_path / "none.yaml"), "--dry-run"]) == 2
+    assert "none.yaml: file not found" in capsys.readouterr().err

@@ -363,17 +363,16 @@ def _study_facts(study: str | None, cell: str, earlier: Report | None) -> StudyF
 
 
 def _final_test_metrics(final_dir: Path, cell: str, earlier: Report | None) -> dict[str, Any]:
-    """The final model's test metrics from its run folder; a folder this machine does not have (a
-    clone holds the published records, not the git-ignored runs) is taken from the report it wrote
-    before, when that names the same run."""
-    if (final_dir / "metrics.json").is_file():
+    """The final model's test metrics from its run folder. A folder this machine does not have (a
+    clone holds the published records, not the git-ignored runs) is taken from the report written
+    before when that names the same run, else has no per-type scores; a folder that is here but
+    damaged is one line naming the file."""
+    if final_dir.exists():
         return dict(runs.read_metrics(final_dir)["test"])
     old = None if earlier is None else earlier["cells"].get(cell)
     if old is not None and old["final"]["run_dir"] == _rel(str(final_dir)):
         return {"per_type": old["final"]["per_type"], "coarse_confusion": old["final"]["coarse_confusion"]}
-    if not final_dir.exists():  # its scores over seeds are in the record; per type, nowhere
-        return {"per_type": {}, "coarse_confusion": None}
-    return dict(runs.read_metrics(final_dir)["test"])  # a damaged folder: says which file
+    return {"per_type": {}, "coarse_confusion": None}
 
 
 def _selected(r: RetrainRecord) -> str:

@@ -213,3 +213,30 @@ def test_report_against_an_earlier_report(cell: Path, tmp_path: Path) -> None:
         == "distner: error: bad.json: cell en-fine: no tuned entity_macro_f1/entity_micro_f1 mean and std"
     )
     assert not (tmp_path / "third").exists()
+
+
+def test_variants_and_a_seed_list_make_one_record_that_outlives_its_run_folders(tmp_path: Path) -> None:
+    """Named variants of the config, a seed list and no baseline go into one retrain.json with
+    dev and test means; a variant on fewer seeds is never the final model; and once the run
+    folders are gone (git-ignored, another machine), a rerun reuses the recorded runs."""
+    write(tmp_path / "best.yaml", CONFIG)
+    # the last --seeds wins over retrain_args' own "--seeds 1"
+    args = retrain_args(tmp_path, "--seeds", "2,5", "--variant", "a:", "--variant", "b@5:word_dropout=0.1")
+    proc = distner(*args, "--no-baseline", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    folder = tmp_path / "cells" / "en-fine"
+    record = json.loads((folder / "retrain.json").read_text())
+    assert record["seeds"] == [2, 5] and set(record["variants"]) == {"a", "b"}
+    a, b = record["variants"]["a"], record["variants"]["b"]
+    assert [r["seed"] for r in a["runs"]] == [2, 5] and [r["seed"] for r in b["runs"]] == [5]
+    assert b["config"]["word_dropout"] == 0.1 and a["config"]["word_dropout"] == 0.0
+    dev = [r["dev"]["entity_macro_f1"] for r in a["runs"]]
+    assert a["dev"]["entity_macro_f1"]["mean"] == pytest.approx(sum(dev) / 2)
+    assert record["final"]["variant"] == "a" and record["final"]["run_dir"].startswith("a/")
+    assert read_retrain(folder / "retrain.json", "en-fine") == record
+    for name in ("a", "b"):
+        shutil.rmtree(folder / name)
+    again = distner(*args, "--no-baseline", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr.decode()
+    assert b"epoch" not in again.stderr and not (folder / "a").exists()
+    assert json.loads((folder / "retrain.json").read_text())["variants"] == record["variants"]
