@@ -538,7 +538,7 @@ class VectorsOptions:
 
 @dataclass(frozen=True)
 class FeaturesOptions:
-    """`distner features`: build the encoder feature caches (encoder.prebuild)."""
+    """`distner features`: build the encoder feature caches (cache.prebuild)."""
 
     lang: str = _lang()
     space: str | None = opt(None, "a search space, e.g. tune_spaces/pretrained.yaml", metavar="FILE")

@@ -266,7 +266,8 @@ def cmd_features(opts: FeaturesOptions) -> int:
     from distner.core.extras import check_installed
     from distner.data.conll import Corpus, read_conll, resolve_data_dir, split_path
     from distner.labels import normalize_lang
-    from distner.pretrained.encoder import prebuild, space_specs, spec
+    from distner.pretrained.cache import prebuild
+    from distner.pretrained.features import space_specs, spec
     from distner.spaces import load_space
 
     lang = normalize_lang(opts.lang)

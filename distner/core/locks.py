@@ -7,6 +7,9 @@ holder writes its pid, host and start time into the file, so that a second write
 it. The kernel releases a flock when its process ends however it ends, so a lock file left by a
 killed process does not block: the next writer takes it and writes itself in. The holder removes
 the file when it is done; a taker checks that the file it locked is still the one at that path.
+
+`file_lock` is the waiting kind, for a file built by whichever process comes first (the others
+wait for it, then read it): a bare flock on a given lock file, which stays when it is released.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +78,28 @@ def folder_lock(folder: str | os.PathLike, what: str, beside: bool = False) -> I
         path.unlink(missing_ok=True)  # while still held: a waiting taker sees it gone and retries
         os.close(fd)
         _remove_empty(made)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, what: str, waiting: str = "") -> Iterator[None]:
+    """Hold an flock on the file `path` for the block, waiting as long as another process holds it
+    (`waiting`, when given, is printed to stderr once before the wait). The kernel drops the lock
+    when its holder dies, so a killed holder never blocks the next; the lock file stays (removing
+    it would race a waiter). A lock file that cannot be created is one line starting with `what`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "a")  # noqa: SIM115 (held across the yield)
+    except OSError as e:
+        raise DistnerError(f"{what} ({e.strerror or e})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def _remove_empty(folders: list[Path]) -> None:

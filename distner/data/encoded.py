@@ -27,7 +27,8 @@ from distner.data.conll import Corpus, Sentence
 from distner.data.vocab import UNK_ID, Encoded, Vocab, encode, read_vectors
 from distner.labels import tag_set
 from distner.pretrained.e5 import model_info, word_vectors
-from distner.pretrained.encoder import Features, trainable_layers
+from distner.pretrained.encoder import trainable_layers
+from distner.pretrained.features import Features
 
 # Training steps between checks that the loss is finite: a check reads a value from the device and
 # so waits for it; once per N steps keeps the GPU queue full and still stops a divergence early.
@@ -127,6 +128,7 @@ def prepare(corpus: Corpus, cfg: RunConfig) -> EncodedCorpus:
 
 def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[Features]:
     """Encoder features of a corpus split's non-empty sentences, from the on-disk cache."""
-    from distner.pretrained.encoder import cached_features, split_tokens
+    from distner.pretrained.cache import cached_features
+    from distner.pretrained.features import split_tokens
 
     return cached_features(split_tokens(sentences), cfg)

@@ -15,7 +15,7 @@ import torch
 
 from distner.core.errors import DistnerError
 from distner.data.conll import Sentence, read_lines, split_columns
-from distner.pretrained.encoder import Features, Pieces
+from distner.pretrained.features import Features, Pieces
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1  # their ids in every Vocab
@@ -109,9 +109,9 @@ def encode(
     features: Sequence[Features] | None = None,
 ) -> Encoded:
     """Encode sentences, truncating to `max_len` tokens when given (training only). `features`, one
-    [len(sentence), k, 384] tensor a sentence (encoder.word_features), become rows of `Encoded.features`;
-    with `encoder.Pieces` a sentence, every piece does (a truncated sentence keeps all its pieces:
-    the trained layers see the whole sentence, as the frozen ones did)."""
+    [len(sentence), k, 384] tensor a sentence (pretrained.features.word_features), become rows of
+    `Encoded.features`; with `pretrained.features.Pieces` a sentence, every piece does (a truncated
+    sentence keeps all its pieces: the trained layers see the whole sentence, as the frozen ones did)."""
     tag_index = {t: i for i, t in enumerate(tags)}
     lens = [min(len(s), max_len) if max_len else len(s) for s in sentences]
     width = max(lens, default=1) or 1

@@ -31,7 +31,7 @@ from distner.labels import COARSE_TYPES, FINE_TYPES, repair_iob2
 from distner.model import runs
 from distner.model.tagger import Tagger
 from distner.pretrained.e5 import word_vectors
-from distner.pretrained.encoder import Features
+from distner.pretrained.features import Features
 
 EVAL_BATCH = 256  # sentences per evaluation batch (length-sorted, so little padding)
 
@@ -64,7 +64,7 @@ def predict_tags(
     feats = None
     if model.cfg.encoder_features:
         if features is None:
-            from distner.pretrained.encoder import word_features
+            from distner.pretrained.features import word_features
 
             feats = word_features([sentences[i].tokens for i in keep], model.cfg, device)
         else:

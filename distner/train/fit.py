@@ -47,7 +47,7 @@ from distner.model import runs
 from distner.model.build import build_model
 from distner.model.runs import check_run_out, is_run_dir
 from distner.model.tagger import Tagger
-from distner.pretrained.encoder import Features
+from distner.pretrained.features import Features
 from distner.train.optim import make_optimizer
 
 

@@ -263,7 +263,8 @@ def _sign(opts: TuneOptions, study: Study) -> None:
 def _prebuild_features(space: Space, corpus: Corpus) -> bool:
     """The e5 features of every train split a trial can pick and of dev, built once here so that
     trials only read them. Whether the space uses them."""
-    from distner.pretrained.encoder import prebuild, space_specs
+    from distner.pretrained.cache import prebuild
+    from distner.pretrained.features import space_specs
 
     specs = space_specs(space)
     if specs:

@@ -154,7 +154,9 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
     _claim(cell_dir, opts)  # once the configs are known good: a refused retrain leaves no folder
     if corpus is not None:
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
-        from distner.pretrained.encoder import prebuild, spec  # torch: only once there is training to do
+        # torch: only once there is training to do
+        from distner.pretrained.cache import prebuild
+        from distner.pretrained.features import spec
 
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
