@@ -241,7 +241,7 @@ def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_p
 
 
 def test_a_damaged_summary_or_optuna_db_is_one_line(study: Path, tmp_path: Path) -> None:
-    from distner.report.render import study_facts
+    from distner.report.facts import study_facts
 
     root = tmp_path / "copy"
     shutil.copytree(study, root)

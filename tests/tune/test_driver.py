@@ -105,7 +105,7 @@ def test_study_outputs(study):
 def test_report_shows_what_tuning_bought(study):
     """The report's dev table: the winner, the warm start and the baseline, with the epochs each ran
     (read from trials.csv), as the study wrote them."""
-    from distner.report.render import study_facts
+    from distner.report.facts import study_facts
     from distner.report.tables import tuning_bought_table
 
     rows = {r["trial"]: r for r in _rows(study.result)}
