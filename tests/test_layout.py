@@ -39,7 +39,7 @@ COVERED_ELSEWHERE = {
     "core/fileio": "tests/test_full_disk.py, tests/test_folders.py (atomic writes, full disk)",
     "core/flags": "tests/test_options.py, tests/cli/test_main.py (flags built from options)",
     "core/paths": "tests/test_folders.py (output paths)",
-    "data/encoded": "tests/pretrained/test_e5.py, tests/train/test_engine.py",
+    "data/encoded": "tests/pretrained/test_e5.py, tests/train/test_engine.py, tests/pretrained/test_cache.py",
     "evaluation/evaluate": "tests/model/test_runs.py, tests/cli/test_main.py (evaluate, predict)",
     "model/build": "tests/pretrained/test_e5.py, tests/train/test_fit.py",
     "report/tables": "tests/report/test_markdown.py (report.md's tables), tests/tune/test_driver.py",

@@ -262,30 +262,9 @@ def cmd_data_stats(opts: StatsOptions) -> int:
 
 
 def cmd_features(opts: FeaturesOptions) -> int:
-    from distner.config import load_config
-    from distner.core.extras import check_installed
-    from distner.data.conll import Corpus, read_conll, resolve_data_dir, split_path
-    from distner.labels import normalize_lang
-    from distner.pretrained.cache import prebuild
-    from distner.pretrained.features import space_specs, spec
-    from distner.spaces import load_space
+    from distner.data.encoded import build_features
 
-    lang = normalize_lang(opts.lang)
-    if opts.space:
-        space = load_space(opts.space)
-        specs, extras = space_specs(space), space.extra_train_choices()
-        if not specs:
-            raise DistnerError(f"{opts.space}: its trials never set encoder_features=e5; nothing to build")
-    else:
-        cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides])
-        specs, extras = [spec(cfg.model)], [cfg.train.extra_langs]
-    check_installed("distner features")  # without the extra, fail before reading the data
-    # only the splits asked for are read (a test split can be larger than train); features need
-    # the words alone, so the labels are read as they are
-    read = {s: read_conll(split_path(opts.data_dir, lang, s)) for s in dict.fromkeys(opts.splits)}
-    root = str(resolve_data_dir(opts.data_dir))
-    corpus = Corpus(lang, "fine", read.get("train", []), read.get("dev", []), read.get("test", []), root)
-    for split, path, size in prebuild(corpus.feature_splits(extras, opts.splits), specs):
+    for lang, split, path, size in build_features(opts):
         print(f"{lang} {split}: {path} ({size / 1e6:.1f} MB)")
     return 0
 

@@ -9,8 +9,11 @@ gave them are all in the `EncodedCorpus` it returns; the model, the run folder a
 dev take them from there. (The test split's features are read when it is scored: it can be larger
 than train, and a study never reads it.)
 
+`build_features` is `distner features`: a language's splits read and their feature cache files
+built ahead.
+
 Reads: a `Corpus`, a `RunConfig`, vectors files and the encoder's feature cache when a config asks.
-Writes: nothing.
+Writes: nothing (`build_features`: the feature cache).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -26,6 +30,7 @@ from distner.core.errors import DistnerError
 from distner.data.conll import Corpus, Sentence
 from distner.data.vocab import UNK_ID, Encoded, Vocab, encode, read_vectors
 from distner.labels import tag_set
+from distner.options import FeaturesOptions
 from distner.pretrained.e5 import model_info, word_vectors
 from distner.pretrained.encoder import trainable_layers
 from distner.pretrained.features import Features
@@ -132,3 +137,33 @@ def split_features(sentences: Sequence[Sentence], cfg: ModelConfig) -> list[Feat
     from distner.pretrained.features import split_tokens
 
     return cached_features(split_tokens(sentences), cfg)
+
+
+def build_features(opts: FeaturesOptions) -> list[tuple[str, str, Path, int]]:
+    """`distner features`: the e5 feature cache files of a language's splits (opts.splits), for
+    every spec a space (opts.space) or a config (opts.config and overrides) asks for, built where
+    missing: (language, split, file, bytes) for each."""
+    from distner.config import load_config
+    from distner.core.extras import check_installed
+    from distner.data.conll import read_conll, resolve_data_dir, split_path
+    from distner.labels import normalize_lang
+    from distner.pretrained.cache import prebuild
+    from distner.pretrained.features import space_specs, spec
+    from distner.spaces import load_space
+
+    lang = normalize_lang(opts.lang)
+    if opts.space:
+        space = load_space(opts.space)
+        specs, extras = space_specs(space), space.extra_train_choices()
+        if not specs:
+            raise DistnerError(f"{opts.space}: its trials never set encoder_features=e5; nothing to build")
+    else:
+        cfg = load_config(opts.config, ["encoder_features=e5", *opts.overrides])
+        specs, extras = [spec(cfg.model)], [cfg.train.extra_langs]
+    check_installed("distner features")  # without the extra, fail before reading the data
+    # only the splits asked for are read (a test split can be larger than train); features need
+    # the words alone, so the labels are read as they are
+    read = {s: read_conll(split_path(opts.data_dir, lang, s)) for s in dict.fromkeys(opts.splits)}
+    root = str(resolve_data_dir(opts.data_dir))
+    corpus = Corpus(lang, "fine", read.get("train", []), read.get("dev", []), read.get("test", []), root)
+    return [(lang, *built) for built in prebuild(corpus.feature_splits(extras, opts.splits), specs)]
