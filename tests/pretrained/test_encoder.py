@@ -56,7 +56,7 @@ def test_config_checks_the_encoder_keys():
         (["encoder_layers=last13"], "encoder_layers: must be"),
         (["encoder_layers=x"], "encoder_layers: must be"),
         (["encoder_mix=max"], "encoder_mix: must be mean or scalar"),
-        (["encoder_train_layers=13"], "encoder_train_layers: must be in 0-12, got 13"),
+        (["encoder_train_layers=13"], "encoder_train_layers: must be an integer in 0-12 or auto, got 13"),
         (["encoder_features=", "encoder_train_layers=2"], "encoder_train_layers: .* needs encoder_features"),
         (
             ["encoder_features=e5", "encoder_train_layers=2"],  # last4 reaches below the two trained
