@@ -404,7 +404,7 @@ class ExperimentOptions:
     experiment: str | None = opt(
         None,
         "run the experiment this file describes (experiments/<name>.yaml: cells, study, variants, "
-        "seeds, where outputs go); only --data-dir, --smoke and --dry-run go with it",
+        "seeds, where outputs go); only --data-dir, --address, --trust, --smoke and --dry-run go with it",
         metavar="YAML",
     )
     dry_run: bool = opt(

@@ -195,19 +195,22 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+WHERE = ("data_dir", "address", "trust")  # flags an experiment takes: where it runs, not what
+
+
 def _run_experiment(args: argparse.Namespace) -> int:
     """The experiment file says what to run; a flag that would say it too is refused."""
     from distner.experiments import load_experiment
-    from distner.workflow.experiment import run_experiment
+    from distner.workflow.experiment import Where, run_experiment
 
+    where = {k: v for o in (TuneOptions, RetrainOptions) for k, v in given(args, o).items() if k in WHERE}
     for options in (ReportOptions, TuneOptions, RetrainOptions):
-        extra = sorted(set(given(args, options)) - {"data_dir"})
+        extra = sorted(set(given(args, options)) - set(WHERE))
         if extra:
             flag = "--" + extra[0].replace("_", "-")
             raise DistnerError(f"{flag}: the experiment file {args.experiment} says this; set it there")
     exp = load_experiment(args.experiment)
-    data_dir = given(args, RetrainOptions).get("data_dir")
-    run_experiment(exp, data_dir, smoke=bool(args.smoke), dry_run=bool(args.dry_run))
+    run_experiment(exp, Where(**where), smoke=bool(args.smoke), dry_run=bool(args.dry_run))
     return 0
 
 

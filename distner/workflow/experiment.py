@@ -170,7 +170,17 @@ def _reported(report: Path, exp: Experiment) -> bool:
     )
 
 
-def run_experiment(exp: Experiment, data_dir: str | None, smoke: bool = False, dry_run: bool = False) -> None:
+@dataclass(frozen=True)
+class Where:
+    """Where an experiment runs, which its file does not say: the data, a Ray cluster to join, and
+    whether to trust a study's Ray state this user's key did not sign."""
+
+    data_dir: str | None = None
+    address: str | None = None
+    trust: bool = False
+
+
+def run_experiment(exp: Experiment, where: Where, smoke: bool = False, dry_run: bool = False) -> None:
     """Run every step not done yet (or, with `dry_run`, only say which are), then the report."""
     if smoke:
         exp = for_smoke(exp)
@@ -187,9 +197,9 @@ def run_experiment(exp: Experiment, data_dir: str | None, smoke: bool = False, d
         _adopt_published(exp, cell)
         settings = exp.tune_of(cell)
         if settings is not None and not _tune_done(exp, cell):
-            _tune(exp, settings, cell, data_dir)
+            _tune(exp, settings, cell, where)
         if not all(s.done for s in plan(exp, smoke) if s.name.startswith(f"retrain {cell} ")):
-            _retrain(exp, cell, data_dir, smoke)
+            _retrain(exp, cell, where, smoke)
     if all(s.done for s in plan(exp, smoke)):
         print(f"experiment {exp.name}: every step done", file=sys.stderr)
         return
@@ -210,7 +220,7 @@ def start_spec(item: Any) -> str:
     return ",".join([str(path), *extra])
 
 
-def _tune(exp: Experiment, t: TuneSettings, cell: Cell, data_dir: str | None) -> None:
+def _tune(exp: Experiment, t: TuneSettings, cell: Cell, where: Where) -> None:
     storage, best_dir = Path(exp.runs) / "studies", Path(exp.runs) / "best"
     resume = study_exists(str(storage), cell)
     print(f"experiment {exp.name}: tune {cell} ({'resuming' if resume else 'starting'})", file=sys.stderr)
@@ -231,7 +241,9 @@ def _tune(exp: Experiment, t: TuneSettings, cell: Cell, data_dir: str | None) ->
         name=cell,
         resume=resume,
         best_dir=str(best_dir),
-        data_dir=data_dir,
+        data_dir=where.data_dir,
+        address=where.address,
+        trust=where.trust,
     )
     run_study(opts)
     # publish the small outputs: the winner and the study's own files
@@ -253,7 +265,7 @@ def _adopt_published(exp: Experiment, cell: Cell) -> None:
         shutil.copy2(published, cell_dir / RETRAIN_JSON)
 
 
-def _retrain(exp: Experiment, cell: Cell, data_dir: str | None, smoke: bool) -> None:
+def _retrain(exp: Experiment, cell: Cell, where: Where, smoke: bool) -> None:
     cell_dir, published = Path(exp.runs) / "retrain" / cell, _record(exp, cell)
     variants = exp.variants_of(cell)
     if not variants:
@@ -270,7 +282,8 @@ def _retrain(exp: Experiment, cell: Cell, data_dir: str | None, smoke: bool) -> 
             variants=tuple(v.flag() for v in variants),
             no_baseline=not exp.baseline_of(cell),
             retrain_dir=str(Path(exp.runs) / "retrain"),
-            data_dir=data_dir,
+            data_dir=where.data_dir,
+            address=where.address,
             overrides=(f"epochs={SMOKE_EPOCHS}",) if smoke else (),
         )
     )
