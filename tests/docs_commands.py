@@ -145,6 +145,9 @@ class Runner:
         for name in ("tune_spaces", "cluster", "benchmarks"):
             if not (sandbox / name).exists():
                 (sandbox / name).symlink_to(ROOT / name)
+        for name in ("experiments", "results"):  # copies: an experiment writes where its file says
+            if not (sandbox / name).exists():
+                shutil.copytree(ROOT / name, sandbox / name)
         self.ray_head = False
         self.ray_tmp = ""
 
@@ -265,6 +268,11 @@ class Runner:
         base = [*DISTNER, sub]
         if sub == "train":
             return self._run([*base, *rest, *TINY_TRAIN, "--quiet"])
+        if sub == "pipeline" and "--experiment" in rest:
+            # the file says what runs; a page shows --dry-run, or --smoke (minutes) at most
+            return self._run(
+                [*base, *rest] + ([] if "--dry-run" in rest or "--smoke" in rest else ["--smoke"])
+            )
         if sub in ("tune", "pipeline"):
             rest = _drop(_drop(_drop(rest, "--num-samples"), "--time-budget"), "--verbose")
             space = _value(rest, "--space")
