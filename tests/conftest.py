@@ -25,7 +25,7 @@ from .helpers import (
     ray_pids,
     real_data_dir,
     retrain_args,
-    train_args,
+    tiny_config,
     write,
     write_corpus,
 )
@@ -106,18 +106,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.unit)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, bytes]:
-    """One finished tiny run (read-only for the cases) and its predictions of the test fixture."""
-    base = tmp_path_factory.mktemp("finished")
-    proc = distner(*train_args("run", "--set", "epochs=1", "--quiet"), cwd=base)
-    assert proc.returncode == 0, proc.stderr
-    predict_file(base / "run", TEST_CONLL, base / "pred.conll")
-    return base / "run", (base / "pred.conll").read_bytes()
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One finished tiny run (tiny_config(): TINY_NET, one epoch, on the tiny fixture's en-fine), as
+    `distner train` writes it (fit_into), trained in this process once per session. Read-only for
+    every test that gets it: copy it (shutil.copytree) to change it."""
+    from distner.data.conll import Corpus
+    from distner.train.fit import fit_into
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    fit_into(tiny_config(), Corpus.load(TINY, "en", "fine"), out, accelerator="cpu", progress=False)
+    return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def finished(finished_run: Path) -> tuple[Path, bytes]:
+    """The session's finished run (read-only for the cases) and its predictions of the test fixture."""
+    pred = finished_run.parent / "pred.conll"
+    predict_file(finished_run, TEST_CONLL, pred)
+    return finished_run, pred.read_bytes()
+
+
+@pytest.fixture(scope="session")
 def cell(tmp_path_factory) -> Path:
+    """One finished retrain cell (cells/en-fine, one seed, by `distner retrain` in a subprocess),
+    built once per session: read-only for every test that gets it (copy it to change it)."""
     root = tmp_path_factory.mktemp("retrain")
     write(root / "best.yaml", CONFIG)
     proc = distner(*retrain_args(root), cwd=root)
