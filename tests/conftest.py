@@ -17,6 +17,7 @@ from .helpers import (
     ENV,
     RAY_TMPDIR_ENV,
     SESSION_ENV,
+    SPACE,
     TEST_CONLL,
     TINY,
     distner,
@@ -25,6 +26,7 @@ from .helpers import (
     ray_pids,
     real_data_dir,
     retrain_args,
+    study_options,
     tiny_config,
     write,
     write_corpus,
@@ -135,4 +137,19 @@ def cell(tmp_path_factory) -> Path:
     write(root / "best.yaml", CONFIG)
     proc = distner(*retrain_args(root), cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
+    return root
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory) -> Path:
+    """One finished two-trial study of en-fine on the tiny fixture (SPACE % 1, seed 3), run in this
+    process once per session and signed by this session's key; returns the folder holding runs/
+    (runs/en-fine) and space.yaml. Read-only for every test that gets it: a test that changes it
+    works on a copy (shutil.copytree). tests/core/test_manifest.py and tests/tune/test_trust.py
+    resume, damage and re-sign copies of it."""
+    from distner.tune.driver import run_study
+
+    root = tmp_path_factory.mktemp("study")
+    write(root / "space.yaml", SPACE % 1)
+    run_study(study_options(root))
     return root
