@@ -96,13 +96,41 @@ def no_ray_left():
     assert not ray_left(before), "a test left Ray processes running"
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for the tests of a module that only need a running Ray:
+    distner's driver joins it (init_ray leaves a running Ray alone) instead of starting and stopping
+    its own for every study. Stopped after the module's last test, every process of it checked gone;
+    the SIGTERM handler ray.init installs is put back."""
+    import signal
+
+    import ray
+
+    from distner.core.compat import RAY_SYSTEM_CONFIG
+
+    before, term = ray_pids(), signal.getsignal(signal.SIGTERM)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _system_config=RAY_SYSTEM_CONFIG,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, term)
+        assert not ray_left(before), "the module's Ray left processes running"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`) is integration too; every test
-    neither integration, heavy nor slow is unit."""
+    """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`, `local_ray`) is integration
+    too; every test neither integration, heavy nor slow is unit."""
     for item in items:
         if "slow" in item.keywords:
             continue
-        if "no_ray_left" in getattr(item, "fixturenames", ()):
+        if {"no_ray_left", "local_ray"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
         if "integration" not in item.keywords and "heavy" not in item.keywords:
             item.add_marker(pytest.mark.unit)

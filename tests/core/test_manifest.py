@@ -68,7 +68,7 @@ def test_a_resume_that_would_change_the_study_is_refused(
     assert snapshot(study) == before
 
 
-def test_a_resume_may_add_trials(study: Path, tmp_path: Path) -> None:
+def test_a_resume_may_add_trials(study: Path, tmp_path: Path, local_ray: None) -> None:
     """--num-samples up on --resume: the study's trials stay as they were and more are added
     (Ray alone would restore the count it was started with and add none)."""
     root = tmp_path / "copy"
@@ -212,7 +212,9 @@ def test_a_damaged_manifest_is_one_line(study: Path, tmp_path: Path, damage: str
     assert snapshot(root) == before
 
 
-def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_path: Path) -> None:
+def test_an_older_study_is_adopted_only_if_its_summary_agrees(
+    study: Path, tmp_path: Path, local_ray: None
+) -> None:
     root = tmp_path / "copy"
     shutil.copytree(study, root)
     folder = root / "runs" / "en-fine"
