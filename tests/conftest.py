@@ -17,6 +17,7 @@ from .helpers import (
     ENV,
     RAY_TMPDIR_ENV,
     SESSION_ENV,
+    SPACE,
     TEST_CONLL,
     TINY,
     distner,
@@ -25,7 +26,8 @@ from .helpers import (
     ray_pids,
     real_data_dir,
     retrain_args,
-    train_args,
+    study_options,
+    tiny_config,
     write,
     write_corpus,
 )
@@ -94,32 +96,88 @@ def no_ray_left():
     assert not ray_left(before), "a test left Ray processes running"
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs, no dashboard) for the tests of a module that only need a running Ray:
+    distner's driver joins it (init_ray leaves a running Ray alone) instead of starting and stopping
+    its own for every study. Stopped after the module's last test, every process of it checked gone;
+    the SIGTERM handler ray.init installs is put back."""
+    import signal
+
+    import ray
+
+    from distner.core.compat import RAY_SYSTEM_CONFIG
+
+    before, term = ray_pids(), signal.getsignal(signal.SIGTERM)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _system_config=RAY_SYSTEM_CONFIG,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, term)
+        assert not ray_left(before), "the module's Ray left processes running"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`) is integration too; every test
-    neither integration, heavy nor slow is unit."""
+    """Tiers (pyproject.toml): a test that starts Ray (`no_ray_left`, `local_ray`) is integration
+    too; every test neither integration, heavy nor slow is unit."""
     for item in items:
         if "slow" in item.keywords:
             continue
-        if "no_ray_left" in getattr(item, "fixturenames", ()):
+        if {"no_ray_left", "local_ray"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
         if "integration" not in item.keywords and "heavy" not in item.keywords:
             item.add_marker(pytest.mark.unit)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, bytes]:
-    """One finished tiny run (read-only for the cases) and its predictions of the test fixture."""
-    base = tmp_path_factory.mktemp("finished")
-    proc = distner(*train_args("run", "--set", "epochs=1", "--quiet"), cwd=base)
-    assert proc.returncode == 0, proc.stderr
-    predict_file(base / "run", TEST_CONLL, base / "pred.conll")
-    return base / "run", (base / "pred.conll").read_bytes()
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One finished tiny run (tiny_config(): TINY_NET, one epoch, on the tiny fixture's en-fine), as
+    `distner train` writes it (fit_into), trained in this process once per session. Read-only for
+    every test that gets it: copy it (shutil.copytree) to change it."""
+    from distner.data.conll import Corpus
+    from distner.train.fit import fit_into
+
+    out = tmp_path_factory.mktemp("finished") / "run"
+    fit_into(tiny_config(), Corpus.load(TINY, "en", "fine"), out, accelerator="cpu", progress=False)
+    return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def finished(finished_run: Path) -> tuple[Path, bytes]:
+    """The session's finished run (read-only for the cases) and its predictions of the test fixture."""
+    pred = finished_run.parent / "pred.conll"
+    predict_file(finished_run, TEST_CONLL, pred)
+    return finished_run, pred.read_bytes()
+
+
+@pytest.fixture(scope="session")
 def cell(tmp_path_factory) -> Path:
+    """One finished retrain cell (cells/en-fine, one seed, by `distner retrain` in a subprocess),
+    built once per session: read-only for every test that gets it (copy it to change it)."""
     root = tmp_path_factory.mktemp("retrain")
     write(root / "best.yaml", CONFIG)
     proc = distner(*retrain_args(root), cwd=root)
     assert proc.returncode == 0, proc.stderr.decode()
+    return root
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory) -> Path:
+    """One finished two-trial study of en-fine on the tiny fixture (SPACE % 1, seed 3), run in this
+    process once per session and signed by this session's key; returns the folder holding runs/
+    (runs/en-fine) and space.yaml. Read-only for every test that gets it: a test that changes it
+    works on a copy (shutil.copytree). tests/core/test_manifest.py and tests/tune/test_trust.py
+    resume, damage and re-sign copies of it."""
+    from distner.tune.driver import run_study
+
+    root = tmp_path_factory.mktemp("study")
+    write(root / "space.yaml", SPACE % 1)
+    run_study(study_options(root))
     return root

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from distner.config import RunConfig, load_config
+from distner.options import TuneOptions
 from distner.records import CellReport, Report, StudyFacts
 
 from .synthetic import write_corpus  # noqa: F401 - the synthetic MultiCoNER corpus, for the fixture
@@ -228,3 +229,19 @@ def report_fits_its_type(report: dict) -> bool:
     return fits(report, Report) and all(
         fits(c, CellReport) and fits(c["study"], StudyFacts) for c in report["cells"].values()
     )
+
+
+def study_options(root: Path, **kw: object) -> TuneOptions:
+    """The options of conftest's `finished_study` (en-fine on the tiny fixture, SPACE % 1 in
+    root/space.yaml, two trials, seed 3, storage root/runs), with `kw` changed."""
+    base: dict = dict(
+        lang="en",
+        space=str(root / "space.yaml"),
+        num_samples=2,
+        storage=str(root / "runs"),
+        best_dir=str(root / "best"),
+        data_dir=str(TINY),
+        verbose=0,
+        seed=3,
+    )
+    return TuneOptions(**{**base, **kw})  # type: ignore[arg-type]

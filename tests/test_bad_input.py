@@ -55,25 +55,9 @@ class Finished:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Finished:
-    base = tmp_path_factory.mktemp("finished")
-    proc = distner(
-        "train",
-        "--lang",
-        "en",
-        "--data-dir",
-        TINY,
-        "--set",
-        "epochs=1",
-        *sets(*TINY_NET),
-        "--out",
-        "run",
-        "--quiet",
-        cwd=base,
-    )
-    assert proc.returncode == 0, proc.stderr
-    predict_file(base / "run", TINY / "en" / "test.conll", base / "pred.conll")
-    return Finished(base / "run", (base / "pred.conll").read_bytes())
+def finished(finished: tuple[Path, bytes]) -> Finished:
+    """conftest's finished run of this session (trained once, in-process) and its predictions."""
+    return Finished(*finished)
 
 
 @dataclass

@@ -18,32 +18,20 @@ from distner.options import TuneOptions
 from distner.spaces import load_space
 from distner.tune.driver import run_study
 
-from ..helpers import SPACE, TINY, distner, snapshot, write
+from ..helpers import SPACE, TINY, distner, snapshot, study_options, write
 
 pytestmark = pytest.mark.integration  # real Ray studies or distner in subprocesses
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    """A finished two-trial study of en-fine; returns the folder holding runs/ and space.yaml."""
-    root = tmp_path_factory.mktemp("manifest")
-    write(root / "space.yaml", SPACE % 1)
-    run_study(options(root))
-    return root
+@pytest.fixture
+def study(finished_study: Path) -> Path:
+    """conftest's finished two-trial study of en-fine (one per session): the folder holding runs/
+    and space.yaml. The tests that change it work on a copy."""
+    return finished_study
 
 
 def options(root: Path, **kw: object) -> TuneOptions:
-    base: dict = dict(
-        lang="en",
-        space=str(root / "space.yaml"),
-        num_samples=2,
-        storage=str(root / "runs"),
-        best_dir=str(root / "best"),
-        data_dir=str(TINY),
-        verbose=0,
-        seed=3,
-    )
-    return TuneOptions(**{**base, **kw})  # type: ignore[arg-type]
+    return study_options(root, **kw)
 
 
 def tune_args(root: Path, *extra: object, seed: int = 3, samples: int = 2) -> list[object]:
@@ -80,7 +68,7 @@ def test_a_resume_that_would_change_the_study_is_refused(
     assert snapshot(study) == before
 
 
-def test_a_resume_may_add_trials(study: Path, tmp_path: Path) -> None:
+def test_a_resume_may_add_trials(study: Path, tmp_path: Path, local_ray: None) -> None:
     """--num-samples up on --resume: the study's trials stay as they were and more are added
     (Ray alone would restore the count it was started with and add none)."""
     root = tmp_path / "copy"
@@ -224,7 +212,9 @@ def test_a_damaged_manifest_is_one_line(study: Path, tmp_path: Path, damage: str
     assert snapshot(root) == before
 
 
-def test_an_older_study_is_adopted_only_if_its_summary_agrees(study: Path, tmp_path: Path) -> None:
+def test_an_older_study_is_adopted_only_if_its_summary_agrees(
+    study: Path, tmp_path: Path, local_ray: None
+) -> None:
     root = tmp_path / "copy"
     shutil.copytree(study, root)
     folder = root / "runs" / "en-fine"

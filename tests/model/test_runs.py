@@ -10,20 +10,16 @@ import torch
 import yaml
 
 from distner.core.errors import DistnerError
-from distner.data.conll import Corpus
 from distner.model import runs
 from distner.model.runs import is_run_dir
-from distner.train.fit import fit
 
-from ..helpers import TINY, tiny_config
+from ..helpers import tiny_config
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = tiny_config()
-    fit(cfg, Corpus.load(TINY, "en", "fine"), out, progress=False, accelerator="cpu")
-    return out, cfg
+def run(finished_run):
+    """conftest's session run: a real fit of tiny_config() (read-only here; the cases copy it)."""
+    return finished_run, tiny_config()
 
 
 def test_a_fit_writes_the_files_runs_names_and_reads_them_back(run):

@@ -14,27 +14,29 @@ import pytest
 
 from distner.tune.trust import SIGNATURE
 
-from ..helpers import SPACE, one_line_error, run_cli, snapshot, write
+from ..helpers import TINY, one_line_error, run_cli, snapshot
 
 pytestmark = pytest.mark.integration  # real Ray studies, distner in subprocesses
 
 
-def _tune(folder: Path, data: Path, *extra: object, env: dict[str, str] | None = None):
+def _tune(folder: Path, *extra: object, env: dict[str, str] | None = None):
+    """`distner tune` of conftest's finished study (en-fine on the tiny fixture), run in `folder`."""
     return run_cli(
-        "tune", "--lang", "hi", "--space", "space.yaml", "--num-samples", 2, "--storage", "runs",
-        "--best-dir", "best", "--name", "s", "--data-dir", data, "--verbose", 0, *extra, cwd=folder, env=env,
+        "tune", "--lang", "en", "--space", "space.yaml", "--num-samples", 2, "--seed", 3, "--storage", "runs",
+        "--best-dir", "best", "--data-dir", TINY, "--verbose", 0, *extra, cwd=folder, env=env,
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory, synthetic_data) -> Path:
-    """A finished two-trial study, signed by this session's key (conftest's DISTNER_KEY_DIR)."""
-    folder = tmp_path_factory.mktemp("signed")
-    write(folder / "space.yaml", SPACE % 1)
-    proc = _tune(folder, synthetic_data)
-    assert proc.returncode == 0, proc.stderr
-    assert (folder / "runs" / "s" / SIGNATURE).is_file()
-    return folder
+def made(finished_study: Path) -> Path:
+    """conftest's finished two-trial study, signed by this session's key (conftest's DISTNER_KEY_DIR)."""
+    assert (_state(finished_study) / SIGNATURE).is_file()
+    return finished_study
+
+
+def _state(study: Path) -> Path:
+    """The study's own folder (Ray's state, its signature) under the folder the tests run in."""
+    return study / "runs" / "en-fine"
 
 
 @pytest.fixture
@@ -60,42 +62,42 @@ UNSIGNED = (
 
 
 @pytest.mark.parametrize("how", ["--resume", "--results-only"])
-def test_a_crafted_state_never_runs(study, synthetic_data, tmp_path, how):
+def test_a_crafted_state_never_runs(study, tmp_path, how):
     """A swapped tuner.pkl used to run its code on --resume and --results-only (then a traceback)."""
     marker = tmp_path / "ran"
-    (study / "runs" / "s" / "tuner.pkl").write_bytes(pickle.dumps(_Runs(marker)))
+    (_state(study) / "tuner.pkl").write_bytes(pickle.dumps(_Runs(marker)))
     before = snapshot(study)
-    line = one_line_error(_tune(study, synthetic_data, how))
+    line = one_line_error(_tune(study, how))
     assert line == (
-        f"distner: error: {study / 'runs' / 's'}: Ray's state (tuner.pkl) changed since this user's key "
+        f"distner: error: {_state(study)}: Ray's state (tuner.pkl) changed since this user's key "
         f"signed it (tuner.pkl: replaced, damaged or truncated); {UNSIGNED}"
     )
     assert not marker.exists() and snapshot(study) == before
 
 
-def test_a_truncated_state_is_one_line(study, synthetic_data):
+def test_a_truncated_state_is_one_line(study):
     """It used to be a 27-line traceback from Ray's unpickler."""
-    pkl = study / "runs" / "s" / "tuner.pkl"
+    pkl = _state(study) / "tuner.pkl"
     pkl.write_bytes(pkl.read_bytes()[:100])
-    line = one_line_error(_tune(study, synthetic_data, "--resume"))
+    line = one_line_error(_tune(study, "--resume"))
     # compat.can_restore reads its opcodes (running none) and finds it damaged before the signature
     assert "Ray's state of this study (tuner.pkl) is missing or damaged" in line
 
 
-def test_an_unsigned_file_beside_the_state_is_refused(study, synthetic_data, tmp_path):
+def test_an_unsigned_file_beside_the_state_is_refused(study, tmp_path):
     """A searcher state added after signing: Ray would unpickle it too."""
-    (study / "runs" / "s" / "searcher-state-extra.pkl").write_bytes(pickle.dumps(_Runs(tmp_path / "ran")))
-    line = one_line_error(_tune(study, synthetic_data, "--resume"))
+    (_state(study) / "searcher-state-extra.pkl").write_bytes(pickle.dumps(_Runs(tmp_path / "ran")))
+    line = one_line_error(_tune(study, "--resume"))
     assert "holds a file its signature does not cover (searcher-state-extra.pkl)" in line
 
 
-def test_a_state_another_user_signed_is_refused(study, synthetic_data, tmp_path):
+def test_a_state_another_user_signed_is_refused(study, tmp_path):
     """Another key (another user, another machine) signed it: as good as unsigned here."""
     other = {**os.environ, "DISTNER_KEY_DIR": str(tmp_path / "other-key")}
-    (study / "runs" / "s" / SIGNATURE).unlink()
-    assert _tune(study, synthetic_data, "--results-only", "--trust", env=other).returncode == 0
-    line = one_line_error(_tune(study, synthetic_data, "--results-only"))
-    state = study / "runs" / "s"
+    (_state(study) / SIGNATURE).unlink()
+    assert _tune(study, "--results-only", "--trust", env=other).returncode == 0
+    line = one_line_error(_tune(study, "--results-only"))
+    state = _state(study)
     assert (
         line
         == f"distner: error: {state}: Ray's state (tuner.pkl) is not signed by this user's key; {UNSIGNED}"
@@ -103,14 +105,14 @@ def test_a_state_another_user_signed_is_refused(study, synthetic_data, tmp_path)
     assert (tmp_path / "other-key" / "study-key").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_study_from_before_signing_needs_trust_once(study, synthetic_data):
-    sig = study / "runs" / "s" / SIGNATURE
+def test_a_study_from_before_signing_needs_trust_once(study):
+    sig = _state(study) / SIGNATURE
     sig.unlink()  # as a study an earlier distner wrote
-    line = one_line_error(_tune(study, synthetic_data, "--results-only"))
+    line = one_line_error(_tune(study, "--results-only"))
     assert "is not signed by this user's key" in line
-    proc = _tune(study, synthetic_data, "--results-only", "--trust")
+    proc = _tune(study, "--results-only", "--trust")
     assert proc.returncode == 0, proc.stderr
     assert "resuming it as --trust says" in proc.stderr
     assert set(json.loads(sig.read_text())["files"]) >= {"tuner.pkl"}
-    proc = _tune(study, synthetic_data, "--results-only")  # signed now: no --trust needed
+    proc = _tune(study, "--results-only")  # signed now: no --trust needed
     assert proc.returncode == 0, proc.stderr
