@@ -54,12 +54,15 @@ class Step:
 
 
 def for_smoke(exp: Experiment) -> Experiment:
-    """The same cells and variants on a data sample with the smoke space, few trials, seeds and
-    epochs, into `<runs>/smoke` (published there too): never into the experiment's own outputs."""
+    """The same cells and variants on a data sample with the smoke space, few trials (at most the
+    experiment's), seeds and epochs, into `<runs>/smoke` (published there too): never into the
+    experiment's own outputs."""
     root = Path(exp.runs) / "smoke"
     tune = None
     if exp.tune is not None:
-        tune = replace(exp.tune, space=SMOKE_SPACE, num_samples=SMOKE_SAMPLES, cells={})
+        # never more trials than the experiment asks for
+        samples = min(SMOKE_SAMPLES, exp.tune.num_samples)
+        tune = replace(exp.tune, space=SMOKE_SPACE, num_samples=samples, cells={})
     return replace(
         exp, tune=tune, seeds=exp.seeds[:SMOKE_SEEDS], runs=str(root), publish=str(root / "published")
     )

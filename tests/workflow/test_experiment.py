@@ -19,7 +19,7 @@ EXPERIMENT = """\
 cells: [hi-fine, hi-coarse]
 tune:
   space: tune_spaces/extended.yaml   # --smoke swaps in the smoke space
-  num_samples: 16
+  num_samples: 2                     # --smoke runs at most this many
   max_concurrent: 2
 variants:
   winner: {}
@@ -66,8 +66,9 @@ def test_the_report_picks_each_cell_on_dev_mean_over_seeds(experiment):
         written = json.loads((cwd / SMOKE / "retrain" / cell / "retrain.json").read_text())
         assert record == {**written, "study": f"{SMOKE}/published/studies/{cell}"}
     assert "### Candidates (picked on dev" in (cwd / SMOKE / "published/report.md").read_text()
-    # the study's small files and its winner are published beside the record
-    assert (cwd / SMOKE / "published/studies/hi-fine/trials.csv").is_file()
+    # the study's small files and its winner are published beside the record; 2 trials, as asked
+    trials = (cwd / SMOKE / "published/studies/hi-fine/trials.csv").read_text().splitlines()
+    assert len(trials) == 1 + 2
     assert (cwd / SMOKE / "published/best/hi-coarse.yaml").is_file()
     assert not (cwd / "results").exists()  # a smoke run never writes the experiment's own outputs
 
