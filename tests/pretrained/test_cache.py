@@ -18,7 +18,7 @@ from distner.pretrained import cache, features
 from distner.pretrained import e5 as pretrained
 from distner.train.engine import SharedData
 
-from ..helpers import SPACE, TINY, one_line_error, run_cli, tiny_config, write
+from ..helpers import SPACE, TINY, one_line_error, run_cli, study_options, tiny_config, write
 from .conftest import TRAINED, cache_files, model_cfg
 
 pytestmark = pytest.mark.usefixtures("cache_in_tmp")
@@ -191,20 +191,10 @@ def test_extra_train_langs_features_are_built_ahead_and_kept_apart(synthetic_dat
 
 
 def test_a_study_builds_the_caches_once_before_its_trials(tmp_path, no_ray_left, capsys):
-    from distner.options import TuneOptions
     from distner.tune.driver import run_study
 
-    space = write(tmp_path / "space.yaml", SPACE % 1 + "encoder_features: e5\nencoder_layers: last\n")
-    opts = TuneOptions(
-        lang="en",
-        space=str(space),
-        num_samples=2,
-        storage=str(tmp_path / "runs"),
-        best_dir=str(tmp_path / "best"),
-        data_dir=str(TINY),
-        verbose=0,
-        seed=1,
-    )
+    write(tmp_path / "space.yaml", SPACE % 1 + "encoder_features: e5\nencoder_layers: last\n")
+    opts = study_options(tmp_path, seed=1)
     run_study(opts)
     # the driver encoded train and dev once (never test); the trials only read those files
     assert len(cache_files()) == 2
