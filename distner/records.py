@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -206,6 +207,11 @@ def start_spec(path: str, rank: int | None = None, overrides: dict[str, Any] | N
     """A start point as --start-from spells it: `PATH[,KEY=VALUE...][,rank=N]`."""
     sets = "".join(f",{k}={v}" for k, v in (overrides or {}).items())
     return f"{path}{sets}" + (f",rank={rank}" if rank is not None else "")
+
+
+def config_key(flat: dict[str, Any]) -> str:
+    """One flat config (its seed included) as a key: how a record's runs are matched to configs."""
+    return json.dumps(flat, sort_keys=True)
 
 
 def start_label(row: StartRow) -> str:

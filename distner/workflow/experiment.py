@@ -9,7 +9,6 @@ published record holds and trains only the missing ones.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from dataclasses import dataclass, replace
@@ -32,7 +31,7 @@ from distner.options import (
     RetrainOptions,
     TuneOptions,
 )
-from distner.records import REPORT_JSON, RETRAIN_JSON
+from distner.records import REPORT_JSON, RETRAIN_JSON, config_key, start_spec
 from distner.report.render import build_report
 from distner.tune.driver import run_study, study_exists
 
@@ -103,12 +102,8 @@ def _recorded_seeds(exp: Experiment, cell: Cell) -> set[str]:
     if isinstance(data, dict):
         for v in (data.get("variants") or {}).values():
             for run in v.get("runs") or []:
-                out.add(_key({**v["config"], "seed": run["seed"]}))
+                out.add(config_key({**v["config"], "seed": run["seed"]}))
     return out
-
-
-def _key(flat: dict[str, Any]) -> str:
-    return json.dumps(flat, sort_keys=True)
 
 
 def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
@@ -121,7 +116,7 @@ def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
                 Step(
                     f"tune {cell}",
                     _tune_done(exp, cell),
-                    (exp.tune.space, *(start_spec(s) for s in exp.tune.start_points(cell))),
+                    (exp.tune.space, *(_spelled(s) for s in exp.tune.start_points(cell))),
                     (winner, str(_published_study(exp, cell))),
                 )
             )
@@ -129,7 +124,7 @@ def plan(exp: Experiment, smoke: bool = False) -> list[Step]:
         for v in exp.variants_of(cell):
             configs = _seed_configs(exp, cell, v, smoke)
             for s in v.seeds or exp.seeds:
-                done = configs is not None and _key(configs[s]) in recorded
+                done = configs is not None and config_key(configs[s]) in recorded
                 where = Path(exp.runs) / "retrain" / cell / v.name / f"seed-{s}"
                 steps.append(
                     Step(f"retrain {cell} {v.name} seed {s}", done, (winner, *v.sets()), (str(where),))
@@ -213,14 +208,11 @@ def run_experiment(exp: Experiment, where: Where, smoke: bool = False, dry_run: 
     print(f"experiment {exp.name}: report -> {Path(exp.publish) / 'report.md'}", file=sys.stderr)
 
 
-def start_spec(item: Any) -> str:
-    """A start point as `distner tune --start-from` takes it: PATH[,rank=N][,KEY=VALUE...]."""
+def _spelled(item: Any) -> str:
+    """A start point of the file as `distner tune --start-from` takes it."""
     if isinstance(item, str):
         return item
-    path = item.get("config") or item.get("study")
-    extra = [f"rank={item['rank']}"] if "rank" in item else []
-    extra += [f"{k}={v}" for k, v in (item.get("set") or {}).items()]
-    return ",".join([str(path), *extra])
+    return start_spec(item.get("config") or item["study"], item.get("rank"), item.get("set"))
 
 
 def _tune(exp: Experiment, t: TuneSettings, cell: Cell, where: Where) -> None:
@@ -239,7 +231,7 @@ def _tune(exp: Experiment, t: TuneSettings, cell: Cell, where: Where) -> None:
         reduction_factor=t.reduction_factor,
         time_budget=t.time_budget,  # type: ignore[arg-type]  # parsed by TuneOptions
         seed=t.seed,
-        start_from=tuple(start_spec(s) for s in t.start_points(cell)),
+        start_from=tuple(_spelled(s) for s in t.start_points(cell)),
         storage=str(storage),
         name=cell,
         resume=resume,

@@ -8,11 +8,9 @@ dev score, never test).
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 from distner.config import RunConfig, load_config, parse_overrides
 from distner.core import manifest
@@ -31,6 +29,7 @@ from distner.records import (
     RetrainRecord,
     SeedRun,
     Variant,
+    config_key,
     summarise,
 )
 from distner.spaces import resolve_space_path
@@ -104,10 +103,6 @@ def _variants(opts: RetrainOptions) -> list[tuple[str, RunConfig, str, list[int]
     return out
 
 
-def _key(flat: dict[str, Any]) -> str:
-    return json.dumps(flat, sort_keys=True)
-
-
 def _recorded(cell_dir: Path) -> dict[str, SeedRun]:
     """The seed runs an earlier retrain.json of this cell recorded, by their config: a run whose
     folder is gone (git-ignored, another machine) is reused from the record, not trained again."""
@@ -119,7 +114,7 @@ def _recorded(cell_dir: Path) -> dict[str, SeedRun]:
     for v in data["variants"].values():
         if isinstance(v, dict) and isinstance(v.get("config"), dict):
             for run in v.get("runs") or []:
-                out[_key({**v["config"], "seed": run["seed"]})] = run
+                out[config_key({**v["config"], "seed": run["seed"]})] = run
     return out
 
 
@@ -140,7 +135,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
             for s in seeds
         }.values()
     )
-    todo = [j for j in jobs if not _done(j[2], j[1]) and _key(j[1].to_flat()) not in recorded]
+    todo = [j for j in jobs if not _done(j[2], j[1]) and config_key(j[1].to_flat()) not in recorded]
     if not opts.overwrite:  # a finished run is replaced only when asked
         for _, cfg, out in todo:
             _check_not_finished(out, cfg)
@@ -197,7 +192,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
 def _seed_run(cell_dir: Path, run_dir: Path, cfg: RunConfig, recorded: dict[str, SeedRun]) -> SeedRun:
     """A finished seed run from its folder, or as the earlier record has it when the folder is gone."""
     if not _done(run_dir, cfg):
-        return recorded[_key(cfg.to_flat())]
+        return recorded[config_key(cfg.to_flat())]
     m = runs.read_metrics(run_dir)
     return SeedRun(
         seed=cfg.train.seed,
