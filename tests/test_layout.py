@@ -148,6 +148,10 @@ LIGHT = [
     "distner.report.figures",
     "distner.report.markdown",
     "distner.tune.driver",
+    "distner.tune.trial",  # a study's driver imports it to hand Ray the trainable
+    "distner.tune.ray_runtime",
+    "distner.pretrained.specs",
+    "distner.train.precision",
     "distner.tune.study",
     "distner.model.runs",
     "distner.data.conll",
