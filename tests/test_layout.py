@@ -45,6 +45,8 @@ COVERED_ELSEWHERE = {
     "report/tables": "tests/report/test_markdown.py (report.md's tables), tests/tune/test_driver.py",
     "sizes": "tests/tune/test_packed.py (member sizes)",
     "train/checkpoints": "tests/tune/test_driver.py (checkpoint_every)",
+    "train/precision": "tests/tune/test_driver.py, tests/cli/test_main.py (16-mixed on a CPU)",
+    "tune/callback": "tests/tune/test_driver.py (each epoch reported, checkpoints a resume continues from)",
     "tune/study": "tests/tune/test_driver.py (a study's files)",
     "tune/trial": "tests/tune/test_driver.py (the trainable)",
 }
@@ -146,6 +148,10 @@ LIGHT = [
     "distner.report.figures",
     "distner.report.markdown",
     "distner.tune.driver",
+    "distner.tune.trial",  # a study's driver imports it to hand Ray the trainable
+    "distner.tune.ray_runtime",
+    "distner.pretrained.specs",
+    "distner.train.precision",
     "distner.tune.study",
     "distner.model.runs",
     "distner.data.conll",

@@ -57,7 +57,8 @@ def cmd_train(opts: TrainOptions) -> int:
         from distner.data.encoded import check_vocabulary
 
         # torch and Lightning: only once the data has been read whole
-        from distner.train.fit import check_precision, fit_into, select_accelerator
+        from distner.train.fit import fit_into, select_accelerator
+        from distner.train.precision import check_precision
 
         check_vocabulary(corpus, cfg)
         check_precision(cfg.train.precision, select_accelerator(opts.accelerator))

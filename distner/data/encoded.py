@@ -148,7 +148,7 @@ def build_features(opts: FeaturesOptions) -> list[tuple[str, str, Path, int]]:
     from distner.data.conll import read_conll, resolve_data_dir, split_path
     from distner.labels import normalize_lang
     from distner.pretrained.cache import prebuild
-    from distner.pretrained.features import space_specs, spec
+    from distner.pretrained.specs import space_specs, spec
     from distner.spaces import load_space
 
     lang = normalize_lang(opts.lang)

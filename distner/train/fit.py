@@ -49,6 +49,7 @@ from distner.model.runs import check_run_out, is_run_dir
 from distner.model.tagger import Tagger
 from distner.pretrained.features import Features
 from distner.train.optim import make_optimizer
+from distner.train.precision import check_precision
 
 
 class TaggerModule(pl.LightningModule):
@@ -212,16 +213,6 @@ def select_accelerator(accelerator: str) -> str:
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise DistnerError("--accelerator gpu: no CUDA device is visible")
     return accelerator
-
-
-def check_precision(precision: str, accelerator: str) -> None:
-    """16-bit AMP is a GPU's: on a CPU Lightning runs bf16-mixed instead, and the run would record
-    a precision it did not train with."""
-    if precision == "16-mixed" and accelerator == "cpu":
-        raise DistnerError(
-            "precision=16-mixed: needs a GPU (on a CPU Lightning would run bf16-mixed instead); "
-            "set precision=bf16-mixed or 32"
-        )
 
 
 def fit(

@@ -33,7 +33,7 @@ from distner.core.paths import check_output_dir, check_output_file, is_remote
 from distner.data.conll import Corpus
 from distner.evaluation.metrics import MONITOR
 from distner.labels import Cell, normalize_granularity, normalize_lang
-from distner.options import NUM_SAMPLES, PACK_MAX, TuneOptions
+from distner.options import DEFAULT_GPU_SHARE, NUM_SAMPLES, PACK_MAX, TuneOptions
 from distner.spaces import Param, Space, load_space
 from distner.tune import packed, trust
 from distner.tune.start import StartPoint, resolve_start_points, start_rows
@@ -215,6 +215,8 @@ def _run_study(
     Ray would read), load the heavy libraries, build the features every trial reads, start Ray,
     fit the trials to the machine, run them, write the study's files."""
     count = _claim_and_check(opts, study, space)  # the study's trials; None: as Ray saved it
+    if not opts.address and not _ray_running():  # init_ray will start one here: say it before
+        _check_local_machine(opts, space)
     clock = _PhaseClock()
     from distner.tune.ray_runtime import init_ray  # Ray, Optuna, torch, Lightning load from here
 
@@ -263,11 +265,12 @@ def _sign(opts: TuneOptions, study: Study) -> None:
 def _prebuild_features(space: Space, corpus: Corpus) -> bool:
     """The e5 features of every train split a trial can pick and of dev, built once here so that
     trials only read them. Whether the space uses them."""
-    from distner.pretrained.cache import prebuild
-    from distner.pretrained.features import space_specs
+    from distner.pretrained.specs import space_specs
 
     specs = space_specs(space)
     if specs:
+        from distner.pretrained.cache import prebuild  # torch: only for a space that uses e5
+
         prebuild(corpus.feature_splits(space.extra_train_choices(), ("train", "dev")), specs)
     return bool(specs)
 
@@ -298,13 +301,8 @@ def _trials_for_the_machine(
     gpus = gpu_share(opts.gpus_per_trial)
     _check_resources(opts.cpus_per_trial, gpus, local=local)
     on_gpu = gpus > 0  # --gpus-per-trial 0 keeps a study on CPUs, GPUs or not
-    if not on_gpu and "16-mixed" in space.values("precision"):  # said once, not by every trial
-        from distner.train.fit import check_precision
-
-        try:
-            check_precision("16-mixed", "cpu")
-        except DistnerError as e:
-            raise DistnerError(f"{space.source}: key 'precision': {e}") from None
+    if not on_gpu:
+        _check_cpu_precision(space)
     threads = max(1, int(opts.cpus_per_trial))
     # one packer per GPU, or per --cpus-per-trial cores: the machine's shape, not the study's size
     n_packers = _gpu_count() if on_gpu else _cpu_packers(opts.cpus_per_trial)
@@ -607,6 +605,43 @@ def _member_bytes(space: Space, corpus: Corpus) -> int:
     vocab = len(Vocab.build(corpus.train, 1))
     longest = max((len(s) for s in corpus.train), default=1)
     return packed.member_bytes(largest, vocab, len(tag_set(corpus.granularity)), longest)
+
+
+def _ray_running() -> bool:
+    """Whether this process is already connected to a Ray (a caller's own ray.init), without
+    importing Ray to find out."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def _check_local_machine(opts: TuneOptions, space: Space) -> None:
+    """What `_trials_for_the_machine` checks on the local Ray this command will start (one node:
+    this machine, with the CPUs and GPUs `init_ray` gives it), said before Ray starts or any
+    feature is built: a trial no node can hold, and a precision the CPU cannot train with."""
+    from distner.tune.ray_runtime import local_resources
+
+    have_cpu, have_gpu = local_resources()
+    cpus = opts.cpus_per_trial
+    gpus = opts.gpus_per_trial
+    if gpus is None:  # gpu_share's default
+        gpus = DEFAULT_GPU_SHARE if have_gpu else 0.0
+    if have_cpu < cpus or have_gpu < gpus:
+        need = f"--cpus-per-trial {cpus:g}" + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
+        have = f"the largest node has {have_cpu:g} CPUs and {have_gpu:g} GPUs"
+        raise DistnerError(f"{need}: no trial can start ({have}); ask for less")
+    if not gpus:
+        _check_cpu_precision(space)
+
+
+def _check_cpu_precision(space: Space) -> None:
+    """A space whose trials may pick 16-bit AMP cannot run on CPUs: said once, not by every trial."""
+    if "16-mixed" in space.values("precision"):
+        from distner.train.precision import check_precision
+
+        try:
+            check_precision("16-mixed", "cpu")
+        except DistnerError as e:
+            raise DistnerError(f"{space.source}: key 'precision': {e}") from None
 
 
 def _check_resources(cpus: float, gpus: float, local: bool) -> None:

@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from distner.config import RunConfig
 from distner.core import interrupts
 from distner.core.compat import RAY_SYSTEM_CONFIG
@@ -26,7 +24,6 @@ from distner.core.paths import is_remote
 from distner.data.conll import Corpus
 from distner.model.runs import KeepEpoch
 from distner.options import DEFAULT_GPU_SHARE
-from distner.train.fit import fit_into
 
 
 def init_ray(address: str | None = None, verbose: int = 1) -> bool:
@@ -54,10 +51,11 @@ def _init_ray(ray: Any, address: str | None, verbose: int) -> bool:
         print(f"distner: ended Ray agents left by a killed local Ray session: {names}", file=sys.stderr)
     gib = 1024**3
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpus, gpus = local_resources()
     ray.init(
         address="local",  # a new instance even when `ray start` left a cluster running here
-        num_cpus=os.cpu_count() or 1,
-        num_gpus=torch.cuda.device_count(),
+        num_cpus=cpus,
+        num_gpus=gpus,
         include_dashboard=False,
         object_store_memory=int(min(2 * gib, max(0.1 * mem, 0.25 * gib))),
         log_to_driver=verbose > 1,
@@ -65,6 +63,21 @@ def _init_ray(ray: Any, address: str | None, verbose: int) -> bool:
         logging_level=level,
     )
     return True
+
+
+def local_resources() -> tuple[int, int]:
+    """The CPUs and GPUs a local Ray started here gets: all of this machine's."""
+    return os.cpu_count() or 1, _torch_gpus()
+
+
+def _torch_gpus() -> int:
+    """The GPUs torch sees (CUDA_VISIBLE_DEVICES included), as the trials will: a machine with
+    no GPU device node has none, and its driver never loads torch to find that out."""
+    if not any(next(Path("/dev").glob(pattern), None) for pattern in ("nvidia[0-9]*", "kfd", "dxg")):
+        return 0
+    import torch
+
+    return torch.cuda.device_count()
 
 
 _RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
@@ -186,6 +199,8 @@ def fit_on_ray(
 
         @ray.remote(num_cpus=1, num_gpus=gpus)
         def one(cfg: RunConfig, corpus: Corpus, out: str) -> str:
+            from distner.train.fit import fit_into  # torch and Lightning: in the task, not the driver
+
             accel = "gpu" if gpus > 0 else "cpu"
             fit_into(cfg, corpus, out, overwrite=True, accelerator=accel, progress=False, keep=keep)
             return out

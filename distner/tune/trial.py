@@ -1,48 +1,19 @@
-"""Inside a trial (a Ray worker): the trainable a study runs, one `distner.training.fit` on the
-sampled config with a callback that reports each epoch to Tune (and a resumable checkpoint when the
-trial's `CheckpointClock` says so). The driver (tune/driver.py) imports it only when a study starts.
+"""Inside a trial (a Ray worker): the trainable a study runs, one `distner.train.fit` on the
+sampled config with a callback that reports each epoch to Tune (tune/callback.py). The driver
+(tune/driver.py) imports this module to hand Ray the trainable, so torch and Lightning load inside
+the trial, not here: a study's driver never needs them.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
-
-import pytorch_lightning as pl
-import torch
 
 from distner.config import RunConfig
 from distner.core.errors import TrainingDiverged
 from distner.data.conll import Corpus
 from distner.evaluation.metrics import MONITOR
-from distner.train.checkpoints import CheckpointClock
-from distner.train.fit import fit
-
-
-class TuneReport(pl.Callback):
-    """After each epoch (validation included) report metrics to Tune; a resumable checkpoint goes
-    with the report when the trial's `CheckpointClock` says so."""
-
-    def __init__(self, node_id: str, checkpoint_every: int = 0):
-        self.node_id, self.clock = node_id, CheckpointClock(checkpoint_every)
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        from ray import tune
-
-        epoch = trainer.current_epoch + 1
-        metrics: dict[str, Any] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        metrics.update(epoch=epoch, node_id=self.node_id)
-        if not self.clock.due(epoch):
-            tune.report(metrics)
-            return
-        start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as d:
-            trainer.save_checkpoint(Path(d) / "last.ckpt")
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        self.clock.saved(start)
 
 
 def run_trial(
@@ -56,7 +27,11 @@ def run_trial(
 ) -> None:
     """The trainable: one `fit` on the sampled config, in the trial's own working directory."""
     import ray
+    import torch
     from ray import tune
+
+    from distner.train.fit import fit
+    from distner.tune.callback import TuneReport
 
     torch.set_num_threads(max(1, threads))
     cfg = RunConfig.from_flat({**base, **params})

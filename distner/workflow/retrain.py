@@ -151,7 +151,7 @@ def _retrain_cell(opts: RetrainOptions, cell_dir: Path) -> RetrainRecord:
         keep: runs.KeepEpoch = "last" if opts.train_on == "train+dev" else "best"
         # torch: only once there is training to do
         from distner.pretrained.cache import prebuild
-        from distner.pretrained.features import spec
+        from distner.pretrained.specs import spec
 
         specs = list(dict.fromkeys(spec(c.model) for _, c, _ in todo if c.model.encoder_features))
         if specs:  # built once here, so that seeds running side by side only read them
@@ -237,7 +237,7 @@ def _check_configs_fit(jobs: list[tuple[str, RunConfig, Path]], corpus: Corpus, 
     import torch
 
     from distner.data.encoded import check_vocabulary
-    from distner.train.fit import check_precision
+    from distner.train.precision import check_precision
 
     on_cpu = not opts.address and not torch.cuda.is_available() and opts.accelerator != "gpu"
     for name, cfg, _ in jobs:

@@ -13,12 +13,15 @@ from distner.core.interrupts import STOP_SIGNALS, deferred, stop_requests
 
 
 @pytest.fixture(autouse=True)
-def sigint_as_in_a_terminal():
-    """Python's own SIGINT handler, as in a terminal, even when the tests run with SIGINT ignored
-    (started as a background job): the policy keeps an inherited ignore, which is tested apart."""
-    was = signal.signal(signal.SIGINT, signal.default_int_handler)
+def signals_as_in_a_terminal():
+    """Python's own handlers, as in a process started from a terminal, even when the tests run with
+    SIGINT ignored (started as a background job) or in a test worker that handles SIGTERM itself
+    (pytest-xdist's): the policy keeps an inherited ignore or handler, which is tested apart."""
+    was_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    was_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
-    signal.signal(signal.SIGINT, was)
+    signal.signal(signal.SIGINT, was_int)
+    signal.signal(signal.SIGTERM, was_term)
 
 
 def _send(sig: int) -> None:

@@ -168,19 +168,19 @@ def test_prepare_reads_the_cache_and_packed_members_share_it_only_with_the_same_
 
 
 @pytest.mark.integration  # distner in a subprocess
-def test_extra_train_langs_features_are_built_ahead_and_kept_apart(synthetic_data, capsys):
+def test_extra_train_langs_features_are_built_ahead_and_kept_apart(small_synthetic_data, capsys):
     """`distner features --set extra_train_langs=bn` builds the file of the train split such a config
     trains on (Hindi's, then Bengali's); prepare then reads it, and a packed member without the key
     keeps Hindi's own."""
-    argv = ["features", "--lang", "hi", "--data-dir", str(synthetic_data), "--splits", "train,dev"]
+    argv = ["features", "--lang", "hi", "--data-dir", str(small_synthetic_data), "--splits", "train,dev"]
     assert main([*argv, "--set", "extra_train_langs=bn"]) == 0
     assert len(cache_files()) == 2 and "hi train+bn: " in capsys.readouterr().out
-    corpus = Corpus.load(synthetic_data, "hi", "fine")
+    corpus = Corpus.load(small_synthetic_data, "hi", "fine")
     cfg = tiny_config("encoder_features=e5", "extra_train_langs=bn")
     files = cache_files()
     data = prepare(corpus, cfg)
     assert cache_files() == files and "encoding" not in capsys.readouterr().err  # read, not rebuilt
-    bn = [s for s in read_conll(synthetic_data / "bn" / "train.conll.gz") if len(s)]
+    bn = [s for s in read_conll(small_synthetic_data / "bn" / "train.conll.gz") if len(s)]
     own = len([s for s in corpus.train if len(s)])
     assert len(data.train.lengths) == own + len(bn)
     shared = SharedData(corpus, torch.device("cpu"))

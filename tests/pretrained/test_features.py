@@ -9,7 +9,6 @@ import torch
 from distner.pretrained import e5 as pretrained
 from distner.pretrained import encoder, features
 
-from ..helpers import ROOT
 from .conftest import model_cfg
 
 pytestmark = pytest.mark.usefixtures("cache_in_tmp")
@@ -39,33 +38,3 @@ def test_a_sentence_longer_than_the_model_is_encoded_in_windows():
     long = tuple(["word"] * 600)  # 600 pieces: more than 510 between <s> and </s>
     (feats,) = features.word_features([long], model_cfg())
     assert feats.shape == (600, 1, 384) and bool(feats.abs().sum(-1).gt(0).all())
-
-
-def test_space_specs_are_every_layers_and_mix_a_study_can_pick(tmp_path):
-    from distner.spaces import load_space
-
-    assert features.space_specs(load_space(ROOT / "tune_spaces" / "extended.yaml")) == []
-    specs = features.space_specs(load_space(ROOT / "tune_spaces" / "pretrained.yaml"))
-    Spec = features.Spec
-    assert specs == [Spec((9, 10, 11, 12), True), Spec((9, 10, 11, 12), False), Spec((12,), True)]
-    fixed = tmp_path / "s.yaml"
-    fixed.write_text("encoder_features: e5\nencoder_layers: last2\nhidden_dim: {choice: [8, 520]}\n")
-    assert features.space_specs(load_space(fixed)) == [Spec((11, 12), True)]
-    # trained top layers: their input, the pieces of the layer below them
-    fixed.write_text("encoder_features: e5\nencoder_layers: last\nencoder_train_layers: {choice: [0, 2]}\n")
-    assert features.space_specs(load_space(fixed)) == [Spec((12,), True), Spec((10,), True, True)]
-    # auto: the layers each encoder_layers value reads, trained (their input, the layer below them)
-    fixed.write_text(
-        "encoder_features: e5\nencoder_layers: {choice: [last4, 3-5]}\n"
-        "encoder_train_layers: {choice: [0, auto]}\n"
-    )
-    assert features.space_specs(load_space(fixed)) == [
-        Spec((9, 10, 11, 12), True),
-        Spec((3, 4, 5), True),
-        Spec((8,), True, True),
-        Spec((2,), True, True),
-    ]
-    fixed.write_text(
-        "encoder_features: e5\nencoder_layers: {choice: [last4, last8]}\nencoder_train_layers: auto\n"
-    )
-    assert features.space_specs(load_space(fixed)) == [Spec((8,), True, True), Spec((4,), True, True)]
