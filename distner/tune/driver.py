@@ -626,11 +626,16 @@ def _check_local_machine(opts: TuneOptions, space: Space) -> None:
     if gpus is None:  # gpu_share's default
         gpus = DEFAULT_GPU_SHARE if have_gpu else 0.0
     if have_cpu < cpus or have_gpu < gpus:
-        need = f"--cpus-per-trial {cpus:g}" + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
-        have = f"the largest node has {have_cpu:g} CPUs and {have_gpu:g} GPUs"
+        need, have = _asked_and_largest(cpus, gpus, have_cpu, have_gpu)
         raise DistnerError(f"{need}: no trial can start ({have}); ask for less")
     if not gpus:
         _check_cpu_precision(space)
+
+
+def _asked_and_largest(cpus: float, gpus: float, most_cpu: float, most_gpu: float) -> tuple[str, str]:
+    """The words of a trial no node can hold: what it asks for, and what the largest node has."""
+    need = f"--cpus-per-trial {cpus:g}" + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
+    return need, f"the largest node has {most_cpu:g} CPUs and {most_gpu:g} GPUs"
 
 
 def _check_cpu_precision(space: Space) -> None:
@@ -655,8 +660,7 @@ def _check_resources(cpus: float, gpus: float, local: bool) -> None:
         return
     most_cpu = max((n.get("CPU", 0) for n in nodes), default=0)
     most_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
-    need = f"--cpus-per-trial {cpus:g}" + (f" and --gpus-per-trial {gpus:g}" if gpus else "")
-    have = f"the largest node has {most_cpu:g} CPUs and {most_gpu:g} GPUs"
+    need, have = _asked_and_largest(cpus, gpus, most_cpu, most_gpu)
     if local:
         raise DistnerError(f"{need}: no trial can start ({have}); ask for less")
     print(
