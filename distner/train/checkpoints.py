@@ -1,5 +1,5 @@
 """When a tuning trial saves a resumable checkpoint: the one rule for Lightning trials
-(trial.TuneReport) and packed trials (packed.run_packed_trial). Light on purpose (no torch): a
+(callback.TuneReport) and packed trials (packed.run_packed_trial). Light on purpose (no torch): a
 packed trial's process imports only this side of distner.
 
 A checkpoint holds weights + Adam state: 156 MB at the reference's size on Hindi, ~0.8 s to save and
