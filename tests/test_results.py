@@ -162,3 +162,75 @@ def test_every_experiment_behind_a_table_is_done(monkeypatch, capsys):
             f,
             [x for x in lines if "todo" in x],
         )
+
+
+# A measured number typed into prose: a decimal (a score, std, ratio, version of a run's figure) or
+# an integer with a unit of time, throughput, size or share. Code blocks (commands) and link
+# targets are not prose. Configuration in prose is written without decimals (`encoder_lr` 1e-4).
+TYPED_NUMBER = re.compile(
+    r"\d+\.\d+|\d[\d,]*\s?(?:%|ms\b|s\b|min\b|minutes?\b|hours?\b|h\b|tokens/s|MB\b|GB\b|MiB\b)"
+)
+
+
+def _typed_numbers(text: str) -> list[str]:
+    """'line: number' for each measured-looking number in a Markdown text's prose."""
+    found, fenced = [], False
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            prose = re.sub(r"\]\([^)]*\)", "]", line)  # a link's target is a path, not prose
+            found += [f"{n}: {m.group()}" for m in TYPED_NUMBER.finditer(prose)]
+    return found
+
+
+def test_hand_written_results_notes_type_no_measured_number():
+    """Issue 42: no number in results/ is typed by hand. The notes there (everything but the
+    report.md files `distner report` writes) point to the file that holds a score, gain, std or
+    time (report.md, report.json, a record, a study's files, timings.tsv, a benchmark's JSON
+    lines) instead of quoting it, so the prose cannot drift from the files."""
+    pages = sorted(RESULTS.rglob("*.md"))
+    written = [p for p in pages if p.name == "report.md"]
+    notes = [p for p in pages if p.name != "report.md"]
+    assert {"README.md", "pretrained/README.md", "performance/README.md"} <= {
+        str(p.relative_to(RESULTS)) for p in notes
+    }
+    for page in written:  # generated, so free to hold numbers
+        assert page.read_text(encoding="utf-8").startswith("# distner report\n"), page
+    typed = {
+        str(p.relative_to(ROOT)): hits
+        for p in notes
+        if (hits := _typed_numbers(p.read_text(encoding="utf-8")))
+    }
+    assert typed == {}, f"point to the file that holds these numbers instead: {typed}"
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings."""
+    heads = (
+        line.lstrip("#").strip().lower()
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    )
+    return {re.sub(r"[^\w\- ]", "", h).replace(" ", "-") for h in heads}
+
+
+def test_hand_written_results_notes_link_to_what_exists():
+    """Their pointers lead somewhere: every relative link's file, and its heading if it names one."""
+    for page in (p for p in RESULTS.rglob("*.md") if p.name != "report.md"):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), (page, target)
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), (page, target)
+
+
+def test_typed_number_check_catches_a_quoted_score():
+    text = (
+        "Hindi fine scored 75.66 +- 0.19.\n\n```text\ndistner x --set lr=0.01\n```\n[a](b/1.2.md) in 1,129 s"
+    )
+    assert _typed_numbers(text) == ["1: 75.66", "1: 0.19", "6: 1,129 s"]
