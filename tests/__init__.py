@@ -2,9 +2,12 @@
 
 import os
 
-# One torch (OpenMP) thread per test process and per process it starts, set here because this runs
-# before conftest.py or any test module loads torch: the tests' fits are tiny, and `-n 2` runs two
-# test processes on the 2 cores, whose second threads would only spin-wait on each other. It
-# matters most on a busy machine: beside a long study, the in-process fitting tests took 390 s with
-# torch's default and 138 s with one thread. A study's trials still set their own (`cpus_per_trial`).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# In several test processes (`-n 2`), each gets its share of the cores as torch (OpenMP) threads,
+# it and every process it starts, set here because this runs before anything loads torch: with
+# torch's default (every core in every process) the extra threads spin-wait on each other. It
+# matters most on a busy machine: beside a long study, the in-process fitting tests took 390 s
+# with the default and 138 s with one thread each. In one process (`-m unit`) torch keeps its
+# default, which is quicker there (45 s against 55 s). A study's trials set their own.
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
