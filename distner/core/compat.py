@@ -46,6 +46,39 @@ def search_experiment(search: Any) -> Any:
     return search._experiment
 
 
+def trial_results(trial: Any) -> list[dict[str, Any]]:
+    """Every result a Ray Tune trial reported, in order, from the `result.json` the study keeps
+    (local or in a bucket); a line cut short by a kill ends the list."""
+    import json
+
+    from ray.air.constants import EXPR_RESULT_FILE
+
+    try:
+        with trial.storage.storage_filesystem.open_input_stream(f"{trial.path}/{EXPR_RESULT_FILE}") as f:
+            text = f.readall().decode()
+    except (FileNotFoundError, OSError):
+        return []
+    results = []
+    for line in text.splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return results
+
+
+def resume_scheduler_as(tuner: Any, cls: type) -> None:
+    """Make a restored Tuner's scheduler an instance of `cls`, a subclass of its class with no state
+    of its own (a study pickled before distner had `cls`). Ray client mode keeps the Tuner in the
+    cluster, out of reach: its scheduler stays as pickled."""
+    local = tuner._local_tuner
+    if local is None:
+        return
+    scheduler = local._tune_config.scheduler
+    if isinstance(scheduler, cls.__bases__) and not isinstance(scheduler, cls):
+        scheduler.__class__ = cls
+
+
 def storage_filesystem(storage_path: str) -> tuple[Any, str]:
     """(pyarrow filesystem, path on it) for a Ray storage path, local or a bucket URI."""
     from ray.train._internal.storage import get_fs_and_path

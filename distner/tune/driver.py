@@ -361,8 +361,8 @@ def _tuner(
     or the saved one restored (--resume, --results-only)."""
     import optuna
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
+    from distner.tune.scheduler import ResumableASHA
     from distner.tune.searcher import PruningAwareOptunaSearch, StudySearch
 
     param_space = {p.name: _ray_domain(p) for p in space.params}
@@ -373,13 +373,15 @@ def _tuner(
         file=sys.stderr,
     )
     if opts.resume:  # Ray's own hint (above, distner's) names its staging folder, not the study
-        return tune.Tuner.restore(
+        tuner = tune.Tuner.restore(
             study.path,
             trainable=trials.trainable,
             param_space=param_space,
             resume_unfinished=True,
             resume_errored=True,
         )
+        compat.resume_scheduler_as(tuner, ResumableASHA)  # a study started with Ray's own ASHA
+        return tuner
     max_t = space.max_epochs()
     searcher = PruningAwareOptunaSearch(
         points_to_evaluate=points,
@@ -390,7 +392,7 @@ def _tuner(
         metric=MONITOR,
         mode="max",
         search_alg=StudySearch(searcher, trials.max_concurrent),
-        scheduler=ASHAScheduler(
+        scheduler=ResumableASHA(
             time_attr="training_iteration",
             max_t=max_t,
             grace_period=min(opts.grace_period, max_t),

@@ -84,3 +84,29 @@ def test_a_damaged_local_state_is_not_restorable(tmp_path, damage) -> None:
     """Ray would take it (its file exists), then fail deep inside its restore: a traceback."""
     (tmp_path / compat.TUNER_STATE).write_bytes(damage(pickle.dumps({"state": list(range(100))})))
     assert tune.Tuner.can_restore(str(tmp_path)) and not compat.can_restore(str(tmp_path), remote=False)
+
+
+def test_trial_results_and_a_restored_tuners_scheduler(tmp_path) -> None:
+    """A Tune trial's results, read where the study keeps them (a line cut by a kill ends them);
+    the scheduler a Tuner holds, made distner's ASHA in place (its settings kept)."""
+    import json
+
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import ASHAScheduler
+
+    from distner.tune.scheduler import ResumableASHA
+
+    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="s", trial_dir_name="t")
+    trial = Trial("trainable", config={}, storage=storage, trial_id="t", stub=True)
+    assert compat.trial_results(trial) == []
+    (tmp_path / "s" / "t").mkdir(parents=True)
+    (tmp_path / "s" / "t" / "result.json").write_text(json.dumps({"training_iteration": 1}) + '\n{"tra')
+    assert compat.trial_results(trial) == [{"training_iteration": 1}]
+
+    asha = ASHAScheduler(metric="m", mode="max", max_t=9, grace_period=2, reduction_factor=3)
+    tuner = tune.Tuner(lambda config: None, tune_config=tune.TuneConfig(scheduler=asha))
+    before = copy.deepcopy(asha.__dict__)
+    compat.resume_scheduler_as(tuner, ResumableASHA)
+    assert type(asha) is ResumableASHA and asha.__dict__.keys() == before.keys()
+    assert [m for m, _ in asha._brackets[0]._rungs] == [m for m, _ in before["_brackets"][0]._rungs]

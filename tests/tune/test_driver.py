@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from distner.config import load_config
 from distner.core.errors import DistnerError
+from distner.evaluation.metrics import MONITOR
 from distner.options import RetrainOptions, TuneOptions, parse_duration
 from distner.records import StudySummary
 from distner.tune.driver import run_study
@@ -334,6 +335,16 @@ def _epochs_per_trial(study_dir: Path) -> dict[str, list[int]]:
     return out
 
 
+def _scores_per_trial(study_dir: Path) -> dict[str, list[float]]:
+    """Each trial folder's dev score per epoch, from Ray's result.json."""
+    out = {}
+    for d in study_dir.iterdir():
+        if d.is_dir() and (d / "result.json").is_file():
+            lines = [json.loads(x) for x in (d / "result.json").read_text().splitlines() if x.strip()]
+            out[d.name] = [r[MONITOR] for r in lines]
+    return out
+
+
 def test_interrupted_study_resumes(tmp_path, synthetic_data, no_ray_left):
     space = write(tmp_path / "space.yaml", SPACE % 3)
     cmd = [
@@ -524,3 +535,28 @@ def test_a_started_study_exists_even_when_its_state_is_damaged(tmp_path):
     assert not study_exists(str(tmp_path / "runs"), "s")
     (folder / "tuner.pkl").write_bytes(b"\x80\x05\x95")  # a pickle's first bytes, cut short
     assert study_exists(str(tmp_path / "runs"), "s")
+
+
+def test_a_resumed_study_keeps_ashas_rungs(tmp_path, synthetic_data, no_ray_left):
+    """Ray saves no scheduler state, so a resumed study's ASHA started with empty rungs and judged
+    the next trials against no bar, or against a resumed trial's later epochs (tune/scheduler.py).
+    A study of one trial (the baseline) grows on --resume by a weak start point: ASHA stops it at
+    its first rung against the baseline's score there, as the uninterrupted two-trial study would
+    (tests/tune/test_scheduler.py checks the rule score by score)."""
+    from dataclasses import replace
+
+    space = write(tmp_path / "space.yaml", SPACE % 2)
+    weak = write(tmp_path / "weak.yaml", "embedding_dim: 16\nhidden_dim: 16\nbatch_size: 64\nlr: 0.003\n")
+    opts = TuneOptions(
+        lang="hindi", space=str(space), num_samples=1, storage=str(tmp_path / "runs"),
+        best_dir=str(tmp_path / "best"), data_dir=str(synthetic_data), verbose=0, seed=SEED,
+        name="grow", start_from=(str(weak),), grace_period=1, reduction_factor=2, max_concurrent=1,
+    )  # fmt: skip
+    run_study(opts)
+    run_study(replace(opts, num_samples=2, resume=True))
+    study_dir = tmp_path / "runs" / "grow"
+    rows = list(csv.DictReader(open(study_dir / "trials.csv")))
+    assert [(r["state"], r["epochs_run"]) for r in rows] == [("completed", "2"), ("stopped_early", "1")], rows
+    first = {n: scores[0] for n, scores in _scores_per_trial(study_dir).items()}
+    baseline, weak_score = (first[n] for n in sorted(first, key=lambda n: n.split("_")[3]))
+    assert weak_score < baseline, first  # the rung's bar was the baseline's epoch-1 score
