@@ -245,3 +245,28 @@ def study_options(root: Path, **kw: object) -> TuneOptions:
         seed=3,
     )
     return TuneOptions(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings."""
+    heads = (
+        line.lstrip("#").strip().lower()
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    )
+    return {re.sub(r"[^\w\- ]", "", h).replace(" ", "-") for h in heads}
+
+
+def broken_links(page: Path) -> list[str]:
+    """A Markdown page's relative links (outside code blocks) whose file, or heading where the link
+    names one, does not exist."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+            broken.append(target)
+    return broken

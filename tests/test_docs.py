@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .docs_commands import PAGES, Runner, extract
+from .helpers import ROOT, broken_links
 
 KNOWN = ("distner", "python", "tensorboard", "optuna-dashboard", "pip", "export", "ray", "ssh")
 
@@ -17,6 +18,12 @@ def test_pages_follow_the_command_convention():
         assert not c.text.endswith("\\") and "&&" not in c.text and "|" not in c.text.replace("en|", ""), (
             f"{c.page}:{c.line}: one plain command per line, please: {c.text!r}"
         )
+
+
+def test_every_relative_link_leads_somewhere():
+    """README, CHANGELOG and docs/: each relative link's file exists, and its heading if it names one."""
+    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert {p: broken_links(p) for p in pages} == {p: [] for p in pages}
 
 
 @pytest.mark.slow

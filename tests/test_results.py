@@ -16,7 +16,7 @@ from distner.config import load_config, read_yaml_mapping
 from distner.experiments import load_experiment
 from distner.report.readme import END, START, sync
 
-from .helpers import ROOT
+from .helpers import ROOT, broken_links
 
 RESULTS = ROOT / "results"
 CONFIGS = sorted(RESULTS.glob("best/*.yaml")) + sorted(RESULTS.glob("configs/*.yaml"))
@@ -206,27 +206,10 @@ def test_hand_written_results_notes_type_no_measured_number():
     assert typed == {}, f"point to the file that holds these numbers instead: {typed}"
 
 
-def _anchors(page: Path) -> set[str]:
-    """GitHub's anchors of a Markdown page's headings."""
-    heads = (
-        line.lstrip("#").strip().lower()
-        for line in page.read_text(encoding="utf-8").splitlines()
-        if line.startswith("#")
-    )
-    return {re.sub(r"[^\w\- ]", "", h).replace(" ", "-") for h in heads}
-
-
 def test_hand_written_results_notes_link_to_what_exists():
     """Their pointers lead somewhere: every relative link's file, and its heading if it names one."""
     for page in (p for p in RESULTS.rglob("*.md") if p.name != "report.md"):
-        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
-            if target.startswith(("http://", "https://")):
-                continue
-            path, _, anchor = target.partition("#")
-            linked = (page.parent / path).resolve() if path else page
-            assert linked.exists(), (page, target)
-            if anchor and linked.suffix == ".md":
-                assert anchor in _anchors(linked), (page, target)
+        assert broken_links(page) == [], page
 
 
 def test_typed_number_check_catches_a_quoted_score():
