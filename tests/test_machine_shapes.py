@@ -91,16 +91,10 @@ def test_resources_are_counted_from_the_cluster(shape):
             _check_resources(1, gpus + 1, local=True)
 
 
-def test_a_one_trial_study_finishes(shape, synthetic_data):
-    """Fewer trials than CPU slots (or packers) is an ordinary study, not an interrupted one (the
-    2-trial studies below are smaller than the machine too)."""
-    _, _, tmp = shape
-    result, rows = _study(tmp, synthetic_data, "small", num_samples=1)
-    _finished(result, rows, 1)
-
-
 @pytest.mark.parametrize("limit", [1, 1000])
 def test_max_concurrent_below_and_above_the_slots(shape, synthetic_data, limit):
+    """Two trials, one or both at a time, on a machine of 16 or 64 CPU slots: fewer trials than
+    slots (or packers, below) is an ordinary study that ends whole, not an interrupted one."""
     _, _, tmp = shape
     result, rows = _study(tmp, synthetic_data, f"limit-{limit}", num_samples=2, max_concurrent=limit)
     _finished(result, rows, 2)
