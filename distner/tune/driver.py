@@ -216,7 +216,7 @@ def _run_study(
     fit the trials to the machine, run them, write the study's files."""
     count = _claim_and_check(opts, study, space)  # the study's trials; None: as Ray saved it
     if not opts.address and not _ray_running():  # init_ray will start one here: say it before
-        _check_local_machine(opts, space)
+        _check_local_machine(opts, space, corpus)
     clock = _PhaseClock()
     from distner.tune.ray_runtime import init_ray  # Ray, Optuna, torch, Lightning load from here
 
@@ -574,13 +574,13 @@ def _decide_pack(
     else:
         pack = opts.pack if opts.pack is not None else (0 if gpus > 0 else 1)
     if pack != 1 and not opts.results_only:  # --results-only trains nothing: no card to size
-        need = _member_bytes(space, corpus)
         if gpus > 0:
-            have, where = card_memory(), "each GPU"
+            need = _member_bytes(space, corpus)
+            have = card_memory()
+            pack = pack or packed.auto_pack(need, have)
+            packed.check_pack(pack, need, have, "each GPU")
         else:
-            have, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
-        pack = pack or packed.auto_pack(need, have)
-        packed.check_pack(pack, need, have, where)
+            _check_cpu_pack(pack, space, corpus)
     if not (opts.resume or opts.results_only):
         write_json(recorded_file, {"pack": pack})
     return pack
@@ -616,10 +616,11 @@ def _ray_running() -> bool:
     return ray is not None and ray.is_initialized()
 
 
-def _check_local_machine(opts: TuneOptions, space: Space) -> None:
+def _check_local_machine(opts: TuneOptions, space: Space, corpus: Corpus) -> None:
     """What `_trials_for_the_machine` checks on the local Ray this command will start (one node:
     this machine, with the CPUs and GPUs `init_ray` gives it), said before Ray starts or any
-    feature is built: a trial no node can hold, and a precision the CPU cannot train with."""
+    feature is built: a trial no node can hold, a precision the CPU cannot train with, and a
+    --pack more CPU trials than this machine's memory holds."""
     from distner.tune.ray_runtime import local_resources
 
     have_cpu, have_gpu = local_resources()
@@ -632,6 +633,14 @@ def _check_local_machine(opts: TuneOptions, space: Space) -> None:
         raise DistnerError(f"{need}: no trial can start ({have}); ask for less")
     if not gpus:
         _check_cpu_precision(space)
+        if opts.pack is not None and opts.pack > 1 and not opts.results_only:
+            _check_cpu_pack(opts.pack, space, corpus)
+
+
+def _check_cpu_pack(pack: int, space: Space, corpus: Corpus) -> None:
+    """A --pack of CPU trials this machine's memory cannot hold, by packed.member_bytes."""
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    packed.check_pack(pack, _member_bytes(space, corpus), have, "this machine")
 
 
 def _asked_and_largest(cpus: float, gpus: float, most_cpu: float, most_gpu: float) -> tuple[str, str]:
