@@ -54,14 +54,13 @@ def cmd_train(opts: TrainOptions) -> int:
     with folder_lock(out, f"--out {out}", beside=True):  # a second writer is refused before any work
         corpus = Corpus.load(opts.data_dir, cell.lang, cell.granularity)
         corpus = corpus.with_extra_train_splits([cfg.train.extra_langs])  # checked, read once
+        # torch only once the data has been read whole, Lightning once the config suits the data
         from distner.data.encoded import check_vocabulary
-
-        # torch and Lightning: only once the data has been read whole
-        from distner.train.fit import fit_into, select_accelerator
-        from distner.train.precision import check_precision
+        from distner.train.precision import check_precision, select_accelerator
 
         check_vocabulary(corpus, cfg)
         check_precision(cfg.train.precision, select_accelerator(opts.accelerator))
+        from distner.train.fit import fit_into
 
         extra = "".join(f" + {code}'s" for code in cfg.train.extra_langs)  # extra_train_langs, read in fit
         print(f"distner train: {cell}, {len(corpus.train)} train sentences{extra} -> {out}", file=sys.stderr)

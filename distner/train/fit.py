@@ -49,7 +49,7 @@ from distner.model.runs import check_run_out, is_run_dir
 from distner.model.tagger import Tagger
 from distner.pretrained.features import Features
 from distner.train.optim import make_optimizer
-from distner.train.precision import check_precision
+from distner.train.precision import check_precision, select_accelerator
 
 
 class TaggerModule(pl.LightningModule):
@@ -205,14 +205,6 @@ def _quiet_lightning() -> Iterator[None]:
         finally:
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
-
-
-def select_accelerator(accelerator: str) -> str:
-    if accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        raise DistnerError("--accelerator gpu: no CUDA device is visible")
-    return accelerator
 
 
 def fit(

@@ -1,5 +1,6 @@
-"""Which precision an accelerator can train with. Light on purpose (no torch): a study's driver
-checks a space with it before any trial starts, without loading Lightning."""
+"""Which accelerator a run trains on and which precision it can train with. Light on purpose (torch
+only inside `select_accelerator`, no Lightning): a study's driver checks a space with it before any
+trial starts, and `distner train` checks its config before loading Lightning."""
 
 from __future__ import annotations
 
@@ -14,3 +15,16 @@ def check_precision(precision: str, accelerator: str) -> None:
             "precision=16-mixed: needs a GPU (on a CPU Lightning would run bf16-mixed instead); "
             "set precision=bf16-mixed or 32"
         )
+
+
+def select_accelerator(accelerator: str) -> str:
+    """ "cpu" or "gpu" for --accelerator auto|cpu|gpu; gpu where none is visible is an error."""
+    if accelerator == "cpu":
+        return accelerator
+    import torch
+
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise DistnerError("--accelerator gpu: no CUDA device is visible")
+    return accelerator
