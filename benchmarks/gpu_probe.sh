@@ -2,7 +2,7 @@
 # Second GPU script of 2026-11-30 (after gpu_check.sh; issue 20): where a packed study's wall time
 # goes, and what CUDA graphs would buy a step. Same setup as gpu_check.sh (carry .whl and .data).
 # Its caps sum to 630 s, over one device call's 600: drop a step to fit. As run then, its two
-# studies had 170 s caps and both ran past them (cause not confirmed; docs/performance.md).
+# studies had 170 s caps and both ran past them (cause not confirmed; results/performance/README.md).
 set -uo pipefail
 source "$(dirname "$0")/gpu_env.sh"
 # the seed model's step eager and as CUDA graphs, 1, 4 and 8 members in threads
