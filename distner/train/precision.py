@@ -18,7 +18,8 @@ def check_precision(precision: str, accelerator: str) -> None:
 
 
 def select_accelerator(accelerator: str) -> str:
-    """ "cpu" or "gpu" for --accelerator auto|cpu|gpu; gpu where none is visible is an error."""
+    """The device kind a run trains on, for --accelerator auto, cpu or gpu (gpu where no CUDA device
+    is visible is an error); torch is imported only to look for one."""
     if accelerator == "cpu":
         return accelerator
     import torch
