@@ -315,7 +315,10 @@ def _trials_for_the_machine(
         packers[:] = packed.start_packers(names, corpus, first, "gpu", opts.cpus_per_trial, threads)
         return packed.gpu_memory(packers)
 
-    pack = _decide_pack(opts, study, space, corpus, gpus, card_memory)
+    # a --pack on a local Ray was checked before Ray started (_check_local_machine); a resumed
+    # study's recorded pack was not
+    checked = local and opts.pack is not None
+    pack = _decide_pack(opts, study, space, corpus, gpus, card_memory, cpu_checked=checked)
     if pack == 1:  # one Lightning fit per trial process
         if packers:  # the card holds one member of this space: no packing
             packed.stop_packers(packers)
@@ -563,11 +566,18 @@ def _made_from(opts: TuneOptions, space: Space, num_samples: int | None) -> dict
 
 
 def _decide_pack(
-    opts: TuneOptions, study: Study, space: Space, corpus: Corpus, gpus: float, card_memory: Callable[[], int]
+    opts: TuneOptions,
+    study: Study,
+    space: Space,
+    corpus: Corpus,
+    gpus: float,
+    card_memory: Callable[[], int],
+    cpu_checked: bool = False,
 ) -> int:
     """Trials per packer: 1 (a Lightning fit per trial) unless --pack asks for more or, on GPUs,
     as many as the card holds (packed.auto_pack; `card_memory` gives the smallest card's bytes). A
-    resumed study keeps how it was started: its checkpoints are of one kind."""
+    resumed study keeps how it was started: its checkpoints are of one kind. `cpu_checked`: a CPU
+    --pack was already checked against this machine's memory."""
     recorded_file = study.results_dir / PACK_FILE
     if opts.resume or opts.results_only:
         pack = opts.pack or _recorded_pack(opts, study)
@@ -579,7 +589,7 @@ def _decide_pack(
             have = card_memory()
             pack = pack or packed.auto_pack(need, have)
             packed.check_pack(pack, need, have, "each GPU")
-        else:
+        elif not cpu_checked:
             _check_cpu_pack(pack, space, corpus)
     if not (opts.resume or opts.results_only):
         write_json(recorded_file, {"pack": pack})
