@@ -31,6 +31,7 @@ from typing import Any
 from distner.config import RunConfig, coerce, read_yaml_mapping
 from distner.core.errors import DistnerError, shorten
 from distner.labels import Cell
+from distner.options import TuneOptions, parse_duration
 from distner.spaces import resolve_space_path
 
 
@@ -45,7 +46,7 @@ class TuneSettings:
     gpus_per_trial: float | None = None
     grace_period: int = 1
     reduction_factor: int = 3
-    time_budget: str | None = None
+    time_budget: float | None = None  # seconds (the file may say 2h, 90m, 45s)
     seed: int = 0
     start_from: tuple[Any, ...] = ()  # strings or {config|study, rank, set, cells} mappings
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # per cell: settings of its own
@@ -188,12 +189,52 @@ def _start(where: str, item: Any, cells: tuple[Cell, ...]) -> Any:
     return {**spec, "cells": list(own)} if "cells" in spec else dict(spec)
 
 
+# the study settings that are numbers: whole numbers, or any (time_budget: a duration)
+_WHOLE = {"num_samples", "max_concurrent", "grace_period", "reduction_factor", "seed"}
+_NUMBER = {"cpus_per_trial", "gpus_per_trial"}
+
+
+def _settings(where: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The number settings of `spec` as numbers (a duration in seconds), each checked here as
+    `distner tune` checks its flag, so that a bad value is one line before any cell runs."""
+    out = dict(spec)
+    for key, value in spec.items():
+        if value is None or key not in _WHOLE | _NUMBER | {"time_budget"}:
+            continue
+        if key == "time_budget":
+            try:
+                out[key] = parse_duration(str(value))
+            except DistnerError as e:
+                raise DistnerError(f"{where}: time_budget: {e}") from None
+            continue
+        whole = key in _WHOLE
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (whole and not float(value).is_integer())
+        ):
+            kind = "a whole number" if whole else "a number"
+            raise DistnerError(f"{where}: {key}: expected {kind}, got {shorten(str(value))}")
+        out[key] = int(value) if whole else float(value)
+    checked = {k: v for k, v in out.items() if k in _WHOLE | _NUMBER | {"time_budget"}}
+    try:
+        TuneOptions(lang="en", **checked)  # the ranges `distner tune` checks (its words name the flag)
+    except DistnerError as e:
+        raise DistnerError(f"{where}: {e}") from None
+    return out
+
+
 def _tune(where: str, value: Any, cells: tuple[Cell, ...]) -> TuneSettings:
     spec = _mapping(where, value)
     _unknown(where, spec, _TUNE_KEYS)
     if "space" not in spec:
         raise DistnerError(f"{where}: no space (a search space YAML, e.g. tune_spaces/extended.yaml)")
-    resolve_space_path(spec["space"]) if isinstance(spec["space"], str) else _file(f"{where}: space", None)
+    if not isinstance(spec["space"], str):
+        _file(f"{where}: space", None)
+    try:
+        resolve_space_path(spec["space"])
+    except DistnerError as e:
+        raise DistnerError(f"{where}: space: {e}") from None
     starts = spec.get("start_from", [])
     if not isinstance(starts, list):
         raise DistnerError(f"{where}: start_from: expected a list")
@@ -204,8 +245,10 @@ def _tune(where: str, value: Any, cells: tuple[Cell, ...]) -> TuneSettings:
             raise DistnerError(f"{at}: not one of the experiment's cells")
         _unknown(at, _mapping(at, settings), _TUNE_KEYS - {"space", "start_from", "cells"})
     values = {
-        **spec,
-        "cells": {str(Cell.parse(str(c))): dict(v) for c, v in own.items()},
+        **_settings(where, spec),
+        "cells": {
+            str(Cell.parse(str(c))): _settings(f"{where}: cells: {c}", dict(v)) for c, v in own.items()
+        },
         "start_from": tuple(_start(f"{where}: start_from[{i}]", s, cells) for i, s in enumerate(starts)),
     }
     try:

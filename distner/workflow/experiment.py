@@ -229,7 +229,7 @@ def _tune(exp: Experiment, t: TuneSettings, cell: Cell, where: Where) -> None:
         gpus_per_trial=t.gpus_per_trial,
         grace_period=t.grace_period,
         reduction_factor=t.reduction_factor,
-        time_budget=t.time_budget,  # type: ignore[arg-type]  # parsed by TuneOptions
+        time_budget=t.time_budget,
         seed=t.seed,
         start_from=tuple(_spelled(s) for s in t.start_points(cell)),
         storage=str(storage),
