@@ -328,7 +328,9 @@ class RetrainOptions:
     best_dir: str = opt(
         BEST_DIR, f"where the tuned <lang>-<gran>.yaml is (default {BEST_DIR}/)", metavar="DIR"
     )
-    top_k: int = opt(1, "retrain the K best trials of the study (read from --storage)", metavar="K")
+    top_k: int = opt(
+        1, "retrain the K best trials of the study that wrote the best config (else --storage's)", metavar="K"
+    )
     storage: str = opt(STORAGE, f"where the study lives (for --top-k; default {STORAGE}/)", metavar="DIR")
     seeds: int | tuple[int, ...] = opt(
         3,

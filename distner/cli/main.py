@@ -351,9 +351,10 @@ COMMANDS: dict[str, Command] = {
         (ExperimentOptions, ReportOptions, TuneOptions, SmokeOptions, RetrainOptions),
         "tune -> retrain -> report for every cell (or an experiment file's steps), skipping finished steps",
         "Run every step for each language x granularity. A cell's tune step is done when "
-        "BEST_DIR/<cell>.yaml exists, its retrain step when RETRAIN_DIR/<cell>/retrain.json "
-        "exists; unfinished studies are resumed. The report is rebuilt at the end. With --experiment, "
-        "the steps are the file's (docs/experiments.md); --dry-run lists them as done or todo.",
+        "BEST_DIR/<cell>.yaml exists and names the pipeline's own study, its retrain step when "
+        "RETRAIN_DIR/<cell>/retrain.json was made from that best config; unfinished studies are "
+        "resumed. The report is rebuilt at the end. With --experiment, the steps are the file's "
+        "(docs/experiments.md); --dry-run lists them as done or todo.",
         # the pipeline fills in each cell, names and resumes its studies, reports on what its
         # retrain step wrote
         skip=("lang", "granularity", "name", "resume", "results_only", "finished_only", "against", "top_k")
